@@ -72,11 +72,11 @@ func Int64(v int64) *int64 { return &v }
 type Action string
 
 const (
-	Create                      Action = "create"
-	CreateAlert                 Action = "create_alert"
-	CreateAlertAndMarkExported  Action = "create_alert_and_mark_exported"
-	MarkExported                Action = "mark_exported"
-	Acknowledge                 Action = "acknowledge"
+	Create                     Action = "create"
+	CreateAlert                Action = "create_alert"
+	CreateAlertAndMarkExported Action = "create_alert_and_mark_exported"
+	MarkExported               Action = "mark_exported"
+	Acknowledge                Action = "acknowledge"
 )
 
 // Actions lists the POST actions in a stable order.

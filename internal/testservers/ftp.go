@@ -1,0 +1,217 @@
+package testservers
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// FTP is a running vsftpd serving plain FTP and explicit FTPS (AUTH TLS) on
+// the same port, passive mode only.
+type FTP struct {
+	Host     string // "127.0.0.1"
+	Port     int
+	Addr     string // Host:Port
+	User     string
+	Password string
+	CAFile   string // PEM of the server's self-signed certificate (IP SAN 127.0.0.1)
+	Root     string // local directory that is the FTP root "/" (the user is chrooted into it)
+	LogFile  string
+	Stop     func() // stops the server early (idempotent); also run in t.Cleanup
+}
+
+// pasvPorts is the size of each server's passive port range.
+const pasvPorts = 16
+
+// StartFTP starts vsftpd on a free loopback port. It needs root (vsftpd
+// switches to the logged-in local user).
+func StartFTP(t testing.TB) *FTP {
+	t.Helper()
+	bin := findBinary("vsftpd", "/usr/sbin", "/sbin")
+	if bin == "" {
+		missing(t, "vsftpd not found; install with: apt-get install vsftpd")
+	}
+	if !isRoot() {
+		missing(t, "vsftpd needs root to log in a local user")
+	}
+	// vsftpd's default secure_chroot_dir; the package creates it, but
+	// /var/run may be a fresh tmpfs.
+	if err := os.MkdirAll("/var/run/vsftpd/empty", 0o755); err != nil {
+		t.Fatalf("testservers: %v", err)
+	}
+	pw, err := ensureUser(ftpUser, true)
+	if err != nil {
+		t.Fatalf("testservers: ftp user: %v", err)
+	}
+	uid, gid, _, err := lookupUser(ftpUser)
+	if err != nil {
+		t.Fatalf("testservers: %v", err)
+	}
+
+	dir := t.TempDir()
+	f := &FTP{Host: "127.0.0.1", User: ftpUser, Password: pw, LogFile: filepath.Join(dir, "vsftpd.log")}
+	f.Root = filepath.Join(sharedDir(t, "ihr-ftp-*"), "root")
+	if err := os.Mkdir(f.Root, 0o755); err != nil {
+		t.Fatalf("testservers: %v", err)
+	}
+	if err := os.Chown(f.Root, uid, gid); err != nil {
+		t.Fatalf("testservers: %v", err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := writeSelfSigned(certFile, keyFile); err != nil {
+		t.Fatalf("testservers: certificate: %v", err)
+	}
+	f.CAFile = certFile
+
+	var p *proc
+	for attempt := 1; ; attempt++ {
+		f.Port = freePort(t)
+		f.Addr = net.JoinHostPort(f.Host, strconv.Itoa(f.Port))
+		lo := pasvRange()
+		conf := strings.Join([]string{
+			"listen=YES",
+			"listen_ipv6=NO",
+			"listen_address=127.0.0.1",
+			"listen_port=" + strconv.Itoa(f.Port),
+			"background=NO",
+			"anonymous_enable=NO",
+			"local_enable=YES",
+			"write_enable=YES",
+			"local_umask=022",
+			// chroot into local_root so several servers can share one user.
+			"local_root=" + f.Root,
+			"chroot_local_user=YES",
+			"allow_writeable_chroot=YES",
+			"pasv_enable=YES",
+			"port_enable=NO",
+			"pasv_min_port=" + strconv.Itoa(lo),
+			"pasv_max_port=" + strconv.Itoa(lo+pasvPorts-1),
+			"seccomp_sandbox=NO",
+			"isolate_network=NO",
+			"ssl_enable=YES",
+			"allow_anon_ssl=NO",
+			"force_local_logins_ssl=NO",
+			"force_local_data_ssl=NO",
+			"require_ssl_reuse=NO",
+			// vsftpd 3.0.3 defaults to DES-CBC3-SHA, which Go clients refuse.
+			"ssl_ciphers=HIGH",
+			"ssl_tlsv1=YES",
+			"rsa_cert_file=" + certFile,
+			"rsa_private_key_file=" + keyFile,
+			// No /etc/pam.d file of this name exists, so PAM uses
+			// /etc/pam.d/other (pam_unix only). Debian's "vsftpd" service
+			// would also demand a login shell from /etc/shells, and the
+			// test user deliberately has none.
+			"pam_service_name=ihr-testservers",
+			"userlist_enable=NO",
+			"tcp_wrappers=NO",
+			// Tests open many sessions; keep the default limits out of the way.
+			"max_clients=0",
+			"max_per_ip=0",
+			"xferlog_enable=NO",
+			"log_ftp_protocol=NO",
+			"vsftpd_log_file=" + f.LogFile,
+			"dual_log_enable=NO",
+			"syslog_enable=NO",
+			"",
+		}, "\n")
+		cfg := filepath.Join(dir, "vsftpd.conf")
+		if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+			t.Fatalf("testservers: %v", err)
+		}
+		p, err = startProc("vsftpd", f.LogFile, bin, []string{cfg}, os.Environ(), nil, syscall.SIGTERM)
+		if err != nil {
+			t.Fatalf("testservers: %v", err)
+		}
+		err = waitReady(p, startTimeout, dialReady(f.Addr))
+		if err == nil {
+			break
+		}
+		p.stop()
+		if attempt < startAttempts && portClash(p.log()) {
+			continue
+		}
+		t.Fatalf("testservers: vsftpd on %s: %v\n--- vsftpd log ---\n%s", f.Addr, err, p.log())
+	}
+	f.Stop = p.stop
+	t.Cleanup(p.stop)
+	return f
+}
+
+// pasvRange picks the first port of a passive range below the kernel's
+// ephemeral range (32768+), where ports handed out for ":0" listens and
+// outgoing connections never land, and checks that the ports are free
+// right now. vsftpd itself retries another port of the range when one is
+// taken at transfer time.
+func pasvRange() int {
+	for try := 0; ; try++ {
+		lo := 20000 + mrand.IntN((32768-20000)/pasvPorts-1)*pasvPorts
+		if try >= 20 || rangeFree(lo, pasvPorts) {
+			return lo
+		}
+	}
+}
+
+func rangeFree(lo, n int) bool {
+	for p := lo; p < lo+n; p++ {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}
+
+// writeSelfSigned writes a self-signed ECDSA certificate for IP 127.0.0.1
+// and its key as PEM files.
+func writeSelfSigned(certFile, keyFile string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "127.0.0.1", Organization: []string{"ihr testservers"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(48 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return fmt.Errorf("write key: %w", err)
+	}
+	return nil
+}

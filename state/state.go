@@ -1,0 +1,205 @@
+// Package state is the worker's durable ledger: which files it has seen and
+// processed, and the outcome of every row it has sent to the API. It is what
+// lets the worker promise exactly one record per row across crashes,
+// restarts, re-drops and reprocessing (see package importer for the
+// protocol that uses it).
+//
+// Ledger is the contract. OpenSQLite implements it on an embedded SQLite
+// database (WAL, synchronous=FULL, schema migrations); a PostgreSQL
+// implementation selected by a postgres:// URL is meant to satisfy the same
+// contract and the same conformance suite (state/statetest).
+//
+// Claims. A worker must hold a file's claim (Claim, kept alive by Heartbeat,
+// given back by Release) to change the file or record its rows: every write
+// names its owner and fails with ErrLeaseLost when the claim has expired or
+// belongs to someone else. With SQLite only one process may open the ledger
+// for writing (an OS file lock enforces it), so claims left by a crashed
+// process are cleared when the next one opens the database; with PostgreSQL
+// they simply expire after their lease.
+//
+// Durability. Every method returns only once its transaction is durable.
+// Row outcomes are written in batches (RecordOutcomes) so one commit covers
+// many rows; the importer's dispatch high-water mark (SetDispatchMark) is
+// what keeps correctness independent of how recent the last batch is.
+package state
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Errors callers test with errors.Is.
+var (
+	// ErrNotFound: no such file in the ledger.
+	ErrNotFound = errors.New("state: not found")
+	// ErrClaimed: another owner holds a live claim on the file.
+	ErrClaimed = errors.New("state: file is claimed by another worker")
+	// ErrLeaseLost: the caller's claim expired or was never held.
+	ErrLeaseLost = errors.New("state: claim lease lost")
+	// ErrLocked: another process has the SQLite ledger open for writing.
+	ErrLocked = errors.New("state: ledger is in use by another process")
+)
+
+// Status is a file's place in its life cycle.
+type Status string
+
+const (
+	Seen       Status = "seen"       // listed, not yet taken
+	Claimed    Status = "claimed"    // a worker holds it, no run started yet
+	Processing Status = "processing" // a run started and has not finished: resumable
+	Done       Status = "done"       // every row created or already recorded; file archived
+	Failed     Status = "failed"     // rows or the whole file rejected; file in failed/
+	Skipped    Status = "skipped"    // not processed (SkipReason says why); file in failed/
+)
+
+// Result is a row's outcome, as the response report spells it.
+type Result string
+
+const (
+	Created         Result = "created"
+	AlreadyRecorded Result = "already-recorded"
+	Invalid         Result = "invalid"
+	FailedRow       Result = "failed"
+)
+
+// Recorded reports whether the result means a record exists on the server.
+func (r Result) Recorded() bool { return r == Created || r == AlreadyRecorded }
+
+// Counts are a file's rows by result.
+type Counts struct {
+	Created         int64 `json:"created"`
+	AlreadyRecorded int64 `json:"already_recorded"`
+	Invalid         int64 `json:"invalid"`
+	Failed          int64 `json:"failed"`
+}
+
+// Add counts one row with result r.
+func (c *Counts) Add(r Result) {
+	switch r {
+	case Created:
+		c.Created++
+	case AlreadyRecorded:
+		c.AlreadyRecorded++
+	case Invalid:
+		c.Invalid++
+	case FailedRow:
+		c.Failed++
+	}
+}
+
+// Total is the number of rows counted.
+func (c Counts) Total() int64 { return c.Created + c.AlreadyRecorded + c.Invalid + c.Failed }
+
+// File is what the ledger knows about one file of one source. Name is the
+// file's original base name in the inbox; it stays its identity (and the
+// records' integration_filename) wherever the file is moved.
+type File struct {
+	Source string
+	Name   string
+
+	Size    int64
+	ModTime time.Time
+	SHA256  string // hex of the content hashed when the current run started
+
+	Status     Status
+	SkipReason string
+
+	// Run numbers the runs over this file; row outcomes carry the run that
+	// wrote them, so a resumed run tells its own outcomes from older ones.
+	Run int64
+	// Rows is the number of data rows of the current content.
+	Rows   int64
+	Counts Counts
+	// DispatchMark: rows numbered at or below it may have been sent to the
+	// API during the current run (see package importer). MarkAll means
+	// every row may have been.
+	DispatchMark int64
+
+	Location    string // where the file is now, relative to the store root
+	Destination string // planned Move target, set before moving (crash reconciliation)
+	ArchivedTo  string // where the last run left it (archive/… or failed/…)
+	ReportPath  string
+
+	Owner      string
+	LeaseUntil time.Time
+
+	FirstSeen  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	UpdatedAt  time.Time
+}
+
+// MarkAll as a DispatchMark says every row may already have been sent.
+const MarkAll int64 = 1<<62 - 1
+
+// Outcome is the last known outcome of one row, keyed by (Source,
+// Filename, Key).
+type Outcome struct {
+	Source   string
+	Filename string // integration_filename: the file's original name
+	Key      string // external-id, or RowKey(row) when it is empty
+
+	Row          int64 // 1-based data row in the run that wrote it
+	Run          int64
+	ExternalID   string
+	DocumentType string
+	DocumentID   string
+	Action       string
+	Result       Result
+	RecordID     int64
+	HTTPStatus   int
+	Message      string
+	UpdatedAt    time.Time
+}
+
+// RowKey is the key of a row without external-id.
+func RowKey(row int64) string { return "#row " + strconv.FormatInt(row, 10) }
+
+// Key returns the ledger key for a row: its external-id, else RowKey(row).
+func Key(externalID string, row int64) string {
+	if strings.TrimSpace(externalID) == "" {
+		return RowKey(row)
+	}
+	return externalID
+}
+
+// Ledger is the durable state store. Implementations are safe for
+// concurrent use.
+type Ledger interface {
+	// Claim takes the file for owner for lease, creating its entry (status
+	// Seen→Claimed) if new. It succeeds when the file is unclaimed, its
+	// lease has expired, or owner already holds it; otherwise it fails
+	// with ErrClaimed. It returns the file as stored after the claim.
+	Claim(ctx context.Context, source, name, owner string, lease time.Duration) (File, error)
+	// Heartbeat extends owner's claim; ErrLeaseLost if it no longer holds it.
+	Heartbeat(ctx context.Context, source, name, owner string, lease time.Duration) error
+	// Release gives the claim back; releasing a claim not held is a no-op.
+	Release(ctx context.Context, source, name, owner string) error
+
+	// File returns one file or ErrNotFound.
+	File(ctx context.Context, source, name string) (File, error)
+	// Files lists a source's files ("" = all sources) by source and name.
+	Files(ctx context.Context, source string) ([]File, error)
+	// FilesByHash lists a source's files whose SHA256 is sha.
+	FilesByHash(ctx context.Context, source, sha string) ([]File, error)
+	// PutFile stores every mutable field of f (all but Source, Name,
+	// Owner, LeaseUntil and FirstSeen). owner must hold the claim.
+	PutFile(ctx context.Context, owner string, f File) error
+	// SetDispatchMark durably records the file's dispatch high-water mark;
+	// owner must hold the claim.
+	SetDispatchMark(ctx context.Context, source, name, owner string, mark int64) error
+
+	// RecordOutcomes upserts a batch of row outcomes of file (source, name)
+	// in one transaction; owner must hold the file's claim.
+	RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error
+	// Outcomes returns the stored outcomes among keys, by key.
+	Outcomes(ctx context.Context, source, filename string, keys []string) (map[string]Outcome, error)
+	// RowCounts counts a file's stored outcomes by result, only those
+	// written by run (run 0: all runs).
+	RowCounts(ctx context.Context, source, filename string, run int64) (Counts, error)
+
+	Close() error
+}

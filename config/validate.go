@@ -1,0 +1,342 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/record"
+	"github.com/ihr-tools/ihr/scheduler"
+)
+
+// Elements are the record elements a CSV column, a mapping column or a
+// mapping default may name (canonical, hyphenated spelling).
+var Elements = []string{
+	"external-id", "document-type", "document-id", "document-revision", "document-status",
+	"status", "contact-alert-type", "integration", "creation-method", "action",
+	"response-code", "response-message",
+}
+
+// Encodings are the accepted values of a source's encoding.
+var Encodings = []string{"auto", "utf-8", "shift_jis"}
+
+var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// store settings and the URL schemes they apply to.
+var storeKeys = []struct {
+	key     string
+	schemes string
+	isSet   func(*Source) bool
+}{
+	{"password", "sftp ftp ftps", func(s *Source) bool { return s.Password != "" }},
+	{"key_file", "sftp", func(s *Source) bool { return s.KeyFile != "" }},
+	{"known_hosts", "sftp", func(s *Source) bool { return s.KnownHosts != "" }},
+	{"insecure_ignore_host_key", "sftp", func(s *Source) bool { return s.InsecureIgnoreHostKey }},
+	{"ca_file", "ftps", func(s *Source) bool { return s.CAFile != "" }},
+	{"insecure_skip_verify", "ftps", func(s *Source) bool { return s.InsecureSkipVerify }},
+	{"endpoint", "s3", func(s *Source) bool { return s.Endpoint != "" }},
+	{"region", "s3", func(s *Source) bool { return s.Region != "" }},
+	{"path_style", "s3", func(s *Source) bool { return s.PathStyle }},
+	{"access_key_id", "s3", func(s *Source) bool { return s.AccessKeyID != "" }},
+	{"secret_access_key", "s3", func(s *Source) bool { return s.SecretAccessKey != "" }},
+}
+
+// Validate checks the whole configuration and returns every problem as
+// Errors. Load calls it; call it again after changing a Config (command-line
+// overrides).
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	c.validateAPI(v)
+	c.validateState(v)
+	if len(c.Sources) == 0 {
+		v.add("sources", "at least one source is required")
+	}
+	names := map[string]int{}
+	for i := range c.Sources {
+		p := fmt.Sprintf("sources[%d]", i)
+		s := &c.Sources[i]
+		if j, dup := names[s.Name]; dup && s.Name != "" {
+			v.add(p+".name", "%q is already the name of sources[%d]", s.Name, j)
+		}
+		names[s.Name] = i
+		s.validate(v, p)
+	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	sort.SliceStable(v.errs, func(i, j int) bool {
+		li, lj := v.errs[i].Line, v.errs[j].Line
+		return li != 0 && (lj == 0 || li < lj)
+	})
+	return v.errs
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	line := v.c.lines[key]
+	if line == 0 {
+		// A missing key: point at its parent.
+		for p := key; line == 0 && p != ""; {
+			i := strings.LastIndexAny(p, ".[")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
+			line = v.c.lines[p]
+		}
+	}
+	v.errs = append(v.errs, &Error{File: v.c.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) validateAPI(v *validator) {
+	a := &c.API
+	switch u, err := url.Parse(a.URL); {
+	case a.URL == "":
+		v.add("api.url", "is required (your Coupa instance, e.g. https://acme.coupahost.com, or the bundled ihr-api)")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		v.add("api.url", "must be an http:// or https:// URL, got %q", a.URL)
+	case u.User != nil:
+		v.add("api.url", "must not carry credentials; use api_key or oauth")
+	}
+	switch {
+	case a.APIKey != "" && a.OAuth != nil:
+		v.add("api.oauth", "set either api_key or oauth, not both")
+	case a.APIKey == "" && a.OAuth == nil:
+		v.add("api.api_key", "set api_key (or api_key_file), or oauth")
+	}
+	if o := a.OAuth; o != nil {
+		if o.ClientID == "" {
+			v.add("api.oauth.client_id", "is required")
+		}
+		if o.ClientSecret == "" {
+			v.add("api.oauth.client_secret", "is required (or client_secret_file)")
+		}
+		if len(o.Scopes) == 0 {
+			v.add("api.oauth.scopes", "must list at least one scope")
+		}
+		if u, err := url.Parse(o.TokenURL); o.TokenURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			v.add("api.oauth.token_url", "must be an http:// or https:// URL, got %q", o.TokenURL)
+		}
+	}
+	if a.RateLimit < 0 {
+		v.add("api.rate_limit", "must not be negative (0 means unlimited)")
+	}
+	if a.Burst < 0 {
+		v.add("api.burst", "must not be negative")
+	}
+	if a.Concurrency < 1 || a.Concurrency > 256 {
+		v.add("api.concurrency", "must be between 1 and 256, got %d", a.Concurrency)
+	}
+	if a.Timeout <= 0 {
+		v.add("api.timeout", "must be positive, got %s", a.Timeout)
+	}
+}
+
+func (c *Config) validateState(v *validator) {
+	s := c.State
+	switch {
+	case s == "":
+		v.add("state", "is required: sqlite:/path/state.db or postgres://user@host/db")
+	case strings.HasPrefix(s, "sqlite:"):
+		if strings.TrimPrefix(strings.TrimPrefix(s, "sqlite:"), "//") == "" {
+			v.add("state", "sqlite: needs a file path, e.g. sqlite:/var/lib/ihr/state.db")
+		}
+	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
+		if _, err := url.Parse(s); err != nil {
+			v.add("state", "invalid PostgreSQL URL")
+		}
+	default:
+		v.add("state", "must start with sqlite: or postgres://, got %q", redactDSN(s))
+	}
+}
+
+// redactDSN hides a password in something that may be a URL.
+func redactDSN(s string) string {
+	if strings.Contains(s, "://") {
+		return RedactURL(s)
+	}
+	return s
+}
+
+func (s *Source) validate(v *validator, p string) {
+	if s.Name == "" {
+		v.add(p+".name", "is required")
+	} else if !sourceName.MatchString(s.Name) {
+		v.add(p+".name", "%q: use letters, digits, '.', '_' and '-' only", s.Name)
+	}
+	scheme := ""
+	switch u, err := url.Parse(s.URL); {
+	case s.URL == "":
+		v.add(p+".url", "is required (file:///…, sftp://…, ftp://…, ftps://… or s3://bucket/prefix)")
+	case err != nil:
+		v.add(p+".url", "invalid URL %q", RedactURL(s.URL))
+	default:
+		scheme = strings.ToLower(u.Scheme)
+		switch scheme {
+		case "file":
+			if u.Host != "" && u.Host != "localhost" {
+				v.add(p+".url", "file URLs take an absolute path: file:///data/erp, got %q", s.URL)
+			}
+		case "sftp", "ftp", "ftps":
+			if u.Hostname() == "" {
+				v.add(p+".url", "needs a host, e.g. %s://user@host/path", scheme)
+			}
+		case "s3":
+			if u.Host == "" {
+				v.add(p+".url", "needs a bucket: s3://bucket/prefix")
+			}
+		default:
+			v.add(p+".url", "unsupported scheme %q (use file, sftp, ftp, ftps or s3)", u.Scheme)
+			scheme = ""
+		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				v.add(p+".url", "must not carry a password; use password or password_file")
+			}
+		}
+	}
+	if scheme != "" {
+		for _, k := range storeKeys {
+			if k.isSet(s) && !strings.Contains(" "+k.schemes+" ", " "+scheme+" ") {
+				v.add(p+"."+k.key, "applies to %s sources only, this one is %s://", strings.ReplaceAll(k.schemes, " ", "/"), scheme)
+			}
+		}
+		if s.KnownHosts != "" && s.InsecureIgnoreHostKey {
+			v.add(p+".insecure_ignore_host_key", "set either known_hosts or insecure_ignore_host_key, not both")
+		}
+		if s.SecretAccessKey != "" && s.AccessKeyID == "" {
+			v.add(p+".access_key_id", "is required with secret_access_key")
+		}
+		if s.AccessKeyID != "" && s.SecretAccessKey == "" {
+			v.add(p+".secret_access_key", "is required with access_key_id (or secret_access_key_file)")
+		}
+		if s.Endpoint != "" {
+			if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.add(p+".endpoint", "must be an http:// or https:// URL, got %q", s.Endpoint)
+			}
+		}
+	}
+	if s.Include == "" {
+		v.add(p+".include", "must not be empty (default %q)", DefaultInclude)
+	} else if _, err := path.Match(s.Include, ""); err != nil || strings.Contains(s.Include, "/") {
+		v.add(p+".include", "invalid file name pattern %q", s.Include)
+	}
+	enc := strings.ToLower(s.Encoding)
+	switch enc {
+	case "utf8":
+		enc = "utf-8"
+	case "shift-jis", "sjis":
+		enc = "shift_jis"
+	}
+	if !contains(Encodings, enc) {
+		v.add(p+".encoding", "unsupported encoding %q (use %s)", s.Encoding, strings.Join(Encodings, ", "))
+	} else {
+		s.Encoding = enc
+	}
+	if s.Schedule != "" {
+		if _, err := scheduler.ParseSchedule(s.Schedule); err != nil {
+			v.add(p+".schedule", "invalid cron expression %q: %v", s.Schedule, err)
+		}
+	}
+	if s.Poll < 0 || (s.Poll > 0 && s.Poll.Seconds() < 1) {
+		v.add(p+".poll", "must be at least 1s, got %s", s.Poll)
+	}
+	if s.StableFor < 0 {
+		v.add(p+".stable_for", "must not be negative, got %s", s.StableFor)
+	}
+	s.validateFolders(v, p)
+	s.validateMapping(v, p)
+}
+
+func (s *Source) validateFolders(v *validator, p string) {
+	f := &s.Folders
+	seen := map[string]string{}
+	for _, e := range []struct {
+		key string
+		val *string
+	}{{"inbox", &f.Inbox}, {"archive", &f.Archive}, {"failed", &f.Failed}, {"reports", &f.Reports}} {
+		k := p + ".folders." + e.key
+		c, err := filestore.CleanName(*e.val)
+		switch {
+		case err != nil:
+			v.add(k, "%q must be a relative path inside the source", *e.val)
+			continue
+		case c == "":
+			v.add(k, "must not be empty or the source root")
+			continue
+		}
+		*e.val = c
+		if other, dup := seen[c]; dup {
+			v.add(k, "%q is also the %s folder; each folder must be distinct", c, other)
+		}
+		seen[c] = e.key
+	}
+}
+
+func (s *Source) validateMapping(v *validator, p string) {
+	m := &s.Mapping
+	m.Columns = normalizeElements(v, p+".mapping.columns", m.Columns)
+	m.Defaults = normalizeElements(v, p+".mapping.defaults", m.Defaults)
+	for el, col := range m.Columns {
+		if strings.TrimSpace(col) == "" {
+			v.add(fmt.Sprintf("%s.mapping.columns[%q]", p, el), "names no input column")
+		}
+	}
+	if dt, ok := m.Defaults["document-type"]; ok && !record.IsDocumentType(dt) {
+		v.add(fmt.Sprintf("%s.mapping.defaults[%q]", p, "document-type"), "%q is not one of the %d document types", dt, len(record.DocumentTypes))
+	}
+	if a, ok := m.Defaults["action"]; ok {
+		if _, valid := record.ParseAction(a); !valid {
+			v.add(fmt.Sprintf("%s.mapping.defaults[%q]", p, "action"), "unknown action %q", a)
+		}
+	}
+	for st, a := range m.Actions {
+		if _, ok := record.ParseAction(a); !ok {
+			v.add(fmt.Sprintf("%s.mapping.actions[%q]", p, st), "unknown action %q (use %s)", a, actionNames())
+		}
+	}
+}
+
+func normalizeElements(v *validator, key string, in map[string]string) map[string]string {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]string, len(in))
+	for k, val := range in {
+		n := record.NormalizeKey(k)
+		if !contains(Elements, n) {
+			v.add(fmt.Sprintf("%s[%q]", key, k), "unknown element (use one of %s)", strings.Join(Elements, ", "))
+			continue
+		}
+		if _, dup := out[n]; dup {
+			v.add(fmt.Sprintf("%s[%q]", key, k), "names the element %s twice", n)
+		}
+		out[n] = val
+	}
+	return out
+}
+
+func actionNames() string {
+	s := make([]string, len(record.Actions))
+	for i, a := range record.Actions {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}

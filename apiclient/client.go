@@ -1,0 +1,462 @@
+// Package apiclient is the worker's only way to Coupa's Integration History
+// Records API or to our ihr-api: a typed client for every record action,
+// integrations and integration runs.
+//
+// Contracts the rest of the worker relies on:
+//   - Every attempt (first tries, retries, lookups, token fetches) waits for
+//     one token of a rate budget shared by every goroutine using the Client
+//     (and by other Clients given the same Config.Limiter).
+//   - Only transient outcomes are retried: connection errors, timeouts, 429,
+//     502, 503 and 504, with exponential backoff and full jitter, honouring
+//     Retry-After. Everything else comes back at once as an *Error.
+//   - A POST that creates a record is never blindly re-sent once its outcome
+//     is unknown (the request was written but no answer came, or a gateway
+//     answered 502/503/504): the record is looked up first and created only
+//     if absent; if found, Create returns it with ErrAlreadyRecorded.
+//
+// JSON goes out with hyphenated keys; both spellings are accepted in.
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// Defaults, from Coupa's documented limits where Coupa documents them.
+const (
+	DefaultRateLimit  = 25 // requests per second
+	DefaultBurst      = 20
+	DefaultTimeout    = 30 * time.Second
+	DefaultMaxRetries = 6
+	DefaultMinBackoff = 250 * time.Millisecond
+	DefaultMaxBackoff = 30 * time.Second
+
+	// maxBody bounds what we read of one answer; an index page of 50 full
+	// records is far below it.
+	maxBody = 32 << 20
+)
+
+// Limiter is the rate budget. *rate.Limiter satisfies it; so can a limiter
+// shared between processes (e.g. backed by PostgreSQL). Wait blocks until
+// one request may be sent or ctx ends.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// NewLimiter returns a token bucket of rps requests per second with the
+// given burst, for sharing between Clients through Config.Limiter.
+// rps < 0 means no limit.
+func NewLimiter(rps float64, burst int) Limiter {
+	if rps < 0 {
+		return rate.NewLimiter(rate.Inf, 1)
+	}
+	if burst < 1 {
+		burst = 1
+	}
+	return rate.NewLimiter(rate.Limit(rps), burst)
+}
+
+// OAuthConfig selects OAuth 2.0 client credentials.
+type OAuthConfig struct {
+	TokenURL     string // default BaseURL + "/oauth2/token"
+	ClientID     string
+	ClientSecret string
+	Scopes       []string
+	// EarlyRefresh renews a token this long before it expires, so no
+	// request goes out with a token about to die. Default 60 s.
+	EarlyRefresh time.Duration
+}
+
+// Config configures a Client. Zero values take the documented defaults.
+type Config struct {
+	BaseURL string // e.g. https://acme.coupahost.com (no /api suffix)
+
+	// Exactly one of APIKey (sent as X-COUPA-API-KEY) and OAuth.
+	APIKey string
+	OAuth  *OAuthConfig
+
+	// RateLimit is the budget in requests per second (default 25; < 0: no
+	// limit) with Burst (default 20). Ignored when Limiter is set.
+	RateLimit float64
+	Burst     int
+	Limiter   Limiter
+
+	Timeout    time.Duration // per attempt; default 30 s
+	MaxRetries int           // retries after the first attempt; default 6; < 0: none
+	MinBackoff time.Duration // first backoff cap; default 250 ms
+	MaxBackoff time.Duration // largest backoff cap; default 30 s
+
+	HTTPClient *http.Client // default: a pooled transport sized for concurrency
+	UserAgent  string       // default "ihr-worker/<module version>"
+	Observer   Observer     // optional metrics hook
+}
+
+// Client talks to one API. It is safe for concurrent use; share one per
+// process so the rate budget and OAuth token are shared too.
+type Client struct {
+	base    *url.URL
+	cfg     Config
+	hc      *http.Client
+	limiter Limiter
+	auth    authenticator
+	log     *zap.Logger
+	obs     Observer
+
+	// filenameStored learns whether the server keeps integration_filename
+	// (ours does unless strict; Coupa does not), so lookups use one query
+	// instead of two once known.
+	filenameStored atomic.Int32 // 0 unknown, 1 stored, 2 not stored
+}
+
+// New builds a Client. It makes no request.
+func New(cfg Config, log *zap.Logger) (*Client, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("apiclient: base URL %q must be an absolute http(s) URL", cfg.BaseURL)
+	}
+	if cfg.APIKey != "" && cfg.OAuth != nil {
+		return nil, errors.New("apiclient: set either an API key or OAuth, not both")
+	}
+	if cfg.APIKey == "" && cfg.OAuth == nil {
+		return nil, errors.New("apiclient: no credentials: set an API key or OAuth")
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultBurst
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	} else if cfg.MaxRetries < 0 {
+		cfg.MaxRetries = 0
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = cfg.MinBackoff
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "ihr-worker/" + moduleVersion()
+	}
+	c := &Client{base: u, cfg: cfg, log: log, obs: cfg.Observer}
+	c.hc = cfg.HTTPClient
+	if c.hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// The default of 2 idle connections per host makes concurrent
+		// posting churn through connections (and TIME_WAIT sockets).
+		t.MaxIdleConnsPerHost = 64
+		c.hc = &http.Client{Transport: t}
+	}
+	c.limiter = cfg.Limiter
+	if c.limiter == nil {
+		c.limiter = NewLimiter(cfg.RateLimit, cfg.Burst)
+	}
+	if cfg.OAuth != nil {
+		a, err := newOAuth(c, *cfg.OAuth)
+		if err != nil {
+			return nil, err
+		}
+		c.auth = a
+	} else {
+		c.auth = apiKeyAuth(cfg.APIKey)
+	}
+	return c, nil
+}
+
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Observer receives one event per HTTP attempt, so the worker can feed
+// Prometheus without this package importing it. It must be cheap and safe for
+// concurrent use.
+type Observer interface {
+	RequestDone(RequestInfo)
+}
+
+// RequestInfo describes one finished attempt.
+type RequestInfo struct {
+	Action    string        // "create", "mark_exported", "index", "show", "lookup", "token", …
+	Method    string        // HTTP method
+	Status    int           // HTTP status; 0 when no answer came
+	Duration  time.Duration // the attempt alone, without the rate-limit wait
+	Waited    time.Duration // time spent waiting for the rate budget
+	Attempt   int           // 0 for the first try
+	Retry     bool          // the outcome was transient and another attempt follows
+	Throttled bool          // the server answered 429
+	Err       error         // transport error, if any
+}
+
+// call is one logical request, possibly sent several times.
+type call struct {
+	action string
+	method string
+	path   string // below the base URL, starting with /
+	query  url.Values
+	body   []byte // JSON; nil for none
+	// onUnknown runs before re-sending a non-idempotent request whose
+	// previous outcome is unknown. found=true ends the call with errFound.
+	onUnknown func(ctx context.Context) (found bool, err error)
+}
+
+// errFound ends a call whose onUnknown hook found the work already done.
+var errFound = errors.New("apiclient: found by lookup")
+
+// outcome of one attempt.
+type outcome struct {
+	status     int
+	header     http.Header
+	body       []byte
+	err        error // transport error
+	wrote      bool  // the request reached the wire completely
+	retryAfter time.Duration
+	hasRA      bool
+	auth       string // the Authorization header sent, for invalidation
+	authErr    *Error // the token endpoint refused our credentials
+}
+
+func (o *outcome) transient() bool {
+	if o.err != nil {
+		return true
+	}
+	switch o.status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// unknown reports whether the server may have done the work although we
+// cannot tell: the request was written and no answer came, or a gateway
+// answered in the server's stead. 429 is a refusal, so it is known.
+func (o *outcome) unknown() bool {
+	if o.err != nil {
+		return o.wrote
+	}
+	switch o.status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// do runs c with retries and decodes a 2xx JSON answer into out (if non-nil).
+func (cl *Client) do(ctx context.Context, c *call, out any) error {
+	// Without a lookup hook a request is safe to repeat (GET, state
+	// transitions) or its duplicate is harmless (a pending integration run).
+	idempotent := c.onUnknown == nil
+	reauthed := false
+	unknown := false
+	var last outcome
+	for attempt := 0; ; attempt++ {
+		if unknown && !idempotent && c.onUnknown != nil {
+			found, err := c.onUnknown(ctx)
+			if err != nil {
+				return cl.fail(c, &last, fmt.Errorf("outcome unknown and lookup failed: %w", err))
+			}
+			if found {
+				return errFound
+			}
+			unknown = false
+		}
+		if attempt > cl.cfg.MaxRetries {
+			break
+		}
+		last = cl.attempt(ctx, c, attempt)
+		if ctx.Err() != nil {
+			return cl.fail(c, &last, ctx.Err())
+		}
+		switch {
+		case last.err == nil && last.status >= 200 && last.status < 300:
+			if out != nil && len(bytes.TrimSpace(last.body)) > 0 {
+				if err := json.Unmarshal(last.body, out); err != nil {
+					return &Error{Status: last.status, Method: c.method, Path: c.path,
+						Messages: []string{"undecodable answer: " + err.Error()}, Err: err}
+				}
+			}
+			return nil
+		case last.status == http.StatusUnauthorized && !reauthed && cl.auth.invalidate(last.auth):
+			// A revoked or expired token: fetch a new one and try once more.
+			reauthed = true
+			attempt--
+			continue
+		case !last.transient():
+			return cl.fail(c, &last, nil)
+		}
+		if last.unknown() {
+			unknown = true
+		}
+		if attempt >= cl.cfg.MaxRetries {
+			continue // loop once more so a pending lookup runs, then stop
+		}
+		wait := cl.backoff(attempt, &last)
+		cl.log.Debug("apiclient: transient failure, retrying",
+			zap.String("method", c.method), zap.String("path", c.path),
+			zap.Int("status", last.status), zap.NamedError("cause", last.err),
+			zap.Int("attempt", attempt), zap.Duration("wait", wait))
+		if err := sleep(ctx, wait); err != nil {
+			return cl.fail(c, &last, err)
+		}
+	}
+	cl.log.Warn("apiclient: giving up after retries",
+		zap.String("method", c.method), zap.String("path", c.path),
+		zap.Int("status", last.status), zap.NamedError("cause", last.err),
+		zap.Int("attempts", cl.cfg.MaxRetries+1))
+	return cl.fail(c, &last, nil)
+}
+
+// attempt sends c once: rate token, auth, per-attempt timeout.
+func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
+	t0 := time.Now()
+	info := RequestInfo{Action: c.action, Method: c.method, Attempt: n}
+	defer func() {
+		if cl.obs != nil {
+			info.Status = o.status
+			info.Err = o.err
+			info.Throttled = o.status == http.StatusTooManyRequests
+			info.Retry = o.transient() && n < cl.cfg.MaxRetries
+			cl.obs.RequestDone(info)
+		}
+	}()
+	if err := cl.limiter.Wait(ctx); err != nil {
+		return outcome{err: err}
+	}
+	info.Waited = time.Since(t0)
+	t1 := time.Now()
+	defer func() { info.Duration = time.Since(t1) }()
+
+	actx, cancel := context.WithTimeout(ctx, cl.cfg.Timeout)
+	defer cancel()
+	u := *cl.base
+	u.Path = strings.TrimRight(u.Path, "/") + c.path
+	if len(c.query) > 0 {
+		u.RawQuery = c.query.Encode()
+	}
+	var body io.Reader
+	if c.body != nil {
+		body = bytes.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(actx, c.method, u.String(), body)
+	if err != nil {
+		return outcome{err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", cl.cfg.UserAgent)
+	if c.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if err := cl.auth.apply(actx, req); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			// The token endpoint refused us for good: as permanent as a 401.
+			return outcome{status: e.Status, authErr: e}
+		}
+		return outcome{err: fmt.Errorf("fetching OAuth token: %w", err)}
+	}
+	authUsed := req.Header.Get("Authorization")
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}}
+	req = req.WithContext(httptrace.WithClientTrace(actx, trace))
+	resp, err := cl.hc.Do(req)
+	if err != nil {
+		return outcome{err: err, wrote: wrote.Load(), auth: authUsed}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		// The server answered, so for 2xx the work is done but we lost
+		// the record; treat as unknown like any cut-off answer.
+		return outcome{err: err, wrote: true, auth: authUsed}
+	}
+	o = outcome{status: resp.StatusCode, header: resp.Header, body: b, wrote: true, auth: authUsed}
+	o.retryAfter, o.hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return o
+}
+
+// backoff is exponential with full jitter, or the server's Retry-After when
+// it gave one (we never come back sooner than asked).
+func (cl *Client) backoff(attempt int, o *outcome) time.Duration {
+	if o.hasRA {
+		return o.retryAfter
+	}
+	ceiling := cl.cfg.MinBackoff << min(attempt, 30)
+	if ceiling <= 0 || ceiling > cl.cfg.MaxBackoff {
+		ceiling = cl.cfg.MaxBackoff
+	}
+	return rand.N(ceiling + 1)
+}
+
+// parseRetryAfter reads delta-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// marshal encodes a request body.
+func marshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("apiclient: encoding request: %w", err)
+	}
+	return b, nil
+}

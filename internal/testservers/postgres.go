@@ -27,10 +27,11 @@ type Postgres struct {
 	dir    string // owned by the server user; holds data/, the socket and the log
 	p      *proc
 	shared bool // cluster outlives the test (see Main)
+	version int // server_version_num, e.g. 150004
 }
 
 // PostgreSQL start-up on the 2-core CI machine: initdb ~0.7 s plus server
-// start ~0.3 s, so about 1 s per StartPostgres. Packages that start many
+// start ~0.3 s, so about 1.1 s per StartPostgres; NewDatabase ~60 ms. Packages that start many
 // clusters can call Main from TestMain to share one cluster per test binary
 // (every NewDatabase is still a fresh database).
 var pgShared struct {
@@ -187,7 +188,7 @@ func startCluster(bindir string) (*Postgres, error) {
 				return err
 			}
 			defer c.Close(context.Background())
-			return c.Ping(ctx)
+			return c.QueryRow(ctx, "select current_setting('server_version_num')::int").Scan(&pg.version)
 		})
 		if err == nil {
 			pg.p = p
@@ -220,7 +221,13 @@ func (p *Postgres) DSN(db string) string {
 func (p *Postgres) NewDatabase(t testing.TB) string {
 	t.Helper()
 	name := "ihr_" + randomHex(6)
-	if err := p.exec(context.Background(), "CREATE DATABASE "+name); err != nil {
+	stmt := "CREATE DATABASE " + name
+	if p.version >= 150000 {
+		// Copying template files is twice as fast as WAL-logging them
+		// (60 vs 135 ms) for the tiny template of a fresh cluster.
+		stmt += " STRATEGY FILE_COPY"
+	}
+	if err := p.exec(context.Background(), stmt); err != nil {
 		t.Fatalf("testservers: create database: %v\n--- postgres log ---\n%s", err, p.p.log())
 	}
 	if p.shared {

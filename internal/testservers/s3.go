@@ -30,7 +30,7 @@ type S3 struct {
 // StartS3 starts versitygw on a free loopback port with one empty bucket.
 func StartS3(t testing.TB) *S3 {
 	t.Helper()
-	bin := findBinary("versitygw", goBinDirs()...)
+	bin := findGoTool("versitygw")
 	if bin == "" {
 		missing(t, "versitygw not found; install with: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (or make tools)")
 	}
@@ -100,11 +100,25 @@ func (s *S3) Stop() {
 }
 
 // Restart stops the gateway and starts it again on the same port with the
-// same data, as a server restart or outage would look to a client. Clients
-// keep their endpoint. It fails the test if the gateway does not come back.
+// same data, as a server restart would look to a client. Clients keep their
+// endpoint. It fails the test if the gateway does not come back.
 func (s *S3) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
+	s.Start(t)
+}
+
+// Start starts a gateway stopped with Stop again on the same port and data
+// (for tests of an outage that lasts a while). It does nothing if the
+// gateway is running.
+func (s *S3) Start(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	running := s.p != nil && !s.p.exited()
+	s.mu.Unlock()
+	if running {
+		return
+	}
 	if err, _ := s.start(); err != "" {
 		t.Fatalf("testservers: restart versitygw on port %d: %s", s.Port, err)
 	}

@@ -24,10 +24,10 @@ type Postgres struct {
 	Port    int
 	LogFile string
 
-	dir    string // owned by the server user; holds data/, the socket and the log
-	p      *proc
-	shared bool // cluster outlives the test (see Main)
-	version int // server_version_num, e.g. 150004
+	dir     string // owned by the server user; holds data/, the socket and the log
+	p       *proc
+	shared  bool // cluster outlives the test (see Main)
+	version int  // server_version_num, e.g. 150004
 }
 
 // PostgreSQL start-up on the 2-core CI machine: initdb ~0.7 s plus server

@@ -1,0 +1,84 @@
+// Package apitest starts an in-process ihr-api for tests: an httptest
+// server on loopback over a fresh SQLite file (or a given PostgreSQL
+// database), with one API key and one OAuth client configured.
+package apitest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/ihr-tools/ihr/apiserver"
+)
+
+// Server is a running test instance. URL has no trailing slash.
+type Server struct {
+	URL         string
+	APIKey      string
+	OAuthID     string
+	OAuthSecret string
+	Server      *apiserver.Server
+}
+
+// Option adjusts the configuration before the server starts.
+type Option func(*apiserver.Config)
+
+// WithRateLimit turns on per-credential rate limiting.
+func WithRateLimit(rps float64, burst int) Option {
+	return func(c *apiserver.Config) { c.RateLimit, c.Burst = rps, burst }
+}
+
+// WithStrict ignores integration_filename on input.
+func WithStrict() Option { return func(c *apiserver.Config) { c.Strict = true } }
+
+// WithPostgres stores in the PostgreSQL database dsn instead of SQLite.
+func WithPostgres(dsn string) Option { return func(c *apiserver.Config) { c.DB = dsn } }
+
+// WithMaxBodyBytes sets the request body limit.
+func WithMaxBodyBytes(n int64) Option { return func(c *apiserver.Config) { c.MaxBodyBytes = n } }
+
+// WithConfig gives full control for anything the other options miss.
+func WithConfig(f func(*apiserver.Config)) Option { return Option(f) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start starts a server and registers its shutdown with t.Cleanup.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	ts := &Server{
+		APIKey:      "key-" + randomHex(12),
+		OAuthID:     "client-" + randomHex(4),
+		OAuthSecret: "secret-" + randomHex(12),
+	}
+	cfg := apiserver.Config{
+		DB:           "sqlite:" + filepath.Join(t.TempDir(), "ihr-api.db"),
+		APIKeys:      []string{ts.APIKey},
+		OAuthClients: map[string]string{ts.OAuthID: ts.OAuthSecret},
+		Logger:       zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := apiserver.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("apitest: start ihr-api: %v", err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		s.Close()
+	})
+	ts.URL = hs.URL
+	ts.Server = s
+	return ts
+}

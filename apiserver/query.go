@@ -1,0 +1,497 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ihr-tools/ihr/record"
+)
+
+// Coupa's query language on index: attr=value, attr[op]=value,
+// assoc[attr]=value, assoc[attr][op]=value, plus limit, offset, order_by,
+// dir, fields and return_object. Column names come only from the
+// resource's whitelist; every value is a bound parameter.
+
+type kind int
+
+const (
+	kString kind = iota
+	kInt
+	kTime
+	kBool
+)
+
+type column struct {
+	sql  string
+	kind kind
+}
+
+// assoc is a queryable association: cond is a SQL fragment with one %s
+// for the condition on the associated table's columns.
+type assoc struct {
+	cond string
+	cols map[string]column
+}
+
+// resource describes what an index may filter and sort on.
+type resource struct {
+	name   string // singular, as in error messages ("integration-history-record")
+	cols   map[string]column
+	assocs map[string]assoc
+}
+
+// MaxLimit caps limit, as Coupa does.
+const MaxLimit = 50
+
+// maxInList bounds in/not_in lists so one query cannot bind unbounded
+// parameters (SQLite's limit is 32766).
+const maxInList = 1000
+
+var operators = map[string]bool{
+	"contains": true, "starts_with": true, "ends_with": true, "gt": true, "lt": true,
+	"gt_or_eq": true, "lt_or_eq": true, "not_eq": true, "in": true, "not_in": true, "blank": true,
+}
+
+// listQuery is a parsed index request.
+type listQuery struct {
+	where   []string
+	args    []any
+	orderBy string
+	desc    bool
+	limit   int
+	offset  int
+	out     outputOpts
+}
+
+// outputOpts trims what a response shows: fields and return_object.
+type outputOpts struct {
+	fields fieldSpec
+	ret    string // "", "limited", "shallow", "none"
+}
+
+// queryError is a 400 caused by the query string; it names the key.
+type queryError struct{ msg string }
+
+func (e *queryError) Error() string { return e.msg }
+
+func qerr(format string, a ...any) error { return &queryError{fmt.Sprintf(format, a...)} }
+
+// parseOutput reads fields and return_object, which POST and PUT accept too.
+func parseOutput(vals url.Values) (outputOpts, error) {
+	var o outputOpts
+	for k, vs := range vals {
+		switch record.NormalizeKey(k) {
+		case "fields":
+			f, err := parseFields(vs[len(vs)-1])
+			if err != nil {
+				return o, err
+			}
+			o.fields = f
+		case "return-object":
+			v := strings.ToLower(strings.TrimSpace(vs[len(vs)-1]))
+			switch v {
+			case "limited", "shallow", "none", "":
+				o.ret = v
+			default:
+				return o, qerr("return_object %q is not one of limited, shallow, none", v)
+			}
+		}
+	}
+	return o, nil
+}
+
+// parseQuery turns an index query string into SQL conditions for res.
+func parseQuery(res *resource, d dialect, vals url.Values) (*listQuery, error) {
+	q := &listQuery{limit: MaxLimit, orderBy: res.cols["id"].sql}
+	out, err := parseOutput(vals)
+	if err != nil {
+		return nil, err
+	}
+	q.out = out
+	keys := make([]string, 0, len(vals))
+	for k := range vals {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // deterministic SQL text
+	for _, k := range keys {
+		vs := vals[k]
+		last := vs[len(vs)-1]
+		switch record.NormalizeKey(k) {
+		case "fields", "return-object":
+			continue
+		case "limit":
+			n, err := strconv.Atoi(strings.TrimSpace(last))
+			if err != nil || n < 0 {
+				return nil, qerr("limit %q is not a non-negative integer", last)
+			}
+			q.limit = min(n, MaxLimit)
+			continue
+		case "offset":
+			n, err := strconv.Atoi(strings.TrimSpace(last))
+			if err != nil || n < 0 {
+				return nil, qerr("offset %q is not a non-negative integer", last)
+			}
+			q.offset = n
+			continue
+		case "order-by":
+			c, ok := res.cols[record.NormalizeKey(last)]
+			if !ok {
+				return nil, qerr("order_by: unknown attribute %q", last)
+			}
+			q.orderBy = c.sql
+			continue
+		case "dir":
+			switch strings.ToLower(strings.TrimSpace(last)) {
+			case "asc":
+				q.desc = false
+			case "desc":
+				q.desc = true
+			default:
+				return nil, qerr("dir %q is not asc or desc", last)
+			}
+			continue
+		}
+		for _, v := range vs {
+			cond, args, err := parseCondition(res, d, k, v)
+			if err != nil {
+				return nil, err
+			}
+			q.where = append(q.where, cond)
+			q.args = append(q.args, args...)
+		}
+	}
+	return q, nil
+}
+
+// splitKey splits "a[b][c]" into ["a","b","c"].
+func splitKey(k string) ([]string, bool) {
+	i := strings.IndexByte(k, '[')
+	if i < 0 {
+		return []string{k}, !strings.ContainsRune(k, ']')
+	}
+	parts := []string{k[:i]}
+	rest := k[i:]
+	for rest != "" {
+		if rest[0] != '[' {
+			return nil, false
+		}
+		j := strings.IndexByte(rest, ']')
+		if j < 0 {
+			return nil, false
+		}
+		inner := rest[1:j]
+		if strings.ContainsAny(inner, "[") {
+			return nil, false
+		}
+		parts = append(parts, inner)
+		rest = rest[j+1:]
+	}
+	return parts, len(parts) <= 3
+}
+
+func normOp(s string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), "-", "_"))
+}
+
+func parseCondition(res *resource, d dialect, key, val string) (string, []any, error) {
+	parts, ok := splitKey(key)
+	if !ok || parts[0] == "" {
+		return "", nil, qerr("malformed query parameter %q", key)
+	}
+	name := record.NormalizeKey(parts[0])
+	if c, ok := res.cols[name]; ok {
+		op := ""
+		switch len(parts) {
+		case 1:
+		case 2:
+			op = normOp(parts[1])
+			if !operators[op] {
+				return "", nil, qerr("unknown operator %q in %q", parts[1], key)
+			}
+		default:
+			return "", nil, qerr("malformed query parameter %q", key)
+		}
+		return condition(d, c, name, op, val)
+	}
+	a, ok := res.assocs[name]
+	if !ok {
+		return "", nil, qerr("unknown attribute %q", parts[0])
+	}
+	if len(parts) < 2 {
+		return "", nil, qerr("association %q needs an attribute, as in %s[id]", parts[0], parts[0])
+	}
+	sub := record.NormalizeKey(parts[1])
+	c, ok := a.cols[sub]
+	if !ok {
+		return "", nil, qerr("unknown attribute %q of %q", parts[1], parts[0])
+	}
+	op := ""
+	if len(parts) == 3 {
+		op = normOp(parts[2])
+		if !operators[op] {
+			return "", nil, qerr("unknown operator %q in %q", parts[2], key)
+		}
+	}
+	cond, args, err := condition(d, c, name+"["+sub+"]", op, val)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf(a.cond, cond), args, nil
+}
+
+// condition builds the SQL for one column, operator and raw value.
+func condition(d dialect, c column, name, op, raw string) (string, []any, error) {
+	col := c.sql
+	switch op {
+	case "blank":
+		b, err := parseBool(raw)
+		if err != nil {
+			return "", nil, qerr("%s[blank]: %q is not true or false", name, raw)
+		}
+		empty := col + " IS NULL"
+		if c.kind == kString {
+			empty = "(" + col + " IS NULL OR " + col + " = '')"
+		}
+		if b {
+			return empty, nil, nil
+		}
+		return "NOT " + empty, nil, nil
+	case "contains", "starts_with", "ends_with":
+		if c.kind != kString {
+			return "", nil, qerr("operator %s is not valid for %s (not a string)", op, name)
+		}
+		p := escapeLike(raw)
+		switch op {
+		case "contains":
+			p = "%" + p + "%"
+		case "starts_with":
+			p = p + "%"
+		default:
+			p = "%" + p
+		}
+		return col + " " + d.like() + ` ? ESCAPE '\'`, []any{p}, nil
+	case "in", "not_in":
+		items := strings.Split(raw, ",")
+		if len(items) > maxInList {
+			return "", nil, qerr("%s[%s]: more than %d values", name, op, maxInList)
+		}
+		args := make([]any, 0, len(items))
+		for _, it := range items {
+			v, err := convert(c.kind, strings.TrimSpace(it), name)
+			if err != nil {
+				return "", nil, err
+			}
+			args = append(args, v)
+		}
+		ph := strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")
+		if op == "in" {
+			return col + " IN (" + ph + ")", args, nil
+		}
+		return "(" + col + " IS NULL OR " + col + " NOT IN (" + ph + "))", args, nil
+	}
+	v, err := convert(c.kind, raw, name)
+	if err != nil {
+		return "", nil, err
+	}
+	switch op {
+	case "":
+		return col + " = ?", []any{v}, nil
+	case "not_eq":
+		// (our choice) NULL counts as "not equal", as a user expects.
+		return "(" + col + " IS NULL OR " + col + " <> ?)", []any{v}, nil
+	case "gt":
+		return col + " > ?", []any{v}, nil
+	case "lt":
+		return col + " < ?", []any{v}, nil
+	case "gt_or_eq":
+		return col + " >= ?", []any{v}, nil
+	case "lt_or_eq":
+		return col + " <= ?", []any{v}, nil
+	}
+	return "", nil, qerr("unknown operator %q", op)
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+func convert(k kind, raw, name string) (any, error) {
+	switch k {
+	case kInt:
+		n, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
+		if err != nil {
+			return nil, qerr("%s: %q is not an integer", name, raw)
+		}
+		return n, nil
+	case kTime:
+		t, err := parseTime(raw)
+		if err != nil {
+			return nil, qerr("%s: %q is not an ISO-8601 date or datetime", name, raw)
+		}
+		return t.Unix(), nil
+	case kBool:
+		b, err := parseBool(raw)
+		if err != nil {
+			return nil, qerr("%s: %q is not true or false", name, raw)
+		}
+		if b {
+			return int64(1), nil
+		}
+		return int64(0), nil
+	}
+	if !strings.ContainsRune(raw, 0) && len(raw) <= 4096 {
+		return raw, nil
+	}
+	return nil, qerr("%s: value is not a valid string", name)
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1", "yes", "t":
+		return true, nil
+	case "false", "0", "no", "f":
+		return false, nil
+	}
+	return false, errors.New("not a boolean")
+}
+
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05-0700",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05-07:00",
+	"2006-01-02 15:04:05 -0700",
+	"2006-01-02 15:04:05",
+	"2006-01-02",
+}
+
+// parseTime accepts ISO-8601 with or without offset (no offset = UTC) and
+// plain dates. A '+' that a query string turned into a space is restored.
+func parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if len(s) > 19 && s[19] == ' ' {
+		s = s[:19] + "+" + s[20:]
+	} else if i := strings.LastIndexByte(s, ' '); i > 10 && len(s)-i == 6 && strings.Count(s[i:], ":") == 1 {
+		s = s[:i] + "+" + s[i+1:]
+	}
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, errors.New("bad time")
+}
+
+// fieldSpec is a parsed fields parameter: element → sub-spec, where a nil
+// sub-spec keeps the whole element.
+type fieldSpec map[string]fieldSpec
+
+// parseFields reads Coupa's fields syntax: a JSON array of names and
+// {"assoc": [names…]} objects.
+func parseFields(s string) (fieldSpec, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	var v []any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, qerr(`fields must be a JSON array such as ["id",{"integration":["code"]}]`)
+	}
+	return fieldsFrom(v, 0)
+}
+
+func fieldsFrom(v []any, depth int) (fieldSpec, error) {
+	if depth > 8 {
+		return nil, qerr("fields nests too deeply")
+	}
+	spec := fieldSpec{}
+	for _, e := range v {
+		switch t := e.(type) {
+		case string:
+			spec[record.NormalizeKey(t)] = nil
+		case map[string]any:
+			for k, sub := range t {
+				l, ok := sub.([]any)
+				if !ok {
+					return nil, qerr("fields: %q must map to an array of names", k)
+				}
+				s, err := fieldsFrom(l, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				spec[record.NormalizeKey(k)] = s
+			}
+		default:
+			return nil, qerr("fields: items must be names or {association: [names]}")
+		}
+	}
+	return spec, nil
+}
+
+// apply trims an output object to the spec.
+func (spec fieldSpec) apply(o object) object {
+	out := make(object, 0, len(spec))
+	for _, f := range o {
+		sub, ok := spec[f.Key]
+		if !ok {
+			continue
+		}
+		if sub != nil {
+			switch t := f.Val.(type) {
+			case object:
+				f.Val = sub.apply(t)
+			case array:
+				elems := make([]object, len(t.Elems))
+				for i, e := range t.Elems {
+					elems[i] = sub.apply(e)
+				}
+				f.Val = array{Item: t.Item, Elems: elems}
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// shape applies fields and return_object to one output object; ok=false
+// means return_object=none (no body).
+func (o outputOpts) shape(obj object) (object, bool) {
+	if o.fields != nil {
+		obj = o.fields.apply(obj)
+	}
+	switch o.ret {
+	case "none":
+		return nil, false
+	case "limited":
+		if id, ok := obj.get("id"); ok {
+			return object{{"id", id}}, true
+		}
+		return object{}, true
+	case "shallow":
+		out := make(object, 0, len(obj))
+		for _, f := range obj {
+			switch t := f.Val.(type) {
+			case object:
+				if id, ok := t.get("id"); ok {
+					f.Val = object{{"id", id}}
+				}
+			case array:
+				elems := make([]object, len(t.Elems))
+				for i, e := range t.Elems {
+					id, _ := e.get("id")
+					elems[i] = object{{"id", id}}
+				}
+				f.Val = array{Item: t.Item, Elems: elems}
+			}
+			out = append(out, f)
+		}
+		return out, true
+	}
+	return obj, true
+}

@@ -1,0 +1,639 @@
+package apiserver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ihr-tools/ihr/record"
+)
+
+const (
+	recordRoot   = "integration-history-record"
+	recordPlural = "integration-history-records"
+)
+
+// recordResource is what index may filter and sort records on.
+var recordResource = &resource{
+	name: recordRoot,
+	cols: map[string]column{
+		"id":                   {"r.id", kInt},
+		"contact-alert-type":   {"r.contact_alert_type", kString},
+		"created-at":           {"r.created_at", kTime},
+		"updated-at":           {"r.updated_at", kTime},
+		"creation-method":      {"r.creation_method", kString},
+		"document-id":          {"r.document_id", kInt},
+		"document-revision":    {"r.document_revision", kInt},
+		"document-status":      {"r.document_status", kString},
+		"document-type":        {"r.document_type", kString},
+		"external-id":          {"r.external_id", kString},
+		"integration-id":       {"r.integration_id", kInt},
+		"integration-run-id":   {"r.integration_run_id", kInt},
+		"integration-filename": {"r.integration_filename", kString},
+		"resolved":             {"r.resolved", kBool},
+		"status":               {"r.status", kString},
+	},
+	assocs: map[string]assoc{
+		"integration": {
+			cond: "r.integration_id IN (SELECT ia.id FROM integrations ia WHERE %s)",
+			cols: map[string]column{"id": {"ia.id", kInt}, "code": {"ia.code", kString}, "name": {"ia.name", kString}},
+		},
+		"integration-run": {
+			cond: "%s",
+			cols: map[string]column{"id": {"r.integration_run_id", kInt}},
+		},
+		"responses": {
+			cond: "EXISTS (SELECT 1 FROM record_responses ra WHERE ra.record_id = r.id AND %s)",
+			cols: map[string]column{
+				"id": {"ra.id", kInt}, "response-code": {"ra.response_code", kString},
+				"response-message": {"ra.response_message", kString},
+				"created-at":       {"ra.created_at", kTime}, "updated-at": {"ra.updated_at", kTime},
+			},
+		},
+		"created-by": {
+			cond: "%s",
+			cols: map[string]column{"id": {"r.created_by_id", kInt}, "login": {"r.created_by_login", kString}},
+		},
+		"updated-by": {
+			cond: "%s",
+			cols: map[string]column{"id": {"r.updated_by_id", kInt}, "login": {"r.updated_by_login", kString}},
+		},
+	},
+}
+
+// recordRow is a stored record with its integration and responses.
+type recordRow struct {
+	ID                                               int64
+	ContactAlertType, CreationMethod, DocumentStatus sqlString
+	DocumentType, ExternalID, IntegrationFilename    sqlString
+	Status                                           sqlString
+	DocumentID, DocumentRevision                     sqlInt
+	IntegrationID, IntegrationRunID                  sqlInt
+	IntegrationCode, IntegrationName                 sqlString
+	Resolved                                         bool
+	CreatedAt, UpdatedAt                             int64
+	CreatedByID, UpdatedByID                         sqlInt
+	CreatedByLogin, UpdatedByLogin                   sqlString
+	Responses                                        []responseRow
+}
+
+type responseRow struct {
+	ID                   int64
+	Code, Message        sqlString
+	CreatedAt, UpdatedAt int64
+}
+
+const recordSelect = `SELECT r.id, r.contact_alert_type, r.creation_method, r.document_id, r.document_revision,
+ r.document_status, r.document_type, r.external_id, r.integration_id, ia.code, ia.name, r.integration_run_id,
+ r.integration_filename, r.resolved, r.status, r.created_at, r.updated_at, r.created_by_id, r.created_by_login,
+ r.updated_by_id, r.updated_by_login
+ FROM integration_history_records r LEFT JOIN integrations ia ON ia.id = r.integration_id`
+
+func scanRecord(sc interface{ Scan(...any) error }) (*recordRow, error) {
+	var x recordRow
+	var resolved int64
+	err := sc.Scan(&x.ID, &x.ContactAlertType, &x.CreationMethod, &x.DocumentID, &x.DocumentRevision,
+		&x.DocumentStatus, &x.DocumentType, &x.ExternalID, &x.IntegrationID, &x.IntegrationCode, &x.IntegrationName,
+		&x.IntegrationRunID, &x.IntegrationFilename, &resolved, &x.Status, &x.CreatedAt, &x.UpdatedAt,
+		&x.CreatedByID, &x.CreatedByLogin, &x.UpdatedByID, &x.UpdatedByLogin)
+	x.Resolved = resolved != 0
+	return &x, err
+}
+
+func userObj(id sqlInt, login sqlString) any {
+	if !id.Valid && !login.Valid {
+		return nullString
+	}
+	return object{{"id", i64(id)}, {"login", str(login)}}
+}
+
+// render is a record as Coupa prints it.
+func (x *recordRow) render() object {
+	var integ any = nullString
+	if x.IntegrationID.Valid {
+		integ = object{{"id", x.IntegrationID.Int64}, {"code", str(x.IntegrationCode)}, {"name", str(x.IntegrationName)}}
+	}
+	var run any = nullString
+	if x.IntegrationRunID.Valid {
+		run = object{{"id", x.IntegrationRunID.Int64}}
+	}
+	resps := array{Item: "response", Elems: make([]object, len(x.Responses))}
+	for i, rs := range x.Responses {
+		resps.Elems[i] = object{
+			{"id", rs.ID},
+			{"created-at", time.Unix(rs.CreatedAt, 0).UTC()},
+			{"updated-at", time.Unix(rs.UpdatedAt, 0).UTC()},
+			{"response-code", str(rs.Code)},
+			{"response-message", str(rs.Message)},
+		}
+	}
+	return object{
+		{"id", x.ID},
+		{"created-at", time.Unix(x.CreatedAt, 0).UTC()},
+		{"updated-at", time.Unix(x.UpdatedAt, 0).UTC()},
+		{"contact-alert-type", str(x.ContactAlertType)},
+		{"creation-method", str(x.CreationMethod)},
+		{"document-id", i64(x.DocumentID)},
+		{"document-revision", i64(x.DocumentRevision)},
+		{"document-status", str(x.DocumentStatus)},
+		{"document-type", str(x.DocumentType)},
+		{"external-id", str(x.ExternalID)},
+		{"integration-filename", str(x.IntegrationFilename)},
+		{"integration-run-id", i64(x.IntegrationRunID)},
+		{"resolved", x.Resolved},
+		{"status", str(x.Status)},
+		{"integration", integ},
+		{"integration-run", run},
+		{"responses", resps},
+		{"created-by", userObj(x.CreatedByID, x.CreatedByLogin)},
+		{"updated-by", userObj(x.UpdatedByID, x.UpdatedByLogin)},
+	}
+}
+
+// recordStrings are the writable string(255) elements and their columns.
+var recordStrings = []struct{ el, col string }{
+	{"contact-alert-type", "contact_alert_type"},
+	{"creation-method", "creation_method"},
+	{"document-status", "document_status"},
+	{"document-type", "document_type"},
+	{"external-id", "external_id"},
+	{"integration-filename", "integration_filename"},
+	{"status", "status"},
+}
+
+var recordInts = []struct{ el, col string }{
+	{"document-id", "document_id"},
+	{"document-revision", "document_revision"},
+	{"integration-run-id", "integration_run_id"},
+}
+
+// recordInput is a decoded, type-checked create or update body.
+type recordInput struct {
+	strs      map[string]sqlString // element → value, only those present
+	ints      map[string]sqlInt
+	integ     ref
+	hasInteg  bool
+	responses []responseIn
+}
+
+type responseIn struct{ code, message sqlString }
+
+// bindRecord type-checks a body. create=true also applies the required
+// rules of record.Validate; updates check only what they change.
+func bindRecord(m map[string]any, strict, create bool) (*recordInput, validationError) {
+	b := &binder{m: m}
+	in := &recordInput{strs: map[string]sqlString{}, ints: map[string]sqlInt{}}
+	for _, f := range recordStrings {
+		if f.el == "integration-filename" && strict {
+			continue // (strict) Coupa lists it as output only
+		}
+		if v, ok := b.str(f.el, record.MaxString); ok {
+			in.strs[f.el] = v
+		}
+	}
+	for _, f := range recordInts {
+		if v, ok := b.int(f.el); ok {
+			in.ints[f.el] = v
+		}
+	}
+	in.integ, in.hasInteg = b.ref("integration")
+	if rf, ok := b.ref("integration-run"); ok && !b.failed("integration-run") {
+		if rf.code.Valid && !rf.id.Valid {
+			b.fail(record.FieldError{Element: "integration-run", Message: "Integration run must be given by id"})
+		} else if _, dup := in.ints["integration-run-id"]; !dup {
+			in.ints["integration-run-id"] = rf.id
+		}
+	}
+	if items, ok := b.list("responses", "response"); ok {
+		for _, it := range items {
+			sb := &binder{m: it}
+			code, _ := sb.str("response-code", record.MaxString)
+			msg, _ := sb.str("response-message", 0)
+			b.errs = append(b.errs, sb.errs...)
+			in.responses = append(in.responses, responseIn{code, msg})
+		}
+	}
+	// The record package owns the rules; feed it what we bound.
+	var rec record.Record
+	rec.ContactAlertType = in.strs["contact-alert-type"].String
+	rec.DocumentType = in.strs["document-type"].String
+	if v := in.ints["document-id"]; v.Valid {
+		rec.DocumentID = &v.Int64
+	}
+	var rules []record.FieldError
+	if create {
+		rules = record.Validate(&rec)
+	} else {
+		for _, el := range []string{"contact-alert-type", "document-type"} {
+			if v, ok := in.strs[el]; ok && strings.TrimSpace(v.String) == "" {
+				rules = append(rules, record.Blank(el))
+			}
+		}
+		if v, ok := in.ints["document-id"]; ok && !v.Valid {
+			rules = append(rules, record.Blank("document-id"))
+		}
+		if v, ok := in.strs["document-type"]; ok && strings.TrimSpace(v.String) != "" && !record.IsDocumentType(v.String) {
+			rules = append(rules, record.FieldError{Element: "document-type", Message: fmt.Sprintf("Document type %q is not a valid document type", v.String)})
+		}
+	}
+	for _, e := range rules {
+		if !b.failed(e.Element) {
+			b.fail(e)
+		}
+	}
+	if len(b.errs) > 0 {
+		return nil, b.errs
+	}
+	return in, nil
+}
+
+// resolveIntegration finds the referenced integration inside tx.
+func (s *Server) resolveIntegration(ctx context.Context, tx *sql.Tx, rf ref) (id int64, code, name sqlString, err error) {
+	d := s.st.d
+	var row *sql.Row
+	what := ""
+	if rf.id.Valid {
+		row = tx.QueryRowContext(ctx, d.q(`SELECT id, code, name FROM integrations WHERE id = ?`), rf.id.Int64)
+		what = fmt.Sprintf("id %d", rf.id.Int64)
+	} else {
+		row = tx.QueryRowContext(ctx, d.q(`SELECT id, code, name FROM integrations WHERE code = ?`), rf.code.String)
+		what = fmt.Sprintf("code %q", rf.code.String)
+	}
+	if err = row.Scan(&id, &code, &name); errors.Is(err, sql.ErrNoRows) {
+		return 0, code, name, validationError{{Element: "integration", Message: "Integration with " + what + " does not exist"}}
+	}
+	if err == nil && rf.id.Valid && rf.code.Valid && rf.code.String != code.String {
+		return 0, code, name, validationError{{Element: "integration", Message: fmt.Sprintf("Integration id %d does not have code %q", rf.id.Int64, rf.code.String)}}
+	}
+	return id, code, name, err
+}
+
+func (s *Server) checkRun(ctx context.Context, tx *sql.Tx, id sqlInt) error {
+	if !id.Valid {
+		return nil
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, s.st.d.q(`SELECT 1 FROM integration_runs WHERE id = ?`), id.Int64).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return validationError{{Element: "integration-run", Message: fmt.Sprintf("Integration run with id %d does not exist", id.Int64)}}
+	}
+	return err
+}
+
+func (s *Server) recordAction(w http.ResponseWriter, r *http.Request) {
+	a, ok := record.ParseAction(r.PathValue("action"))
+	if !ok || a == record.Create {
+		writeError(w, r, http.StatusNotFound, recordRoot, "No route matches POST "+r.URL.Path)
+		return
+	}
+	s.recordCreate(a)(w, r)
+}
+
+// recordCreate handles the five POST actions: store the record, then the
+// action's side effects, all in one transaction.
+func (s *Server) recordCreate(a record.Action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		out, err := parseOutput(r.URL.Query())
+		if err != nil {
+			s.fail(w, r, recordRoot, err)
+			return
+		}
+		m, ok := s.readBody(w, r, recordRoot)
+		if !ok {
+			return
+		}
+		in, verr := bindRecord(m, s.cfg.Strict, true)
+		if verr != nil {
+			s.fail(w, r, recordRoot, verr)
+			return
+		}
+		p := principalFrom(r.Context())
+		now := s.now().Unix()
+		x := &recordRow{
+			ContactAlertType: in.strs["contact-alert-type"], CreationMethod: in.strs["creation-method"],
+			DocumentStatus: in.strs["document-status"], DocumentType: in.strs["document-type"],
+			ExternalID: in.strs["external-id"], IntegrationFilename: in.strs["integration-filename"],
+			Status: in.strs["status"], DocumentID: in.ints["document-id"], DocumentRevision: in.ints["document-revision"],
+			IntegrationRunID: in.ints["integration-run-id"], CreatedAt: now, UpdatedAt: now,
+			CreatedByID: sqlInt{Int64: p.userID, Valid: p.userID != 0}, CreatedByLogin: sqlString{String: p.login, Valid: p.login != ""},
+		}
+		x.UpdatedByID, x.UpdatedByLogin = x.CreatedByID, x.CreatedByLogin
+		ctx := r.Context()
+		err = s.st.tx(ctx, func(tx *sql.Tx) error {
+			return s.insertRecord(ctx, tx, a, x, in)
+		})
+		if err != nil {
+			s.fail(w, r, recordRoot, err)
+			return
+		}
+		respond(w, r, http.StatusCreated, recordRoot, x.render(), out)
+	}
+}
+
+func (s *Server) insertRecord(ctx context.Context, tx *sql.Tx, a record.Action, x *recordRow, in *recordInput) error {
+	d := s.st.d
+	if in.hasInteg && !in.integ.null {
+		id, code, name, err := s.resolveIntegration(ctx, tx, in.integ)
+		if err != nil {
+			return err
+		}
+		x.IntegrationID, x.IntegrationCode, x.IntegrationName = sqlInt{Int64: id, Valid: true}, code, name
+	}
+	if err := s.checkRun(ctx, tx, x.IntegrationRunID); err != nil {
+		return err
+	}
+	err := tx.QueryRowContext(ctx, d.q(`INSERT INTO integration_history_records
+ (contact_alert_type, creation_method, document_id, document_revision, document_status, document_type,
+  external_id, integration_id, integration_run_id, integration_filename, resolved, status,
+  created_at, updated_at, created_by_id, created_by_login, updated_by_id, updated_by_login)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		x.ContactAlertType, x.CreationMethod, x.DocumentID, x.DocumentRevision, x.DocumentStatus, x.DocumentType,
+		x.ExternalID, x.IntegrationID, x.IntegrationRunID, x.IntegrationFilename, x.Status,
+		x.CreatedAt, x.UpdatedAt, x.CreatedByID, x.CreatedByLogin, x.UpdatedByID, x.UpdatedByLogin).Scan(&x.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.appendResponses(ctx, tx, x, in.responses); err != nil {
+		return err
+	}
+	if a.MarksExported() {
+		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO exported_documents (document_type, document_id, exported, last_exported_at)
+ VALUES (?, ?, 1, ?) ON CONFLICT (document_type, document_id) DO UPDATE SET exported = 1, last_exported_at = excluded.last_exported_at`),
+			x.DocumentType, x.DocumentID, x.CreatedAt); err != nil {
+			return err
+		}
+	}
+	if a.RaisesAlert() {
+		if err := s.raiseAlert(ctx, tx, x); err != nil {
+			return err
+		}
+	}
+	if a == record.Acknowledge {
+		// (our choice) The ERP acknowledged the document: earlier open
+		// records of it are resolved; the acknowledgement itself stays open.
+		if _, err := tx.ExecContext(ctx, d.q(`UPDATE integration_history_records SET resolved = 1, updated_at = ?, updated_by_id = ?, updated_by_login = ?
+ WHERE document_type = ? AND document_id = ? AND resolved = 0 AND id < ?`),
+			x.CreatedAt, x.CreatedByID, x.CreatedByLogin, x.DocumentType, x.DocumentID, x.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) appendResponses(ctx context.Context, tx *sql.Tx, x *recordRow, rs []responseIn) error {
+	for _, rs := range rs {
+		var id int64
+		if err := tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO record_responses (record_id, response_code, response_message, created_at, updated_at)
+ VALUES (?, ?, ?, ?, ?) RETURNING id`), x.ID, rs.code, rs.message, x.UpdatedAt, x.UpdatedAt).Scan(&id); err != nil {
+			return err
+		}
+		x.Responses = append(x.Responses, responseRow{ID: id, Code: rs.code, Message: rs.message, CreatedAt: x.UpdatedAt, UpdatedAt: x.UpdatedAt})
+	}
+	return nil
+}
+
+// loadRecord reads one record with its responses; errNotFound if absent.
+func (s *Server) loadRecord(ctx context.Context, q querier, id int64) (*recordRow, error) {
+	x, err := scanRecord(q.QueryRowContext(ctx, s.st.d.q(recordSelect+` WHERE r.id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loadResponses(ctx, q, []*recordRow{x}); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+func (s *Server) loadResponses(ctx context.Context, q querier, xs []*recordRow) error {
+	if len(xs) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*recordRow, len(xs))
+	args := make([]any, len(xs))
+	for i, x := range xs {
+		byID[x.ID] = x
+		args[i] = x.ID
+	}
+	ph := strings.TrimSuffix(strings.Repeat("?,", len(xs)), ",")
+	rows, err := q.QueryContext(ctx, s.st.d.q(`SELECT id, record_id, response_code, response_message, created_at, updated_at
+ FROM record_responses WHERE record_id IN (`+ph+`) ORDER BY id`), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rs responseRow
+		var rid int64
+		if err := rows.Scan(&rs.ID, &rid, &rs.Code, &rs.Message, &rs.CreatedAt, &rs.UpdatedAt); err != nil {
+			return err
+		}
+		if x := byID[rid]; x != nil {
+			x.Responses = append(x.Responses, rs)
+		}
+	}
+	return rows.Err()
+}
+
+func (s *Server) recordShow(w http.ResponseWriter, r *http.Request) {
+	out, err := parseOutput(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	x, err := s.loadRecord(r.Context(), s.st.r, id)
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	respond(w, r, http.StatusOK, recordRoot, x.render(), out)
+}
+
+func (s *Server) recordIndex(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(recordResource, s.st.d, r.URL.Query())
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	sqlText, args := q.sql(recordSelect, "r.id")
+	ctx := r.Context()
+	rows, err := s.st.r.QueryContext(ctx, s.st.d.q(sqlText), args...)
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	var xs []*recordRow
+	for rows.Next() {
+		x, err := scanRecord(rows)
+		if err != nil {
+			rows.Close()
+			s.fail(w, r, recordRoot, err)
+			return
+		}
+		xs = append(xs, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	if err := s.loadResponses(ctx, s.st.r, xs); err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	objs := make([]object, len(xs))
+	for i, x := range xs {
+		objs[i] = x.render()
+	}
+	respondList(w, r, recordPlural, recordRoot, objs, q.out)
+}
+
+// sql completes a SELECT with the query's WHERE, ORDER BY and paging.
+func (q *listQuery) sql(base, idCol string) (string, []any) {
+	var b strings.Builder
+	b.WriteString(base)
+	if len(q.where) > 0 {
+		b.WriteString(" WHERE ")
+		b.WriteString(strings.Join(q.where, " AND "))
+	}
+	dir := " ASC"
+	if q.desc {
+		dir = " DESC"
+	}
+	b.WriteString(" ORDER BY " + q.orderBy + dir)
+	if q.orderBy != idCol {
+		b.WriteString(", " + idCol + dir)
+	}
+	b.WriteString(" LIMIT ? OFFSET ?")
+	return b.String(), append(q.args, q.limit, q.offset)
+}
+
+// recordUpdate is PUT/PATCH: a partial update; responses are appended.
+func (s *Server) recordUpdate(w http.ResponseWriter, r *http.Request) {
+	out, err := parseOutput(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	m, ok := s.readBody(w, r, recordRoot)
+	if !ok {
+		return
+	}
+	in, verr := bindRecord(m, s.cfg.Strict, false)
+	if verr != nil {
+		s.fail(w, r, recordRoot, verr)
+		return
+	}
+	p := principalFrom(r.Context())
+	now := s.now().Unix()
+	ctx := r.Context()
+	var x *recordRow
+	err = s.st.tx(ctx, func(tx *sql.Tx) error {
+		d := s.st.d
+		sets := []string{"updated_at = ?", "updated_by_id = ?", "updated_by_login = ?"}
+		args := []any{now, sqlInt{Int64: p.userID, Valid: p.userID != 0}, sqlString{String: p.login, Valid: p.login != ""}}
+		for _, f := range recordStrings {
+			if v, ok := in.strs[f.el]; ok {
+				sets = append(sets, f.col+" = ?")
+				args = append(args, v)
+			}
+		}
+		for _, f := range recordInts {
+			if v, ok := in.ints[f.el]; ok {
+				if f.el == "integration-run-id" {
+					if err := s.checkRun(ctx, tx, v); err != nil {
+						return err
+					}
+				}
+				sets = append(sets, f.col+" = ?")
+				args = append(args, v)
+			}
+		}
+		if in.hasInteg {
+			var iid sqlInt
+			if !in.integ.null {
+				id, _, _, err := s.resolveIntegration(ctx, tx, in.integ)
+				if err != nil {
+					return err
+				}
+				iid = sqlInt{Int64: id, Valid: true}
+			}
+			sets = append(sets, "integration_id = ?")
+			args = append(args, iid)
+		}
+		res, err := tx.ExecContext(ctx, d.q(`UPDATE integration_history_records SET `+strings.Join(sets, ", ")+` WHERE id = ?`), append(args, id)...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errNotFound
+		}
+		if err := s.appendResponses(ctx, tx, &recordRow{ID: id, UpdatedAt: now}, in.responses); err != nil {
+			return err
+		}
+		x, err = s.loadRecord(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, recordRoot, err)
+		return
+	}
+	respond(w, r, http.StatusOK, recordRoot, x.render(), out)
+}
+
+// recordResolve is PUT /:id/resolve and /:id/unresolve, the only way to
+// change resolved. A body, if any, is ignored.
+func (s *Server) recordResolve(resolved bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		out, err := parseOutput(r.URL.Query())
+		if err != nil {
+			s.fail(w, r, recordRoot, err)
+			return
+		}
+		id, err := pathID(r)
+		if err != nil {
+			s.fail(w, r, recordRoot, err)
+			return
+		}
+		p := principalFrom(r.Context())
+		v := 0
+		if resolved {
+			v = 1
+		}
+		ctx := r.Context()
+		var x *recordRow
+		err = s.st.tx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, s.st.d.q(`UPDATE integration_history_records SET resolved = ?, updated_at = ?, updated_by_id = ?, updated_by_login = ? WHERE id = ?`),
+				v, s.now().Unix(), sqlInt{Int64: p.userID, Valid: p.userID != 0}, sqlString{String: p.login, Valid: p.login != ""}, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return errNotFound
+			}
+			x, err = s.loadRecord(ctx, tx, id)
+			return err
+		})
+		if err != nil {
+			s.fail(w, r, recordRoot, err)
+			return
+		}
+		respond(w, r, http.StatusOK, recordRoot, x.render(), out)
+	}
+}

@@ -1,0 +1,350 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/ihr-tools/ihr/record"
+)
+
+type (
+	sqlString = sql.NullString
+	sqlInt    = sql.NullInt64
+)
+
+// validationError is a 400 listing every failed element.
+type validationError []record.FieldError
+
+func (v validationError) Error() string {
+	msgs := make([]string, len(v))
+	for i, e := range v {
+		msgs[i] = e.Message
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// errNotFound is a 404 for an unknown id.
+var errNotFound = errors.New("not found")
+
+// bodyError is a 400 for a body that does not decode.
+type bodyError struct{ msg string }
+
+func (e *bodyError) Error() string { return e.msg }
+
+// readBody reads and decodes the request body, answering 413, 415 or 400
+// itself when it cannot (ok=false).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, root string) (map[string]any, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, r, http.StatusRequestEntityTooLarge, root, fmt.Sprintf("Request body is larger than %d bytes", s.cfg.MaxBodyBytes))
+			return nil, false
+		}
+		writeError(w, r, http.StatusBadRequest, root, "Request body could not be read")
+		return nil, false
+	}
+	f, err := bodyFormat(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		writeError(w, r, http.StatusUnsupportedMediaType, root, "Content-Type "+r.Header.Get("Content-Type")+" is not supported; send application/json or application/xml")
+		return nil, false
+	}
+	m, err := decodeBody(f, body, root)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, root, upperFirst(err.Error()))
+		return nil, false
+	}
+	return m, true
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// fail maps an error from a handler's work to its status.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, resource string, err error) {
+	var ve validationError
+	var qe *queryError
+	var be *bodyError
+	switch {
+	case errors.As(err, &ve):
+		msgs := make([]string, len(ve))
+		for i, e := range ve {
+			msgs[i] = e.Message
+		}
+		writeError(w, r, http.StatusBadRequest, resource, msgs...)
+	case errors.As(err, &qe):
+		writeError(w, r, http.StatusBadRequest, resource, qe.msg)
+	case errors.As(err, &be):
+		writeError(w, r, http.StatusBadRequest, resource, be.msg)
+	case errors.Is(err, errNotFound):
+		writeError(w, r, http.StatusNotFound, resource, "Record not found")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		w.WriteHeader(499)
+	default:
+		s.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		writeError(w, r, http.StatusInternalServerError, resource, "Internal error")
+	}
+}
+
+// respond writes one object under root, shaped by out.
+func respond(w http.ResponseWriter, r *http.Request, code int, root string, obj object, out outputOpts) {
+	obj, ok := out.shape(obj)
+	if !ok {
+		w.WriteHeader(code)
+		return
+	}
+	var b bytes.Buffer
+	b.Grow(1024)
+	f := negotiate(r.Header.Get("Accept"))
+	if f == formatXML {
+		encodeXML(&b, root, obj)
+	} else {
+		encodeJSON(&b, obj)
+	}
+	w.Header().Set("Content-Type", f.contentType())
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(code)
+	w.Write(b.Bytes())
+}
+
+// respondList writes an index answer: a bare JSON array, or
+// <plural type="array"> in XML, where no match is a 404 as Coupa does.
+func respondList(w http.ResponseWriter, r *http.Request, plural, item string, objs []object, out outputOpts) {
+	f := negotiate(r.Header.Get("Accept"))
+	if len(objs) == 0 && f == formatXML {
+		writeError(w, r, http.StatusNotFound, item, "No results match your search criteria.")
+		return
+	}
+	shaped := make([]object, 0, len(objs))
+	for _, o := range objs {
+		if so, ok := out.shape(o); ok {
+			shaped = append(shaped, so)
+		}
+	}
+	if out.ret == "none" {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	var b bytes.Buffer
+	b.Grow(512 * (len(shaped) + 1))
+	if f == formatXML {
+		encodeXML(&b, plural, array{Item: item, Elems: shaped})
+	} else {
+		encodeJSON(&b, array{Item: item, Elems: shaped})
+	}
+	w.Header().Set("Content-Type", f.contentType())
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b.Bytes())
+}
+
+func writeJSONObject(w http.ResponseWriter, code int, v any) {
+	var b bytes.Buffer
+	encodeJSON(&b, v)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(code)
+	w.Write(b.Bytes())
+}
+
+// pathID parses the {id} path value; a non-integer id is simply unknown.
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errNotFound
+	}
+	return id, nil
+}
+
+// binder converts decoded body values to typed ones, collecting a
+// FieldError per element that has the wrong type or length.
+type binder struct {
+	m    map[string]any
+	errs validationError
+}
+
+func (b *binder) has(key string) bool {
+	_, ok := b.m[key]
+	return ok
+}
+
+func (b *binder) fail(e record.FieldError) { b.errs = append(b.errs, e) }
+
+func (b *binder) failed(element string) bool {
+	for _, e := range b.errs {
+		if e.Element == element {
+			return true
+		}
+	}
+	return false
+}
+
+// str reads a string element; limit 0 means unbounded (text columns).
+// Numbers and booleans are taken as their text, as Rails casts them.
+func (b *binder) str(key string, limit int) (sqlString, bool) {
+	v, ok := b.m[key]
+	if !ok {
+		return sqlString{}, false
+	}
+	return b.strValue(key, v, limit), true
+}
+
+func (b *binder) strValue(key string, v any, limit int) sqlString {
+	var s string
+	switch t := v.(type) {
+	case nil:
+		return sqlString{}
+	case string:
+		s = t
+	case json.Number:
+		s = t.String()
+	case bool:
+		s = strconv.FormatBool(t)
+	default:
+		b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " is invalid (expected a string)"})
+		return sqlString{}
+	}
+	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+		b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " is not valid UTF-8 text"})
+		return sqlString{}
+	}
+	if limit > 0 && utf8.RuneCountInString(s) > limit {
+		b.fail(record.TooLong(key))
+		return sqlString{}
+	}
+	return sqlString{String: s, Valid: true}
+}
+
+// int reads an integer element: a JSON integer or a string of digits. An
+// empty string is null, as Rails casts it.
+func (b *binder) int(key string) (sqlInt, bool) {
+	v, ok := b.m[key]
+	if !ok {
+		return sqlInt{}, false
+	}
+	return b.intValue(key, v), true
+}
+
+func (b *binder) intValue(key string, v any) sqlInt {
+	var s string
+	switch t := v.(type) {
+	case nil:
+		return sqlInt{}
+	case json.Number:
+		s = t.String()
+	case string:
+		s = strings.TrimSpace(t)
+		if s == "" {
+			return sqlInt{}
+		}
+	default:
+		b.fail(record.NotInteger(key))
+		return sqlInt{}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		// 12.0 and 1e3 are integers written as floats; 12.5 is not.
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+			b.fail(record.NotInteger(key))
+			return sqlInt{}
+		}
+		n = int64(f)
+	}
+	return sqlInt{Int64: n, Valid: true}
+}
+
+// ref reads an association reference {"id": …} or {"code": …}; a bare
+// integer is taken as the id.
+type ref struct {
+	id   sqlInt
+	code sqlString
+	null bool
+}
+
+func (b *binder) ref(key string) (ref, bool) {
+	v, ok := b.m[key]
+	if !ok {
+		return ref{}, false
+	}
+	switch t := v.(type) {
+	case nil:
+		return ref{null: true}, true
+	case map[string]any:
+		sub := binder{m: t}
+		var rf ref
+		rf.id, _ = sub.int("id")
+		rf.code, _ = sub.str("code", record.MaxString)
+		for _, e := range sub.errs {
+			b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " " + strings.ToLower(e.Message[:1]) + e.Message[1:]})
+		}
+		if !rf.id.Valid && !rf.code.Valid {
+			if len(sub.errs) == 0 {
+				b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " must be given by id or code"})
+			}
+			return ref{}, true
+		}
+		return rf, true
+	case json.Number, string:
+		return ref{id: b.intValue(key, t)}, true
+	}
+	b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " is invalid (expected {\"id\": …} or {\"code\": …})"})
+	return ref{}, true
+}
+
+// list reads an array of objects; XML's <responses><response>… without
+// type="array" arrives as {"response": …} and is unwrapped.
+func (b *binder) list(key, item string) ([]map[string]any, bool) {
+	v, ok := b.m[key]
+	if !ok {
+		return nil, false
+	}
+	if m, isMap := v.(map[string]any); isMap {
+		if inner, ok := m[item]; ok && len(m) == 1 {
+			v = inner
+		} else {
+			v = []any{m}
+		}
+	}
+	var out []map[string]any
+	switch t := v.(type) {
+	case nil:
+		return nil, true
+	case string:
+		if strings.TrimSpace(t) == "" {
+			return nil, true
+		}
+	case map[string]any:
+		return []map[string]any{t}, true
+	case []any:
+		for _, e := range t {
+			m, ok := e.(map[string]any)
+			if !ok {
+				b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " items must be objects"})
+				return nil, true
+			}
+			out = append(out, m)
+		}
+		return out, true
+	}
+	b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " must be an array"})
+	return nil, true
+}

@@ -452,11 +452,14 @@ func (r *Reader) readRecord(maxStore int) (bool, error) {
 			r.ends = append(r.ends, len(r.rec))
 		}
 		r.nf++
-		if end != endComma {
-			break
+		switch end {
+		case endLine:
+			return true, nil
+		case endEOF:
+			// A source error cut the record short: it is not a row.
+			return true, s.ioErr()
 		}
 	}
-	return true, s.ioErr()
 }
 
 // fail records the row's first error.
@@ -464,7 +467,7 @@ func (r *Reader) fail(line, col int, err error) {
 	if r.perr != nil {
 		return
 	}
-	r.perr = &ParseError{Line: line, Column: col, Field: r.fieldName(), Err: err}
+	r.perr = &ParseError{File: r.opt.File, Line: line, Column: col, Field: r.fieldName(), Err: err}
 }
 
 func (r *Reader) fieldName() string {

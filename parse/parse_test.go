@@ -1,0 +1,328 @@
+package parse
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/ihr-tools/ihr/fixtures"
+
+	"github.com/gocarina/gocsv"
+	"golang.org/x/text/encoding/japanese"
+)
+
+// got is one Read result in a compact, comparable form.
+type got struct {
+	Number, Line int
+	Fields       []string
+	Err          string // "" or "line:col:field:sentinel"
+}
+
+func (g got) String() string {
+	return fmt.Sprintf("{%d %d %q %q}", g.Number, g.Line, g.Fields, g.Err)
+}
+
+func readAll(t *testing.T, r *Reader) []got {
+	t.Helper()
+	var out []got
+	for {
+		row, err := r.Read()
+		if err == io.EOF {
+			return out
+		}
+		g := got{Number: row.Number, Line: row.Line, Fields: row.Fields}
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("Read: %v (not a *ParseError)", err)
+			}
+			if pe.Row != row.Number {
+				t.Errorf("ParseError.Row %d, Row.Number %d", pe.Row, row.Number)
+			}
+			g.Err = fmt.Sprintf("%d:%d:%s:%s", pe.Line, pe.Column, pe.Field, sentinel(err))
+		}
+		out = append(out, g)
+	}
+}
+
+func sentinel(err error) string {
+	for _, s := range []error{ErrFieldCount, ErrBareQuote, ErrQuote, ErrInvalidUTF8, ErrInvalidShiftJIS, ErrFieldTooLong, ErrRowTooLong,
+		ErrEmptyFile, ErrBinary, ErrNoHeader, ErrEncoding, ErrUnknownEncoding} {
+		if errors.Is(err, s) {
+			return s.Error()
+		}
+	}
+	return "other: " + err.Error()
+}
+
+func TestRead(t *testing.T) {
+	tests := []struct {
+		name, in, enc string
+		header        []string
+		rows          []got
+	}{
+		{"crlf", "a,b\r\n1,2\r\n3,4\r\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "2"}, ""}, {2, 3, []string{"3", "4"}, ""}}},
+		{"no final newline", "a,b\n1,2", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "2"}, ""}}},
+		{"bom stripped", "\xef\xbb\xbfa,b\n1,2\n", "utf-8", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "2"}, ""}}},
+		{"every field quoted", "\"a\",\"b\"\r\n\"1\",\"\"\r\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", ""}, ""}}},
+		{"quoted newline and quotes", "a,b\n\"x\r\ny\",\"say \"\"hi\"\"\"\n3,4\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"x\ny", `say "hi"`}, ""}, {2, 4, []string{"3", "4"}, ""}}},
+		{"lone CR line ends", "a,b\r1,2\r3,4", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "2"}, ""}, {2, 3, []string{"3", "4"}, ""}}},
+		{"blank lines skipped, lines counted", "a,b\n\n1,2\r\n\r\n3,4\n", "auto", []string{"a", "b"},
+			[]got{{1, 3, []string{"1", "2"}, ""}, {2, 5, []string{"3", "4"}, ""}}},
+		{"empty fields", "a,b,c\n,,\n", "auto", []string{"a", "b", "c"},
+			[]got{{1, 2, []string{"", "", ""}, ""}}},
+		{"too few fields", "a,b,c\n1,2\n4,5,6\n", "auto", []string{"a", "b", "c"},
+			[]got{{1, 2, []string{"1", "2"}, "2:0:c:wrong number of fields"}, {2, 3, []string{"4", "5", "6"}, ""}}},
+		{"too many fields", "a,b\n1,2,3,4\n5,6\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "2"}, "2:0::wrong number of fields"}, {2, 3, []string{"5", "6"}, ""}}},
+		{"bare quote", "a,b\n1,x\"y\n3,4\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", `x"y`}, `2:4:b:bare " in a non-quoted field`}, {2, 3, []string{"3", "4"}, ""}}},
+		{"text after closing quote", "a,b\n\"1\"z,2\n3,4\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1z", "2"}, `2:4:a:extraneous or missing " in a quoted field`}, {2, 3, []string{"3", "4"}, ""}}},
+		{"unterminated quote", "a,b\n1,2\n3,\"4\n5,6\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "2"}, ""}, {2, 3, []string{"3", "4\n5,6\n"}, `3:3:b:extraneous or missing " in a quoted field`}}},
+		{"invalid utf-8 column counts characters", "a,b\n1,é\xffz\n3,4\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "é\xffz"}, "2:4:b:invalid UTF-8"}, {2, 3, []string{"3", "4"}, ""}}},
+		{"invalid utf-8 in quoted field on 2nd line", "a,b\n1,\"ok\nx\xc3(\"\n", "utf-8", []string{"a", "b"},
+			[]got{{1, 2, []string{"1", "ok\nx\xc3("}, "3:2:b:invalid UTF-8"}}},
+		{"truncated utf-8 at eof", "a\n\xe3\x81", "auto", []string{"a"},
+			[]got{{1, 2, []string{"\xe3\x81"}, "2:1:a:invalid UTF-8"}}},
+		{"first error of a row wins", "a,b\n1\"\xff,2,3\n", "auto", []string{"a", "b"},
+			[]got{{1, 2, []string{"1\"\xff", "2"}, `2:2:a:bare " in a non-quoted field`}}},
+		{"valid U+FFFD is data in utf-8", "a\n\xef\xbf\xbd\n", "auto", []string{"a"},
+			[]got{{1, 2, []string{"\ufffd"}, ""}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, slow := range []bool{false, true} {
+				var src io.Reader = strings.NewReader(tt.in)
+				if slow {
+					src = iotest.OneByteReader(src) // every buffer boundary
+				}
+				r, err := NewReader(src, tt.enc, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(r.Header()) != fmt.Sprint(tt.header) {
+					t.Errorf("header %q, want %q", r.Header(), tt.header)
+				}
+				rows := readAll(t, r)
+				if fmt.Sprint(rows) != fmt.Sprint(tt.rows) {
+					t.Errorf("slow=%v\n got %v\nwant %v", slow, rows, tt.rows)
+				}
+			}
+		})
+	}
+}
+
+func TestWholeFileErrors(t *testing.T) {
+	tests := []struct {
+		name, in, enc, want string
+	}{
+		{"empty", "", "auto", "file is empty"},
+		{"bom only", "\xef\xbb\xbf", "auto", "file is empty"},
+		{"blank lines only", "\r\n\n\r\n", "auto", "file is empty"},
+		{"binary", "PK\x03\x04\x00\x00", "auto", "file is binary, not CSV text"},
+		{"nul late in first KB", strings.Repeat("a", 1000) + "\x00", "auto", "file is binary, not CSV text"},
+		{"utf-16le", "\xff\xfea\x00", "auto", "file cannot be decoded"},
+		{"utf-16be", "\xfe\xff\x00a", "utf-8", "file cannot be decoded"},
+		{"bom with shift_jis", "\xef\xbb\xbfa\n", "shift_jis", "file cannot be decoded"},
+		{"unknown encoding", "a\n", "latin-1", "unknown encoding"},
+		{"empty header names", ",,\n1,2,3\n", "auto", "file has no header row"},
+		{"header bad quoting", "a,\"b\n", "auto", `extraneous or missing " in a quoted field`},
+		{"header invalid utf-8", "a,\xff\n", "auto", "invalid UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewReader(strings.NewReader(tt.in), tt.enc, Options{File: "x.csv"})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := sentinel(err); got != tt.want {
+				t.Errorf("error %q: sentinel %q, want %q", err, got, tt.want)
+			}
+			if !strings.Contains(err.Error(), "x.csv") && tt.want != "unknown encoding" {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+	// A header longer than MaxFields.
+	_, err := NewReader(strings.NewReader("a,b,c\n"), "auto", Options{MaxFields: 2})
+	if !errors.Is(err, ErrNoHeader) {
+		t.Errorf("MaxFields: %v", err)
+	}
+}
+
+func TestShiftJIS(t *testing.T) {
+	enc := japanese.ShiftJIS.NewEncoder()
+	in, err := enc.String("external-id,message\r\nPO-東京-1,\"発注, 済み①\"\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(strings.NewReader(in), "cp932", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := readAll(t, r)
+	want := []got{{1, 2, []string{"PO-東京-1", "発注, 済み①"}, ""}}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Errorf("got %v want %v", rows, want)
+	}
+
+	// An invalid Shift_JIS sequence (0x85 0x40 is unassigned... use a
+	// lead byte followed by a byte that cannot trail it).
+	r, err = NewReader(bytes.NewReader([]byte("a,b\r\n1,x\x81\x0a")), "shift_jis", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows = readAll(t, r)
+	if len(rows) != 1 || rows[0].Err != "2:4:b:invalid Shift_JIS byte sequence" {
+		t.Errorf("got %v", rows)
+	}
+
+	// The same Shift_JIS bytes read as UTF-8: invalid UTF-8 with a hint.
+	r, err = NewReader(strings.NewReader(in), "auto", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Read()
+	if !errors.Is(err, ErrInvalidUTF8) || !strings.Contains(err.Error(), "shift_jis") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// TestFieldLimits: an oversized field fails its row alone and is not
+// buffered; the next row is read normally.
+func TestFieldLimits(t *testing.T) {
+	for _, quoted := range []bool{false, true} {
+		big := strings.Repeat("x", 5000)
+		if quoted {
+			big = `"` + strings.Repeat("y\n", 2500) + `"`
+		}
+		in := "a,b\n1," + big + "\n3,4\n"
+		r, err := NewReader(strings.NewReader(in), "auto", Options{MaxFieldBytes: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := readAll(t, r)
+		want := []got{{1, 2, []string{"1", ""}, "2:3:b:field too long"}}
+		next := 3
+		if quoted {
+			next = 2503
+		}
+		want = append(want, got{2, next, []string{"3", "4"}, ""})
+		if fmt.Sprint(rows) != fmt.Sprint(want) {
+			t.Errorf("quoted=%v\n got %v\nwant %v", quoted, rows, want)
+		}
+	}
+	r, err := NewReader(strings.NewReader("a,b,c\n12345,12345,12345\n1,2,3\n"), "auto", Options{MaxRowBytes: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := readAll(t, r)
+	if len(rows) != 2 || rows[0].Err != "2:13:c:row too long" || rows[1].Err != "" {
+		t.Errorf("got %v", rows)
+	}
+}
+
+// errReader fails after its data, like a dropped SFTP connection.
+type errReader struct {
+	data []byte
+	err  error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	if len(e.data) == 0 {
+		return 0, e.err
+	}
+	n := copy(p[:min(len(p), 100)], e.data)
+	e.data = e.data[n:]
+	return n, nil
+}
+
+func TestSourceErrorIsFinal(t *testing.T) {
+	boom := errors.New("connection reset")
+	data := "a,b\n" + strings.Repeat("1,2\n", 1000) + "3,"
+	r, err := NewReader(&errReader{[]byte(data), boom}, "auto", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if _, err := r.Read(); err != nil {
+			t.Fatalf("row %d: %v", i+1, err)
+		}
+	}
+	_, err = r.Read()
+	var pe *ParseError
+	if !errors.Is(err, boom) || errors.As(err, &pe) {
+		t.Fatalf("row 2: %v, want the source's error", err)
+	}
+}
+
+func TestParseErrorMessage(t *testing.T) {
+	e := &ParseError{File: "inv.csv", Row: 3, Line: 4, Column: 12, Field: "external-id", Err: ErrInvalidUTF8}
+	want := `inv.csv: row 3 (line 4, column 12), field "external-id": invalid UTF-8`
+	if e.Error() != want {
+		t.Errorf("%q, want %q", e.Error(), want)
+	}
+}
+
+func TestGocsvAdapter(t *testing.T) {
+	type inv struct {
+		ExternalID string `csv:"external-id"`
+		DocumentID int64  `csv:"document-id"`
+	}
+	r, err := NewReader(strings.NewReader("external-id,document-id\r\nA-1,10\r\n\"A-2\",\"20\"\r\n"), "auto", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []inv
+	if err := gocsv.UnmarshalCSV(r.CSVReader(), &out); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out) != "[{A-1 10} {A-2 20}]" {
+		t.Errorf("got %v", out)
+	}
+	r, _ = NewReader(strings.NewReader("external-id,document-id\r\nA-1\r\n"), "auto", Options{})
+	if err := gocsv.UnmarshalCSV(r.CSVReader(), &out); !errors.Is(err, ErrFieldCount) {
+		t.Errorf("bad row through gocsv: %v", err)
+	}
+}
+
+// Test40MBField: the issue's 40 MB single field, generated while read. It
+// must fail its row alone and must not be buffered: the bytes allocated
+// while reading the whole file stay far below the field's size.
+func Test40MBField(t *testing.T) {
+	for _, multiline := range []bool{false, true} {
+		src := fixtures.HugeFieldReader(40<<20, multiline)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r, err := NewReader(src, "auto", Options{File: "huge.csv"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := readAll(t, r)
+		runtime.ReadMemStats(&after)
+		src.Close()
+		if len(rows) != 3 || rows[0].Err != "" || rows[2].Err != "" || rows[2].Fields[0] != "H-3" {
+			t.Fatalf("multiline=%v: rows %v", multiline, rows)
+		}
+		if rows[1].Err != `3:38:response-message:field too long` || rows[1].Fields[0] != "H-2" {
+			t.Errorf("row 2: %v", rows[1])
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+			t.Errorf("multiline=%v: %d bytes allocated reading a 40 MB field", multiline, alloc)
+		}
+	}
+}

@@ -69,9 +69,6 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 	userPub := writeKey(t, filepath.Join(dir, "user_key"))
 	s.KeyFile = filepath.Join(dir, "user_key")
 	authKeys := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(authKeys, ssh.MarshalAuthorizedKey(userPub), 0o644); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
 
 	if opt.Password {
 		pw, err := ensureUser(sftpUser, false)
@@ -83,7 +80,11 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 			t.Fatalf("testservers: %v", err)
 		}
 		s.User, s.Password = sftpUser, pw
-		s.Root = filepath.Join(sharedDir(t, "ihr-sftp-*"), "root")
+		shared := sharedDir(t, "ihr-sftp-*")
+		// sshd reads authorized_keys as the user, who cannot enter
+		// t.TempDir (0700 root).
+		authKeys = filepath.Join(shared, "authorized_keys")
+		s.Root = filepath.Join(shared, "root")
 		if err := os.Mkdir(s.Root, 0o755); err != nil {
 			t.Fatalf("testservers: %v", err)
 		}
@@ -100,6 +101,10 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 		if err := os.Mkdir(s.Root, 0o755); err != nil {
 			t.Fatalf("testservers: %v", err)
 		}
+	}
+
+	if err := os.WriteFile(authKeys, ssh.MarshalAuthorizedKey(userPub), 0o644); err != nil {
+		t.Fatalf("testservers: %v", err)
 	}
 
 	s.LogFile = filepath.Join(dir, "sshd.log")

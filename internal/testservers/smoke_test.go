@@ -58,6 +58,23 @@ func TestSFTPPassword(t *testing.T) {
 	}
 	smokeSFTP(t, s, ssh.Password(s.Password))
 
+	// The key works for the password user too.
+	cfg := s.ClientConfig(t)
+	pemBytes, err := os.ReadFile(s.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(signer)}
+	conn, err := ssh.Dial("tcp", s.Addr, cfg)
+	if err != nil {
+		t.Fatalf("key auth for the password user: %v\n--- sshd log ---\n%s", err, tailFile(s.LogFile, 4<<10))
+	}
+	conn.Close()
+
 	// A wrong password must be refused, or the test proves nothing.
 	hk, err := knownhosts.New(s.KnownHostsFile)
 	if err != nil {

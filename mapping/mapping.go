@@ -12,7 +12,9 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -120,7 +122,8 @@ func ValidateConfig(cfg Config) error {
 }
 
 func compile(cfg Config) (def [nElements]string, rules []actionRule, err error) {
-	for k, v := range cfg.Columns {
+	for _, k := range sortedKeys(cfg.Columns) {
+		v := cfg.Columns[k]
 		if elementIndex(k) < 0 {
 			return def, nil, &ConfigError{"mapping.columns." + k, fmt.Sprintf("not an element a column can feed (want one of %s)", strings.Join(Elements, ", "))}
 		}
@@ -128,7 +131,8 @@ func compile(cfg Config) (def [nElements]string, rules []actionRule, err error) 
 			return def, nil, &ConfigError{"mapping.columns." + k, "the column name is empty"}
 		}
 	}
-	for k, v := range cfg.Defaults {
+	for _, k := range sortedKeys(cfg.Defaults) {
+		v := cfg.Defaults[k]
 		e := elementIndex(k)
 		if e < 0 {
 			return def, nil, &ConfigError{"mapping.defaults." + k, fmt.Sprintf("not an element (want one of %s)", strings.Join(Elements, ", "))}
@@ -143,7 +147,8 @@ func compile(cfg Config) (def [nElements]string, rules []actionRule, err error) 
 	for k, v := range DefaultActions {
 		merged[strings.ToLower(k)] = v
 	}
-	for k, v := range cfg.Actions {
+	for _, k := range sortedKeys(cfg.Actions) {
+		v := cfg.Actions[k]
 		a, ok := record.ParseAction(v)
 		if !ok {
 			return def, nil, &ConfigError{"mapping.actions." + k, fmt.Sprintf("%q is not an action (want one of %s)", v, actionList())}
@@ -225,7 +230,8 @@ func New(cfg Config, header []string, sourceIntegration string) (*Mapper, error)
 	}
 	claimed := make([]bool, len(header))
 	// Explicit columns first: a column named there feeds only that element.
-	for k, name := range cfg.Columns {
+	for _, k := range sortedKeys(cfg.Columns) {
+		name := cfg.Columns[k]
 		e := elementIndex(k)
 		idx, err := findColumn(header, name)
 		if err != nil {
@@ -272,6 +278,9 @@ func New(cfg Config, header []string, sourceIntegration string) (*Mapper, error)
 	}
 	return m, nil
 }
+
+// sortedKeys makes errors and warnings the same from run to run.
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 
 func hasKey(m map[string]string, element string) bool {
 	for k := range m {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,6 +39,8 @@ type oauthAuth struct {
 	cl    *Client
 	cc    clientcredentials.Config
 	early time.Duration
+	// tokenPath names the endpoint in errors.
+	tokenPath string
 
 	sem       chan struct{} // one fetch at a time; ctx-aware, unlike a mutex
 	tok       *oauth2.Token
@@ -62,8 +65,9 @@ func newOAuth(cl *Client, o OAuthConfig) (*oauthAuth, error) {
 			// would waste a token request on Basic auth first.
 			AuthStyle: oauth2.AuthStyleInParams,
 		},
-		early: o.EarlyRefresh,
-		sem:   make(chan struct{}, 1),
+		early:     o.EarlyRefresh,
+		tokenPath: tokenPath(o.TokenURL),
+		sem:       make(chan struct{}, 1),
 	}, nil
 }
 
@@ -131,10 +135,11 @@ func (a *oauthAuth) fetch(ctx context.Context) (*oauth2.Token, error) {
 			if re.ErrorDescription != "" {
 				msg += ": " + re.ErrorDescription
 			}
+			msgs := []string{msg}
 			if msg == "" {
-				msg = "token request refused"
+				msgs = errorMessages(re.Body)
 			}
-			return nil, &Error{Status: info.Status, Method: http.MethodPost, Path: "oauth2 token", Messages: []string{msg}}
+			return nil, &Error{Status: info.Status, Method: http.MethodPost, Path: a.tokenPath, Messages: msgs}
 		}
 		return nil, fmt.Errorf("token endpoint: %w", err)
 	}
@@ -152,4 +157,11 @@ func (a *oauthAuth) invalidate(used string) bool {
 		a.tok = nil
 	}
 	return true
+}
+
+func tokenPath(u string) string {
+	if p, err := url.Parse(u); err == nil && p.Path != "" {
+		return p.Path
+	}
+	return u
 }

@@ -62,14 +62,16 @@ type Limiter interface {
 // NewLimiter returns a token bucket of rps requests per second with the
 // given burst, for sharing between Clients through Config.Limiter.
 // rps < 0 means no limit.
+//
+// It holds one token of the burst in reserve: requests reach the server
+// after varying network delays, so two sent 40 ms apart may arrive 39 ms
+// apart, and a server whose bucket equals our budget exactly would answer
+// 429. One token of slack absorbs any jitter under 1/rps.
 func NewLimiter(rps float64, burst int) Limiter {
 	if rps < 0 {
 		return rate.NewLimiter(rate.Inf, 1)
 	}
-	if burst < 1 {
-		burst = 1
-	}
-	return rate.NewLimiter(rate.Limit(rps), burst)
+	return rate.NewLimiter(rate.Limit(rps), max(burst-1, 1))
 }
 
 // OAuthConfig selects OAuth 2.0 client credentials.

@@ -65,6 +65,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		f.tokenRequests.Add(1)
 		r.ParseForm()
 		if r.PostForm.Get("client_id") != "cid" || r.PostForm.Get("client_secret") != "sec" {
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(401)
 			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client", "error_description": "wrong secret"})
 			return

@@ -561,7 +561,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 		s.col += i
 		if s.pos >= s.end {
 			if !s.fill() {
-				r.fail(line, col, fmt.Errorf("%w: the quoted field that starts here is not closed before the end of the file (line %d)", ErrQuote, s.line))
+				r.fail(line, col, fmt.Errorf("%w: the quoted field that starts here is not closed before the end of the file", ErrQuote))
 				return endEOF, true
 			}
 			continue

@@ -73,3 +73,13 @@ func (d dialect) isUnique(err error) bool {
 	}
 	return strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
+
+// sortable is the column expression for ordering and range comparisons.
+// PostgreSQL would otherwise compare text by the database locale; "C"
+// gives the byte order SQLite uses, so both engines answer alike.
+func (d dialect) sortable(c column) string {
+	if d.pg && c.kind == kString {
+		return c.sql + ` COLLATE "C"`
+	}
+	return c.sql
+}

@@ -144,7 +144,7 @@ func parseQuery(res *resource, d dialect, vals url.Values) (*listQuery, error) {
 			if !ok {
 				return nil, qerr("order_by: unknown attribute %q", last)
 			}
-			q.orderBy = c.sql
+			q.orderBy = d.sortable(c)
 			continue
 		case "dir":
 			switch strings.ToLower(strings.TrimSpace(last)) {
@@ -306,13 +306,13 @@ func condition(d dialect, c column, name, op, raw string) (string, []any, error)
 		// (our choice) NULL counts as "not equal", as a user expects.
 		return "(" + col + " IS NULL OR " + col + " <> ?)", []any{v}, nil
 	case "gt":
-		return col + " > ?", []any{v}, nil
+		return d.sortable(c) + " > ?", []any{v}, nil
 	case "lt":
-		return col + " < ?", []any{v}, nil
+		return d.sortable(c) + " < ?", []any{v}, nil
 	case "gt_or_eq":
-		return col + " >= ?", []any{v}, nil
+		return d.sortable(c) + " >= ?", []any{v}, nil
 	case "lt_or_eq":
-		return col + " <= ?", []any{v}, nil
+		return d.sortable(c) + " <= ?", []any{v}, nil
 	}
 	return "", nil, qerr("unknown operator %q", op)
 }

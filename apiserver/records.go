@@ -513,6 +513,12 @@ func (q *listQuery) sql(base, idCol string) (string, []any) {
 	}
 	b.WriteString(" ORDER BY " + q.orderBy + dir)
 	if q.orderBy != idCol {
+		// Same NULL placement in both engines (SQLite's default).
+		if q.desc {
+			b.WriteString(" NULLS LAST")
+		} else {
+			b.WriteString(" NULLS FIRST")
+		}
 		b.WriteString(", " + idCol + dir)
 	}
 	b.WriteString(" LIMIT ? OFFSET ?")

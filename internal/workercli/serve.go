@@ -1,0 +1,206 @@
+package workercli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/scheduler"
+)
+
+func newServeCommand(g *globals) *cobra.Command {
+	var metricsAddr string
+	var only []string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE [--metrics-addr :9090]",
+		Short: "Run continuously: each source on its schedule and/or poll interval; serve /healthz and /metrics",
+		Long: `serve runs each source on its cron schedule (5 fields, the server's time zone or
+CRON_TZ=Zone; a leading 6th seconds field is accepted as an extension) and/or its
+poll interval (a poll source is also looked at once on start). A source's pass
+never overlaps the previous one: a firing while it still runs is skipped, logged
+and counted (ihr_worker_passes_skipped_total).
+
+On SIGTERM or SIGINT it stops scheduling, lets running passes finish and record
+the rows in flight (files left mid-way resume on the next pass), and exits 0.
+
+Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping);
+/metrics is Prometheus (ihr_worker_*).`,
+		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr :9090`,
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			sources, err := serveSources(cfg, only)
+			if err != nil {
+				return err
+			}
+			log, err := g.newLogger(true)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			return g.serve(cmd.Context(), cfg, sources, metricsAddr, log)
+		},
+	}
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9090", "listen address for /healthz and /metrics (\"\" to disable)")
+	cmd.Flags().StringSliceVar(&only, "source", nil, "serve only these sources (repeatable)")
+	return cmd
+}
+
+// serveSources picks the sources to schedule; each needs a schedule or a
+// poll interval, else serve would never run it.
+func serveSources(cfg *config.Config, only []string) ([]*config.Source, error) {
+	var out []*config.Source
+	for _, name := range only {
+		if _, ok := cfg.Source(name); !ok {
+			return nil, usageErr("--source: no source named %q", name)
+		}
+	}
+	for i := range cfg.Sources {
+		s := &cfg.Sources[i]
+		if len(only) > 0 && !contains(only, s.Name) {
+			continue
+		}
+		if s.Schedule == "" && s.Poll == 0 {
+			return nil, usageErr("invalid configuration: sources[%d] (%s): serve needs a schedule or a poll interval", i, s.Name)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*config.Source, addr string, log *zap.Logger) error {
+	m := newMetrics()
+	for _, s := range sources {
+		m.initSource(s.Name)
+	}
+	var ln net.Listener
+	if addr != "" {
+		var err error
+		// Listen before anything else, so a taken port fails fast.
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return exitErr(ExitUsage, fmt.Errorf("--metrics-addr: %w", err))
+		}
+	}
+	w, err := newWorker(ctx, cfg, log, m, nil)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return err
+	}
+	defer w.Close()
+
+	sch := scheduler.New(log, m)
+	for _, s := range sources {
+		job := scheduler.Job{Name: s.Name, Poll: s.Poll}
+		if s.Schedule != "" {
+			if job.Schedule, err = scheduler.ParseSchedule(s.Schedule); err != nil {
+				return usageErr("invalid configuration: source %s: schedule: %v", s.Name, err)
+			}
+		}
+		job.Run = func(ctx context.Context, why scheduler.Trigger) error {
+			sr := w.pass(ctx, s)
+			w.logPass(sr, why)
+			return sr.err
+		}
+		if err := sch.Add(job); err != nil {
+			return exitErr(ExitUsage, err)
+		}
+	}
+
+	var stopping atomic.Bool
+	var srv *http.Server
+	srvDone := make(chan error, 1)
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
+			rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if stopping.Load() {
+				rw.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(rw, "stopping")
+				return
+			}
+			fmt.Fprintln(rw, "ok")
+		})
+		mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() { srvDone <- srv.Serve(ln) }()
+		log.Info("serving /healthz and /metrics", zap.String("addr", ln.Addr().String()))
+	}
+	names := make([]string, len(sources))
+	for i, s := range sources {
+		names[i] = s.Name
+	}
+	log.Info("serve started", zap.Strings("sources", names))
+
+	runErr := sch.Run(ctx)
+	stopping.Store(true)
+	log.Info("serve stopping: passes finished")
+	if srv != nil {
+		shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = srv.Shutdown(shCtx)
+		cancel()
+		if err := <-srvDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server", zap.Error(err))
+		}
+	}
+	if runErr != nil {
+		return exitErr(ExitUsage, runErr)
+	}
+	log.Info("serve stopped")
+	return nil
+}
+
+// logPass writes a pass's outcome as one structured log line, and one per
+// file that did not end archived.
+func (w *worker) logPass(sr *sourceRun, why scheduler.Trigger) {
+	sum := sr.Summary
+	fields := []zap.Field{
+		zap.String("source", sr.Name), zap.String("trigger", string(why)),
+		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("rejected", sum.Rejected),
+		zap.Int("skipped", sum.Skipped), zap.Int("pending", sum.Pending),
+		zap.Int64("rows_created", sum.Rows.Created), zap.Int64("rows_already_recorded", sum.Rows.AlreadyRecorded),
+		zap.Int64("rows_invalid", sum.Rows.Invalid), zap.Int64("rows_failed", sum.Rows.Failed),
+		zap.Float64("seconds", sr.Duration),
+	}
+	for _, f := range sum.Files {
+		if fileResult(f.Status) == "archived" {
+			continue
+		}
+		ff := []zap.Field{zap.String("source", sr.Name), zap.String("file", f.Name), zap.String("result", fileResult(f.Status)),
+			zap.Int64("rows_invalid", f.Counts.Invalid), zap.Int64("rows_failed", f.Counts.Failed), zap.String("report", f.Report)}
+		if f.Reason != "" {
+			ff = append(ff, zap.String("reason", f.Reason))
+		}
+		if f.Err != nil {
+			ff = append(ff, zap.Error(f.Err))
+		}
+		w.log.Warn("file not archived", ff...)
+	}
+	if sr.err != nil {
+		w.log.Error("pass incomplete", append(fields, zap.Error(sr.err))...)
+		return
+	}
+	w.log.Info("pass summary", fields...)
+}

@@ -1,0 +1,166 @@
+package workercli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+
+	"go.uber.org/zap"
+
+	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/mapping"
+	"github.com/ihr-tools/ihr/state"
+)
+
+// worker is everything a pass needs, built once per command.
+type worker struct {
+	cfg     *config.Config
+	log     *zap.Logger
+	metrics *metrics
+	api     *apiclient.Client
+	ledger  state.Ledger
+	imp     *importer.Importer
+}
+
+// newAPIClient builds the API client from the configuration. It makes no
+// request.
+func newAPIClient(cfg *config.Config, log *zap.Logger, obs apiclient.Observer) (*apiclient.Client, error) {
+	ac := apiclient.Config{
+		BaseURL:   cfg.API.URL,
+		APIKey:    cfg.API.APIKey.Reveal(),
+		RateLimit: cfg.API.RateLimit,
+		Burst:     cfg.API.Burst,
+		Timeout:   cfg.API.Timeout,
+		Observer:  obs,
+	}
+	if cfg.API.RateLimit == 0 {
+		ac.RateLimit = -1 // config: 0 is unlimited; apiclient: 0 is its default
+	}
+	if o := cfg.API.OAuth; o != nil {
+		ac.OAuth = &apiclient.OAuthConfig{
+			TokenURL:     o.TokenURL,
+			ClientID:     o.ClientID,
+			ClientSecret: o.ClientSecret.Reveal(),
+			Scopes:       o.Scopes,
+		}
+	}
+	c, err := apiclient.New(ac, log.Named("api"))
+	if err != nil {
+		return nil, exitErr(ExitUsage, err)
+	}
+	return c, nil
+}
+
+// newWorker opens the ledger (for writing) and builds the API client and
+// the pipeline.
+func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metrics, progress importer.Observer) (*worker, error) {
+	for i := range cfg.Sources {
+		if err := checkMapping(&cfg.Sources[i], i); err != nil {
+			return nil, err
+		}
+	}
+	api, err := newAPIClient(cfg, log, m)
+	if err != nil {
+		return nil, err
+	}
+	led, err := openLedger(ctx, cfg.State, false)
+	if err != nil {
+		if errors.Is(err, state.ErrLocked) {
+			return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s is in use by another ihr-worker (serve?); run this command there, or stop it first", cfg.State))
+		}
+		return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", config.RedactURL(cfg.State), err))
+	}
+	var obs importer.Observer = m
+	if progress != nil {
+		obs = multiObserver{m, progress}
+	}
+	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency}, importer.ClientAPI(api), led, log, obs)
+	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp}, nil
+}
+
+func (w *worker) Close() error { return w.ledger.Close() }
+
+// checkMapping lets the mapping package judge the source's mapping block as
+// the pipeline will use it, so a mistake is a configuration error (exit 2)
+// before any file is touched.
+func checkMapping(s *config.Source, i int) error {
+	err := mapping.ValidateConfig(mappingConfig(s))
+	if err == nil {
+		return nil
+	}
+	key := fmt.Sprintf("sources[%d].mapping", i)
+	var me *mapping.ConfigError
+	if errors.As(err, &me) {
+		return usageErr("invalid configuration: %s.%s: %s", fmt.Sprintf("sources[%d]", i), me.Key, me.Msg)
+	}
+	return usageErr("invalid configuration: %s: %v", key, err)
+}
+
+func mappingConfig(s *config.Source) mapping.Config {
+	return mapping.Config{Columns: s.Mapping.Columns, Defaults: s.Mapping.Defaults, Actions: s.Mapping.Actions}
+}
+
+// importerSource describes a configured source to the pipeline, on an
+// opened store.
+func importerSource(s *config.Source, store filestore.Store) importer.Source {
+	return importer.Source{
+		Name:  s.Name,
+		Store: store,
+		Folders: importer.Folders{
+			Inbox: s.Folders.Inbox, Archive: s.Folders.Archive, Failed: s.Folders.Failed, Reports: s.Folders.Reports,
+		},
+		Include:               s.Include,
+		Encoding:              s.Encoding,
+		Mapping:               mappingConfig(s),
+		Integration:           s.Integration,
+		StableFor:             s.StableFor,
+		ResolvePrevious:       s.ResolvePrevious,
+		AllowDuplicateContent: s.AllowDuplicateContent,
+	}
+}
+
+// storeLocation is where a name inside a source's store is, for humans:
+// a local path for file:// sources, else the URL (without password).
+func storeLocation(s *config.Source, name string) string {
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		return name
+	}
+	if u.Scheme == "file" {
+		return filepath.Join(filepath.FromSlash(u.Path), filepath.FromSlash(name))
+	}
+	u.User = nil
+	u.Path = joinURLPath(u.Path, name)
+	return u.String()
+}
+
+func joinURLPath(base, name string) string {
+	for len(base) > 0 && base[len(base)-1] == '/' {
+		base = base[:len(base)-1]
+	}
+	return base + "/" + name
+}
+
+// classify turns a pass's error into an exit code.
+func classify(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, importer.ErrSourceUnavailable), errors.Is(err, importer.ErrAPIUnavailable):
+		return ExitUnreachable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// Interrupted: files left mid-way resume on the next run, which
+		// the scheduler should start soon, as for an unreachable source.
+		return ExitUnreachable
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return ExitUnreachable
+}

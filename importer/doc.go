@@ -1,0 +1,68 @@
+// Package importer is the worker's pipeline: for every ready file of a
+// source it goes discover → claim → hash → parse → map/validate → post →
+// record → report → archive, and it guarantees exactly one record per data
+// row across crashes, restarts, re-drops and reprocessing.
+//
+// # The path of a file
+//
+//  1. Discover: list inbox/, keep names matching the source's include glob
+//     that are stable: a NAME.done / NAME.ok marker exists, or size and
+//     mtime did not change across Source.StableFor.
+//  2. Claim the file in the ledger (state.Ledger) and keep the claim alive
+//     with heartbeats; a file claimed by another worker is left alone.
+//  3. First pass: SHA-256 of the content and the number of data rows. A file
+//     that cannot be read as CSV at all (empty, binary, no header, bad
+//     encoding, a required column missing, no data rows) gets a report
+//     with one line saying why and goes to failed/. The same content under
+//     another name is recognised by its hash and skipped, with the reason
+//     in its report, unless Source.AllowDuplicateContent.
+//  4. Second pass: parse, map and validate each row; post the valid ones
+//     with at most Config.Concurrency calls in flight; record each outcome.
+//  5. Third pass: write reports/NAME.response.csv from the file and the
+//     ledger (one line per data row, in input order), so a resumed run
+//     still produces a complete report.
+//  6. Note the destination in the ledger, move the file to archive/ (every
+//     row created or already recorded) or failed/ (anything else; a name
+//     already taken gets a timestamp suffix), and mark it done.
+//
+// # Exactly once
+//
+// Rows are keyed by (source, integration_filename, external-id), or by
+// "#row N" when external-id is empty. The ledger keeps the last outcome of
+// every key with the run that wrote it. Each run over a file has a number;
+// a run interrupted before its end (status processing, same content) is
+// resumed under the same number, anything else starts a new one.
+//
+//   - Dispatch high-water mark. Rows are read in windows of
+//     Config.Window rows. Before any row of a window is sent, the window's
+//     last row number is stored durably as the file's dispatch mark. So
+//     every row that may ever have reached the API is at or below the mark,
+//     whatever happened afterwards.
+//   - Outcomes are written in batches (one transaction per batch, group
+//     commit). Losing the newest batch in a crash is harmless: on resume, a
+//     row at or below the mark without an outcome is first looked up
+//     (API FindExisting) and created only if absent; a row above the mark
+//     was never sent and is posted directly; a row whose outcome this run
+//     already recorded is not touched at all (no API call), which is the
+//     checkpoint: a crash at row 48,001 of 100,000 resumes there without
+//     asking the API about rows 1–48,000.
+//   - A new run (a corrected file dropped under the same name, or
+//     Reprocess) finds the keys recorded by earlier runs in the ledger and
+//     reports them already-recorded without posting; only new keys and keys
+//     whose earlier attempt failed are posted. If the earlier run was
+//     interrupted and the content changed, every unrecorded key is looked
+//     up first (state.MarkAll), since the old run may have sent any of them.
+//   - A key seen twice in one file: the first row wins, later ones are
+//     invalid ("duplicate external-id"). The check is against the ledger and
+//     the outcomes not yet committed, so it holds across resumes in flat
+//     memory.
+//   - Moving: before Move, the ledger stores the final status and the planned
+//     destination; after it, the new location. A crash in between is
+//     reconciled at the start of the next pass: the file is at the planned
+//     destination (then the move happened) or still where it was (then it
+//     is moved now). Nothing is ever deleted or overwritten.
+//
+// SIGTERM (ctx cancelled) stops reading new rows; calls in flight finish
+// and are recorded, the claim is released and the file stays where it is,
+// to be resumed by the next pass.
+package importer

@@ -21,7 +21,7 @@ var ErrAborted = errors.New("connection aborted")
 // on every network call, and a cancelled context ends a stalled transfer.
 type Conn struct {
 	net.Conn
-	idle    time.Duration
+	idle    atomic.Int64 // time.Duration
 	aborted atomic.Bool
 }
 
@@ -45,11 +45,18 @@ func Dial(ctx context.Context, dial DialFunc, addr string, timeout time.Duration
 }
 
 // Wrap adds the idle timeout (none if idle ≤ 0) and Abort to c.
-func Wrap(c net.Conn, idle time.Duration) *Conn { return &Conn{Conn: c, idle: idle} }
+func Wrap(c net.Conn, idle time.Duration) *Conn {
+	w := &Conn{Conn: c}
+	w.idle.Store(int64(idle))
+	return w
+}
+
+// SetIdle changes the idle timeout, e.g. to bound a final drain.
+func (c *Conn) SetIdle(d time.Duration) { c.idle.Store(int64(d)) }
 
 func (c *Conn) Read(p []byte) (int, error) {
-	if c.idle > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	if idle := time.Duration(c.idle.Load()); idle > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(idle))
 	}
 	// Checked after setting the deadline: an Abort racing with us either
 	// is seen here or its past deadline overrides ours.
@@ -60,8 +67,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.idle > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	if idle := time.Duration(c.idle.Load()); idle > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(idle))
 	}
 	if c.aborted.Load() {
 		return 0, ErrAborted

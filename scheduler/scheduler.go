@@ -218,7 +218,7 @@ func (s *Scheduler) runPass(ctx context.Context, log *zap.Logger, j Job, why Tri
 	if err != nil && !(ctx.Err() != nil && errors.Is(err, context.Canceled)) {
 		log.Error("pass failed", zap.String("trigger", string(why)), zap.Duration("took", took), zap.Error(err))
 	} else {
-		log.Info("pass finished", zap.String("trigger", string(why)), zap.Duration("took", took))
+		log.Debug("pass finished", zap.String("trigger", string(why)), zap.Duration("took", took))
 	}
 	if s.obs != nil {
 		s.obs.PassFinished(j.Name, why, err, took)

@@ -198,9 +198,13 @@ func (w *worker) logPass(sr *sourceRun, why scheduler.Trigger) {
 		}
 		w.log.Warn("file not archived", ff...)
 	}
-	if sr.err != nil {
+	switch {
+	case sr.err != nil:
 		w.log.Error("pass incomplete", append(fields, zap.Error(sr.err))...)
-		return
+	case len(sum.Files) == 0:
+		// An empty inbox every poll is the normal case, not news.
+		w.log.Debug("pass summary", fields...)
+	default:
+		w.log.Info("pass summary", fields...)
 	}
-	w.log.Info("pass summary", fields...)
 }

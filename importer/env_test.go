@@ -204,7 +204,11 @@ type countingObserver struct {
 	rows    map[state.Result]int
 }
 
-func (o *countingObserver) FileStarted(string, string, int64) { o.mu.Lock(); o.started++; o.mu.Unlock() }
+func (o *countingObserver) FileStarted(string, string, int64) {
+	o.mu.Lock()
+	o.started++
+	o.mu.Unlock()
+}
 func (o *countingObserver) RowDone(_, _ string, r state.Result) {
 	o.mu.Lock()
 	if o.rows == nil {
@@ -213,8 +217,12 @@ func (o *countingObserver) RowDone(_, _ string, r state.Result) {
 	o.rows[r]++
 	o.mu.Unlock()
 }
-func (o *countingObserver) Progress(string, string, int64, int64)         {}
-func (o *countingObserver) FileDone(string, string, importer.FileResult) { o.mu.Lock(); o.done++; o.mu.Unlock() }
+func (o *countingObserver) Progress(string, string, int64, int64) {}
+func (o *countingObserver) FileDone(string, string, importer.FileResult) {
+	o.mu.Lock()
+	o.done++
+	o.mu.Unlock()
+}
 
 // countingAPI wraps an API to count calls and inject failures.
 type countingAPI struct {

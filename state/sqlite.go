@@ -24,12 +24,12 @@ type SQLiteOptions struct {
 }
 
 // Open opens the ledger a configuration names: "sqlite:/path/state.db"
-// (or a bare path). postgres:// URLs are reserved for the PostgreSQL
-// implementation.
+// (or a bare path), or "postgres://…" for the PostgreSQL ledger that
+// several replicas share (OpenPostgres).
 func Open(ctx context.Context, dsn string) (Ledger, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, fmt.Errorf("state: postgres ledger is not available in this build")
+		return openPostgresLedger(ctx, dsn)
 	case strings.HasPrefix(dsn, "sqlite://"):
 		return OpenSQLite(ctx, strings.TrimPrefix(dsn, "sqlite://"), SQLiteOptions{})
 	case strings.HasPrefix(dsn, "sqlite:"):

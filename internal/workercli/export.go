@@ -241,7 +241,7 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 	}
 	store, err := openStore(ctx, src, log)
 	if err != nil {
-		return where, exitErr(ExitUnreachable, err)
+		return where, exitErr(classify(err), err)
 	}
 	defer store.Close()
 	pr, pw := io.Pipe()

@@ -51,11 +51,10 @@ configuration error, 3 the source or the API unreachable.`,
 			defer w.Close()
 			ctx := cmd.Context()
 			sr := &sourceRun{Name: s.Name, URL: s.RedactedURL(), src: s}
-			store, err := openStore(ctx, s, log)
+			store, err := w.store(ctx, s)
 			if err != nil {
-				return exitErr(ExitUnreachable, err)
+				return exitErr(classify(err), err)
 			}
-			defer store.Close()
 			fr, err := w.imp.Reprocess(ctx, importerSource(s, store), args[0])
 			if errors.Is(err, importer.ErrNotFound) {
 				return usageErr("%s: %s is not in %s, %s or %s of source %s", args[0], args[0], s.Folders.Inbox, s.Folders.Failed, s.Folders.Archive, s.Name)

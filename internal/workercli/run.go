@@ -111,13 +111,12 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 	sr := &sourceRun{Name: s.Name, URL: s.RedactedURL(), src: s}
 	defer func() { sr.Duration = time.Since(start).Seconds() }()
 	log := w.log.With(zap.String("source", s.Name))
-	store, err := openStore(ctx, s, log)
+	store, err := w.store(ctx, s)
 	if err != nil {
 		sr.err, sr.Error = err, err.Error()
 		log.Error("source unavailable", zap.Error(err))
 		return sr
 	}
-	defer store.Close()
 	sum, err := w.imp.RunSource(ctx, importerSource(s, store))
 	sr.Summary = sum
 	if sr.Summary.Files == nil {

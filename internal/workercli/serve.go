@@ -111,6 +111,18 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 	}
 	defer w.Close()
 
+	// Store settings are checked now, so a bad key file stops serve at
+	// once (exit 2) instead of failing every pass; an unreachable store is
+	// only logged, since it may come back before the first pass.
+	for _, s := range sources {
+		if _, err := w.store(ctx, s); err != nil {
+			if classify(err) == ExitUsage {
+				return err
+			}
+			log.Warn("source unavailable at start", zap.String("source", s.Name), zap.Error(err))
+		}
+	}
+
 	sch := scheduler.New(log, m)
 	for _, s := range sources {
 		job := scheduler.Job{Name: s.Name, Poll: s.Poll}

@@ -81,7 +81,7 @@ when the source cannot be reached.`,
 			} else {
 				store, err = openStore(ctx, s, log)
 				if err != nil {
-					return exitErr(ExitUnreachable, err)
+					return exitErr(classify(err), err)
 				}
 				name, err = locateForValidate(ctx, store, s.Folders.Inbox, target)
 				if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -25,6 +26,9 @@ type worker struct {
 	api     *apiclient.Client
 	ledger  state.Ledger
 	imp     *importer.Importer
+
+	mu     sync.Mutex
+	stores map[string]filestore.Store // by source name, opened on first use
 }
 
 // newAPIClient builds the API client from the configuration. It makes no
@@ -83,7 +87,37 @@ func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metr
 	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp}, nil
 }
 
-func (w *worker) Close() error { return w.ledger.Close() }
+// store returns the source's store, opening it on first use. Stores pool
+// and re-establish their connections, so one per source serves every pass.
+func (w *worker) store(ctx context.Context, s *config.Source) (filestore.Store, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if st, ok := w.stores[s.Name]; ok {
+		return st, nil
+	}
+	st, err := openStore(ctx, s, w.log)
+	if err != nil {
+		return nil, err
+	}
+	if w.stores == nil {
+		w.stores = map[string]filestore.Store{}
+	}
+	w.stores[s.Name] = st
+	return st, nil
+}
+
+// Close closes the stores and the ledger.
+func (w *worker) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var errs []error
+	for _, st := range w.stores {
+		errs = append(errs, st.Close())
+	}
+	w.stores = nil
+	errs = append(errs, w.ledger.Close())
+	return errors.Join(errs...)
+}
 
 // checkMapping lets the mapping package judge the source's mapping block as
 // the pipeline will use it, so a mistake is a configuration error (exit 2)

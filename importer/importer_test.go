@@ -441,3 +441,54 @@ func TestStableAndMarkers(t *testing.T) {
 	}
 	_ = filepath.Join
 }
+
+func TestChangedContentAfterInterruptedRun(t *testing.T) {
+	e := newEnv(t)
+	v1, _ := csvRows("X", 1, 100)
+	e.drop("x.csv", v1)
+	api := &countingAPI{API: e.api, failAfter: 40}
+	e.api = api
+	if _, err := e.importer().RunSource(context.Background(), e.src); !errors.Is(err, importer.ErrAPIUnavailable) {
+		t.Fatalf("want ErrAPIUnavailable, got %v", err)
+	}
+	// Before the file could resume, the ERP replaced it: same keys plus
+	// more, other order. Any key of the old run may have been sent, so
+	// every unrecorded key is looked up before it is created.
+	v2, ids := csvRows("X", 1, 120)
+	lines := strings.Split(strings.TrimSuffix(v2, "\r\n"), "\r\n")
+	for i, j := 1, len(lines)-1; i < j; i, j = i+1, j-1 {
+		lines[i], lines[j] = lines[j], lines[i]
+	}
+	e.drop("x.csv", strings.Join(lines, "\r\n")+"\r\n")
+	e.api = api.API
+	sum := e.run()
+	if sum.Archived != 1 || sum.Rows.Created+sum.Rows.AlreadyRecorded != 120 {
+		t.Fatalf("v2: %+v", sum)
+	}
+	e.exactlyOnce("x.csv", ids)
+}
+
+func TestHugeField(t *testing.T) {
+	e := newEnv(t)
+	p := filepath.Join(e.root, "inbox", "huge.csv")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fixtures.WriteHugeField(w, 40<<20, true); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	sum := e.run()
+	if sum.Rejected != 1 || sum.Rows.Created != 2 || sum.Rows.Invalid != 1 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	lines := e.report("huge.response.csv")
+	if len(lines) != 3 || lines[1][5] != "invalid" || !strings.Contains(lines[1][8], "too long") {
+		t.Fatalf("report: %v", lines)
+	}
+	e.exactlyOnce("huge.csv", []string{"H-1", "H-3"})
+}

@@ -46,6 +46,7 @@ const (
 	DefaultMaxRetries = 6
 	DefaultMinBackoff = 250 * time.Millisecond
 	DefaultMaxBackoff = 30 * time.Second
+	DefaultSettle     = 2 * time.Second
 
 	// maxBody bounds what we read of one answer; an index page of 50 full
 	// records is far below it.
@@ -103,6 +104,11 @@ type Config struct {
 	MaxRetries int           // retries after the first attempt; default 6; < 0: none
 	MinBackoff time.Duration // first backoff cap; default 250 ms
 	MaxBackoff time.Duration // largest backoff cap; default 30 s
+	// Settle is the least time to wait after a POST with an unknown
+	// outcome before looking for its record: a server that is still
+	// working on a timed-out request must get the chance to commit, or the
+	// lookup misses it and the re-send duplicates it. Default 2 s.
+	Settle time.Duration
 
 	HTTPClient *http.Client // default: a pooled transport sized for concurrency
 	UserAgent  string       // default "ihr-worker/<module version>"
@@ -160,6 +166,9 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = DefaultSettle
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
@@ -245,6 +254,7 @@ type outcome struct {
 	hasRA      bool
 	auth       string // the Authorization header sent, for invalidation
 	authErr    *Error // the token endpoint refused our credentials
+	fatal      bool   // err is final (the rate budget cannot be had in time)
 }
 
 func (o *outcome) transient() bool {
@@ -298,6 +308,9 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 		if ctx.Err() != nil {
 			return cl.fail(c, &last, ctx.Err())
 		}
+		if last.fatal {
+			return cl.fail(c, &last, nil)
+		}
 		switch {
 		case last.err == nil && last.status >= 200 && last.status < 300:
 			if out != nil && len(bytes.TrimSpace(last.body)) > 0 {
@@ -322,6 +335,9 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 			continue // loop once more so a pending lookup runs, then stop
 		}
 		wait := cl.backoff(attempt, &last)
+		if unknown && !idempotent {
+			wait = max(wait, cl.cfg.Settle)
+		}
 		cl.log.Debug("apiclient: transient failure, retrying",
 			zap.String("method", c.method), zap.String("path", c.path),
 			zap.Int("status", last.status), zap.NamedError("cause", last.err),
@@ -351,7 +367,12 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 		}
 	}()
 	if err := cl.limiter.Wait(ctx); err != nil {
-		return outcome{err: err}
+		// The wait would outlast ctx: no point in retrying. Say so in
+		// terms callers already test for.
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: the rate budget allows no request before it (%v)", context.DeadlineExceeded, err)
+		}
+		return outcome{err: err, fatal: true}
 	}
 	info.Waited = time.Since(t0)
 	t1 := time.Now()

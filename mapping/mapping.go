@@ -448,7 +448,11 @@ func baseName(name string) string {
 	if i := strings.LastIndexByte(name, '\\'); i >= 0 {
 		name = name[i+1:]
 	}
-	return path.Base(name)
+	switch name = path.Base(name); name {
+	case ".", "/", "..":
+		return "" // no file name to record
+	}
+	return name
 }
 
 // clip quotes a value for a message, shortened so that a huge bad value

@@ -118,7 +118,7 @@ func (f *flaky) Move(ctx context.Context, src, dst string) error {
 }
 
 func (f *flaky) MkdirAll(ctx context.Context, dir string) error { return f.fail("mkdir") }
-func (f *flaky) Close() error                                 { return nil }
+func (f *flaky) Close() error                                   { return nil }
 
 var fast = filestore.RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: 2 * time.Millisecond}
 

@@ -252,8 +252,8 @@ func RunConnectionDrop(t *testing.T, newStore func(t *testing.T, dial func(ctx c
 }
 
 // BenchmarkDownload measures streaming a LargeSize file out of s (written
-// once, outside the timing). Report it with b.SetBytes, so `go test -bench`
-// prints MB/s.
+// once, outside the timing), directly ("direct") and through
+// filestore.WithRetry ("retry"), as the importer reads. It reports MB/s.
 func BenchmarkDownload(b *testing.B, s filestore.Store) {
 	ctx := context.Background()
 	if err := s.MkdirAll(ctx, "bench"); err != nil {
@@ -264,17 +264,21 @@ func BenchmarkDownload(b *testing.B, s filestore.Store) {
 			b.Fatal(err)
 		}
 	}
-	buf := make([]byte, 256<<10)
-	b.SetBytes(LargeSize)
-	for b.Loop() {
-		rc, err := s.Open(ctx, "bench/big.bin", 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.CopyBuffer(io.Discard, rc, buf)
-		rc.Close()
-		if err != nil || n != LargeSize {
-			b.Fatalf("read %d bytes: %v", n, err)
+	run := func(b *testing.B, s filestore.Store) {
+		buf := make([]byte, 256<<10)
+		b.SetBytes(LargeSize)
+		for b.Loop() {
+			rc, err := s.Open(ctx, "bench/big.bin", 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{rc}, buf)
+			rc.Close()
+			if err != nil || n != LargeSize {
+				b.Fatalf("read %d bytes: %v", n, err)
+			}
 		}
 	}
+	b.Run("direct", func(b *testing.B) { run(b, s) })
+	b.Run("retry", func(b *testing.B) { run(b, filestore.WithRetry(s, filestore.DefaultRetryPolicy(), nil)) })
 }

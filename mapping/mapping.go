@@ -375,10 +375,14 @@ func (m *Mapper) Map(row parse.Row, filename string) (Mapped, []record.FieldErro
 	r.ContactAlertType = m.value(f, eContactAlertType)
 	r.CreationMethod = m.value(f, eCreationMethod)
 	r.IntegrationFilename = baseName(filename)
+	var ints *[2]int64 // one allocation for both integers
 	for _, e := range []int{eDocumentID, eDocumentRevision} {
 		v := m.value(f, e)
 		if v == "" {
 			continue
+		}
+		if ints == nil {
+			ints = new([2]int64)
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -388,9 +392,11 @@ func (m *Mapper) Map(row parse.Row, filename string) (Mapped, []record.FieldErro
 			continue
 		}
 		if e == eDocumentID {
-			r.DocumentID = &n
+			ints[0] = n
+			r.DocumentID = &ints[0]
 		} else {
-			r.DocumentRevision = &n
+			ints[1] = n
+			r.DocumentRevision = &ints[1]
 		}
 	}
 	if code := m.value(f, eIntegration); code != "" {
@@ -470,9 +476,31 @@ func clip(v string) string {
 // or (integration-filename, row number) when external-id is empty. The two
 // forms cannot collide, and the key is printable text for a ledger.
 func Key(m Mapped) string {
-	name := strconv.Quote(m.Record.IntegrationFilename)
-	if m.Record.ExternalID != "" {
-		return name + " external-id " + strconv.Quote(m.Record.ExternalID)
+	name, id := m.Record.IntegrationFilename, m.Record.ExternalID
+	if id == "" {
+		return quote(name) + " row " + strconv.Itoa(m.Row)
 	}
-	return name + " row " + strconv.Itoa(m.Row)
+	if plain(name) && plain(id) {
+		return `"` + name + `" external-id "` + id + `"` // one allocation
+	}
+	return quote(name) + " external-id " + quote(id)
+}
+
+// quote is strconv.Quote with a fast path for the plain ASCII of most ids
+// (Key runs once per row).
+func quote(s string) string {
+	if plain(s) {
+		return `"` + s + `"`
+	}
+	return strconv.Quote(s)
+}
+
+// plain reports whether strconv.Quote would only add the quotes.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -259,5 +260,13 @@ func TestDupTracker(t *testing.T) {
 	}
 	if !d.Full() || d.Len() != 768 || d.Check(mk(3000, "1")) == nil {
 		t.Errorf("full %v len %d", d.Full(), d.Len())
+	}
+}
+
+func TestQuoteMatchesStrconv(t *testing.T) {
+	for _, s := range []string{"", "AP-1", `a"b`, `a\b`, "東京", "tab\there", "\x7f", "\xff", "~ok~"} {
+		if quote(s) != strconv.Quote(s) {
+			t.Errorf("quote(%q) = %s", s, quote(s))
+		}
 	}
 }

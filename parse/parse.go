@@ -149,6 +149,9 @@ type Reader struct {
 	perr      *ParseError
 	startLine int
 	skip      bool // the current field is over a limit: drop its bytes
+	limit     int  // len(rec) may grow up to this in the current field; -1 when skipping
+	// where the current field starts, in rec and in the file
+	fieldStart, fieldLine, fieldCol int
 }
 
 // encodings maps accepted names (lower case) to "shift_jis" or "utf-8";
@@ -447,6 +450,11 @@ func (r *Reader) readRecord(maxStore int) (bool, error) {
 	for {
 		fieldStart := len(r.rec)
 		r.skip = r.nf >= maxStore
+		r.limit = min(fieldStart+r.opt.MaxFieldBytes, r.opt.MaxRowBytes)
+		if r.skip {
+			r.limit = -1
+		}
+		r.fieldStart, r.fieldLine, r.fieldCol = fieldStart, s.line, s.col
 		end := r.readField(fieldStart)
 		if r.nf < maxStore {
 			r.ends = append(r.ends, len(r.rec))
@@ -477,11 +485,21 @@ func (r *Reader) fieldName() string {
 	return ""
 }
 
-// add appends field bytes, enforcing the field and row limits.
-func (r *Reader) add(p []byte, fieldStart, line, col int) {
+// add appends field bytes, enforcing the field and row limits. The common
+// case is small enough to inline.
+func (r *Reader) add(p []byte) {
+	if len(r.rec)+len(p) <= r.limit {
+		r.rec = append(r.rec, p...)
+		return
+	}
+	r.addSlow(p)
+}
+
+func (r *Reader) addSlow(p []byte) {
 	if r.skip || len(p) == 0 {
 		return
 	}
+	fieldStart, line, col := r.fieldStart, r.fieldLine, r.fieldCol
 	switch {
 	case len(r.rec)-fieldStart+len(p) > r.opt.MaxFieldBytes:
 		r.fail(line, col, fmt.Errorf("%w: more than %d bytes", ErrFieldTooLong, r.opt.MaxFieldBytes))
@@ -492,7 +510,7 @@ func (r *Reader) add(p []byte, fieldStart, line, col int) {
 		return
 	}
 	r.rec = r.rec[:fieldStart]
-	r.skip = true
+	r.skip, r.limit = true, -1
 }
 
 // readField reads one field starting at pos.
@@ -517,7 +535,7 @@ func (r *Reader) readUnquoted(fieldStart, line, col int) fieldEnd {
 		for i < len(b) && !stopUnquoted[b[i]] {
 			i++
 		}
-		r.add(b[:i], fieldStart, line, col)
+		r.add(b[:i])
 		s.pos += i
 		s.col += i
 		if s.pos >= s.end {
@@ -536,7 +554,7 @@ func (r *Reader) readUnquoted(fieldStart, line, col int) fieldEnd {
 			return endLine
 		case '"':
 			r.fail(s.line, s.col, ErrBareQuote)
-			r.add(s.buf[s.pos:s.pos+1], fieldStart, line, col)
+			r.add(s.buf[s.pos:s.pos+1])
 			s.pos++
 			s.col++
 		default:
@@ -556,7 +574,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 		for i < len(b) && !stopQuoted[b[i]] {
 			i++
 		}
-		r.add(b[:i], fieldStart, line, col)
+		r.add(b[:i])
 		s.pos += i
 		s.col += i
 		if s.pos >= s.end {
@@ -575,7 +593,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 			case !ok:
 				return endEOF, true
 			case n == '"':
-				r.add(s.buf[s.pos:s.pos+1], fieldStart, line, col)
+				r.add(s.buf[s.pos:s.pos+1])
 				s.pos++
 				s.col++
 			case n == ',':
@@ -590,7 +608,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 				return 0, false
 			}
 		case '\n':
-			r.add(s.buf[s.pos:s.pos+1], fieldStart, line, col)
+			r.add(s.buf[s.pos:s.pos+1])
 			s.newline()
 		case '\r':
 			// CRLF inside quotes becomes LF, as encoding/csv does; a lone
@@ -598,9 +616,9 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 			s.pos++
 			if n, ok := s.peek(); ok && n == '\n' {
 				s.pos++
-				r.add(lf, fieldStart, line, col)
+				r.add(lf)
 			} else {
-				r.add(cr, fieldStart, line, col)
+				r.add(cr)
 			}
 			s.line++
 			s.col = 1
@@ -631,7 +649,7 @@ func (r *Reader) nonASCII(fieldStart, line, col int) {
 			r.fail(s.line, s.col, fmt.Errorf("%w: byte 0x%02X%s", ErrInvalidUTF8, s.buf[s.pos], hint))
 		}
 	}
-	r.add(s.buf[s.pos:s.pos+size], fieldStart, line, col)
+	r.add(s.buf[s.pos:s.pos+size])
 	s.pos += size
 	s.col++
 }

@@ -554,7 +554,7 @@ func (r *Reader) readUnquoted(fieldStart, line, col int) fieldEnd {
 			return endLine
 		case '"':
 			r.fail(s.line, s.col, ErrBareQuote)
-			r.add(s.buf[s.pos:s.pos+1])
+			r.add(s.buf[s.pos : s.pos+1])
 			s.pos++
 			s.col++
 		default:
@@ -593,7 +593,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 			case !ok:
 				return endEOF, true
 			case n == '"':
-				r.add(s.buf[s.pos:s.pos+1])
+				r.add(s.buf[s.pos : s.pos+1])
 				s.pos++
 				s.col++
 			case n == ',':
@@ -608,7 +608,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 				return 0, false
 			}
 		case '\n':
-			r.add(s.buf[s.pos:s.pos+1])
+			r.add(s.buf[s.pos : s.pos+1])
 			s.newline()
 		case '\r':
 			// CRLF inside quotes becomes LF, as encoding/csv does; a lone
@@ -649,7 +649,7 @@ func (r *Reader) nonASCII(fieldStart, line, col int) {
 			r.fail(s.line, s.col, fmt.Errorf("%w: byte 0x%02X%s", ErrInvalidUTF8, s.buf[s.pos], hint))
 		}
 	}
-	r.add(s.buf[s.pos:s.pos+size])
+	r.add(s.buf[s.pos : s.pos+size])
 	s.pos += size
 	s.col++
 }

@@ -29,6 +29,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -182,9 +183,14 @@ func knownAlgorithms(cb ssh.HostKeyCallback, addr string) []string {
 	if err != nil {
 		return nil
 	}
-	tcp, err := net.ResolveTCPAddr("tcp", addr)
-	if err != nil {
-		tcp = &net.TCPAddr{}
+	// No DNS lookup here (New does no network I/O): an IP literal is used
+	// as the remote address, a host name is matched by name alone.
+	tcp := &net.TCPAddr{}
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil {
+			p, _ := strconv.Atoi(port)
+			tcp = &net.TCPAddr{IP: ip, Port: p}
+		}
 	}
 	var ke *knownhosts.KeyError
 	if err := cb(addr, tcp, probe); !errors.As(err, &ke) {

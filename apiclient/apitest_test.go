@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/apiserver/apitest"
+	"github.com/ihr-tools/ihr/internal/faultproxy"
 	"github.com/ihr-tools/ihr/record"
 )
 
@@ -353,4 +354,54 @@ func TestRealServerOAuth(t *testing.T) {
 		t.Fatalf("after 401: %d token requests, %d 401s", tokens.Load(), unauthorized.Load())
 	}
 	t.Logf("token requests: %d for 32 API requests (1 initial, 1 on expiry, 1 after a 401)", tokens.Load())
+}
+
+// TestRealServerUnknownOutcomeOfPutAndIntegrationPost: a gateway that loses
+// the answer after the server did the work must not make the client append
+// responses twice or create an integration twice.
+func TestRealServerUnknownOutcomeOfPutAndIntegrationPost(t *testing.T) {
+	ts := apitest.Start(t)
+	ctx := context.Background()
+	direct := mustNew(t, Config{BaseURL: ts.URL, APIKey: ts.APIKey, RateLimit: -1})
+	rec, err := direct.Create(ctx, record.Create, testRecord(1, "put.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := faultproxy.Start(t, ts.URL, faultproxy.Config{ServerErrorAfter: 1,
+		Eligible: func(r *http.Request) bool { return r.Method != http.MethodGet }})
+	cfg := fastConfig(p.URL)
+	cfg.APIKey = ts.APIKey
+	c := mustNew(t, cfg)
+
+	upd, err := c.Update(ctx, rec.ID, &record.Record{Responses: []record.Response{{ResponseCode: "R1", ResponseMessage: "once"}}})
+	if err != nil || len(upd.Responses) != 1 {
+		t.Fatalf("update: %+v %v", upd, err)
+	}
+	in, err := c.CreateIntegration(ctx, &Integration{Code: "GW", Name: "Gateway"})
+	if !errors.Is(err, ErrAlreadyRecorded) || in == nil || in.Code != "GW" {
+		t.Fatalf("integration: %+v %v", in, err)
+	}
+	got, _ := direct.Show(ctx, rec.ID)
+	list, _ := direct.Integrations(ctx, nil)
+	if len(got.Responses) != 1 || len(list) != 1 {
+		t.Fatalf("responses %d, integrations %d", len(got.Responses), len(list))
+	}
+	if pc := p.Counts(); pc.ServerErrorsAfter != 2 {
+		t.Fatalf("re-sent after a lookup found the work done: %+v", pc)
+	}
+}
+
+func TestUserAgent(t *testing.T) {
+	var ua atomic.Value
+	f := newFake(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ua.Store(r.UserAgent())
+		f.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c := mustNew(t, fastConfig(srv.URL))
+	c.Index(context.Background(), nil)
+	if got := ua.Load().(string); !strings.HasPrefix(got, "ihr-worker/") {
+		t.Errorf("User-Agent %q", got)
+	}
 }

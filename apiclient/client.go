@@ -246,7 +246,6 @@ var errFound = errors.New("apiclient: found by lookup")
 // outcome of one attempt.
 type outcome struct {
 	status     int
-	header     http.Header
 	body       []byte
 	err        error // transport error
 	wrote      bool  // the request reached the wire completely
@@ -425,7 +424,7 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 		// the record; treat as unknown like any cut-off answer.
 		return outcome{err: err, wrote: true, auth: authUsed}
 	}
-	o = outcome{status: resp.StatusCode, header: resp.Header, body: b, wrote: true, auth: authUsed}
+	o = outcome{status: resp.StatusCode, body: b, wrote: true, auth: authUsed}
 	o.retryAfter, o.hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return o
 }

@@ -164,3 +164,22 @@ func runNoDuplicates(t *testing.T, upstream, apiKey string, n int, count func() 
 type observerFunc func(RequestInfo)
 
 func (f observerFunc) RequestDone(i RequestInfo) { f(i) }
+
+// BenchmarkCreate measures the client's own cost per record (encoding,
+// request, decoding) against the in-memory fake, without a rate limit.
+func BenchmarkCreate(b *testing.B) {
+	f := newFake(b)
+	c, err := New(fastConfig(f.srv.URL), zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := c.Create(ctx, record.Create, testRecord(i, "bench.csv")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -42,9 +42,9 @@ bench:
 fuzz:
 	@echo "fuzz: no fuzz targets yet"
 
-## demo: placeholder until the demo lands
+## demo: build both binaries, start ihr-api on SQLite, import fixtures/demo once (see deploy/demo)
 demo:
-	@echo "demo: not yet available"
+	$(GO) run ./deploy/demo -dir demo
 
 ## tools: install versitygw (the S3 server the tests use) when missing
 tools:

@@ -24,6 +24,7 @@ const (
 	DefaultRateLimit   = 20.0 // requests per second, all sources together
 	DefaultConcurrency = 4
 	DefaultTimeout     = 60 * time.Second
+	DefaultMaxRetries  = 6
 	DefaultInclude     = "*.csv"
 	DefaultEncoding    = "auto"
 	DefaultStableFor   = 10 * time.Second
@@ -38,6 +39,11 @@ type Config struct {
 	API     API      `yaml:"api"`
 	State   string   `yaml:"state"` // sqlite:PATH or postgres://…
 	Sources []Source `yaml:"sources"`
+	// Lease is how long a file's claim outlives a worker that stopped
+	// heartbeating (killed, host lost) before another replica on the same
+	// PostgreSQL state may resume the file; 0 means the pipeline's
+	// default (2m). An extension of the spec's keys.
+	Lease time.Duration `yaml:"lease"`
 
 	file  string         // path given to Load, for messages
 	lines map[string]int // key path → line, for validation messages
@@ -52,6 +58,10 @@ type API struct {
 	Burst       int           `yaml:"burst"`      // default: ceil(rate_limit)
 	Concurrency int           `yaml:"concurrency"`
 	Timeout     time.Duration `yaml:"timeout"` // per request
+	// MaxRetries bounds retries of a transient failure (connection
+	// refused, timeout, 429, 502-504) per request; 0 disables them. An
+	// extension of the spec's keys, default DefaultMaxRetries.
+	MaxRetries int `yaml:"max_retries"`
 }
 
 // OAuth is the client-credentials grant Coupa uses for API access.
@@ -154,7 +164,7 @@ func Parse(data []byte, opt Options) (*Config, error) {
 // defaults returns a Config holding every top-level default; sources get
 // theirs as the decoder creates them (see newSource).
 func defaults() *Config {
-	return &Config{API: API{RateLimit: DefaultRateLimit, Concurrency: DefaultConcurrency, Timeout: DefaultTimeout}}
+	return &Config{API: API{RateLimit: DefaultRateLimit, Concurrency: DefaultConcurrency, Timeout: DefaultTimeout, MaxRetries: DefaultMaxRetries}}
 }
 
 func newSource() Source {

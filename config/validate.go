@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/record"
@@ -135,12 +136,18 @@ func (c *Config) validateAPI(v *validator) {
 	if a.Concurrency < 1 || a.Concurrency > 256 {
 		v.add("api.concurrency", "must be between 1 and 256, got %d", a.Concurrency)
 	}
+	if a.MaxRetries < 0 || a.MaxRetries > 100 {
+		v.add("api.max_retries", "must be between 0 and 100, got %d", a.MaxRetries)
+	}
 	if a.Timeout <= 0 {
 		v.add("api.timeout", "must be positive, got %s", a.Timeout)
 	}
 }
 
 func (c *Config) validateState(v *validator) {
+	if c.Lease < 0 || (c.Lease > 0 && c.Lease < time.Second) {
+		v.add("lease", "must be at least 1s, got %s", c.Lease)
+	}
 	s := c.State
 	switch {
 	case s == "":

@@ -193,6 +193,11 @@ func (g *globals) printSourceRun(s *sourceRun) {
 		}
 	}
 	if s.err != nil {
+		for _, f := range sum.Files {
+			if f.Err != nil && f.Err.Error() == s.err.Error() {
+				return // already said on the file's line
+			}
+		}
 		g.say("%s: %v\n", s.Name, s.err)
 	}
 }

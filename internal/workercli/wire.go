@@ -15,6 +15,7 @@ import (
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/mapping"
+	"github.com/ihr-tools/ihr/ratebudget"
 	"github.com/ihr-tools/ihr/state"
 )
 
@@ -26,6 +27,7 @@ type worker struct {
 	api     *apiclient.Client
 	ledger  state.Ledger
 	imp     *importer.Importer
+	budget  *ratebudget.Limiter // shared by replicas on PostgreSQL; nil otherwise
 
 	mu     sync.Mutex
 	stores map[string]filestore.Store // by source name, opened on first use
@@ -34,13 +36,26 @@ type worker struct {
 // newAPIClient builds the API client from the configuration. It makes no
 // request.
 func newAPIClient(cfg *config.Config, log *zap.Logger, obs apiclient.Observer) (*apiclient.Client, error) {
+	return newAPIClientWith(cfg, log, obs, nil)
+}
+
+// newAPIClientWith is newAPIClient with a rate budget shared beyond this
+// process (nil: the client's own).
+func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observer, lim apiclient.Limiter) (*apiclient.Client, error) {
 	ac := apiclient.Config{
-		BaseURL:   cfg.API.URL,
-		APIKey:    cfg.API.APIKey.Reveal(),
-		RateLimit: cfg.API.RateLimit,
-		Burst:     cfg.API.Burst,
-		Timeout:   cfg.API.Timeout,
-		Observer:  obs,
+		BaseURL:    cfg.API.URL,
+		APIKey:     cfg.API.APIKey.Reveal(),
+		RateLimit:  cfg.API.RateLimit,
+		Burst:      cfg.API.Burst,
+		Timeout:    cfg.API.Timeout,
+		MaxRetries: cfg.API.MaxRetries,
+		Observer:   obs,
+	}
+	if lim != nil {
+		ac.Limiter = lim
+	}
+	if cfg.API.MaxRetries == 0 {
+		ac.MaxRetries = -1 // config: 0 is none; apiclient: 0 is its default
 	}
 	if cfg.API.RateLimit == 0 {
 		ac.RateLimit = -1 // config: 0 is unlimited; apiclient: 0 is its default
@@ -68,12 +83,26 @@ func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metr
 			return nil, err
 		}
 	}
-	api, err := newAPIClient(cfg, log, m)
+	budget, err := sharedBudget(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	var lim apiclient.Limiter
+	if budget != nil {
+		lim = budget
+	}
+	api, err := newAPIClientWith(cfg, log, m, lim)
+	if err != nil {
+		if budget != nil {
+			budget.Close()
+		}
 		return nil, err
 	}
 	led, err := openLedger(ctx, cfg.State, false)
 	if err != nil {
+		if budget != nil {
+			budget.Close()
+		}
 		if errors.Is(err, state.ErrLocked) {
 			return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s is in use by another ihr-worker (serve?); run this command there, or stop it first", cfg.State))
 		}
@@ -83,8 +112,8 @@ func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metr
 	if progress != nil {
 		obs = multiObserver{m, progress}
 	}
-	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency}, importer.ClientAPI(api), led, log, obs)
-	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp}, nil
+	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, importer.ClientAPI(api), led, log, obs)
+	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp, budget: budget}, nil
 }
 
 // store returns the source's store, opening it on first use. Stores pool
@@ -116,6 +145,9 @@ func (w *worker) Close() error {
 	}
 	w.stores = nil
 	errs = append(errs, w.ledger.Close())
+	if w.budget != nil {
+		w.budget.Close()
+	}
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,685 @@
+package main_test
+
+// End-to-end tests of the ihr-worker binary: they build ihr-worker and
+// ihr-api, start ihr-api on loopback over SQLite, and run the worker's
+// commands as a user would, checking exit codes, output, files and the
+// records on the server.
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ihr-tools/ihr/apiclient"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds ihr-worker and ihr-api once per test process.
+func binaries(t *testing.T) (worker, api string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "ihr-worker-e2e-")
+		if buildErr != nil {
+			return
+		}
+		for _, pkg := range []string{"ihr-worker", "ihr-api"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/ihr-tools/ihr/cmd/"+pkg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "ihr-worker"), filepath.Join(binDir, "ihr-api")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// apiServer is a running ihr-api binary.
+type apiServer struct {
+	URL, Key string
+	client   *apiclient.Client
+}
+
+func startAPI(t *testing.T, integrations ...string) *apiServer {
+	t.Helper()
+	_, apiBin := binaries(t)
+	if b := os.Getenv("IHR_E2E_API_BIN"); b != "" {
+		apiBin = b // a given ihr-api build, e.g. a released one
+	}
+	port := freePort(t)
+	key := "e2e-key"
+	dir := t.TempDir()
+	cmd := exec.Command(apiBin, "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--api-key", key, "--db", "sqlite:"+filepath.Join(dir, "api.db"))
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("ihr-api logs:\n%s", logs.String())
+		}
+	})
+	s := &apiServer{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Key: key}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", s.URL+"/api/integration_history_records?limit=1", nil)
+		req.Header.Set("X-COUPA-API-KEY", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ihr-api did not come up: %v\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var err error
+	s.client, err = apiclient.New(apiclient.Config{BaseURL: s.URL, APIKey: key, RateLimit: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range integrations {
+		s.createIntegration(t, code)
+	}
+	return s
+}
+
+func (s *apiServer) createIntegration(t *testing.T, code string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.client.CreateIntegration(ctx, &apiclient.Integration{Code: code, Name: code}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// records returns every record of the server by external-id (counting
+// duplicates).
+func (s *apiServer) records(t *testing.T) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := map[string]int{}
+	for r, err := range s.client.All(ctx, apiclient.NewQuery()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[r.ExternalID]++
+	}
+	return out
+}
+
+// env is one test's configuration: a local source folder, a state file and
+// a config file.
+type env struct {
+	t      *testing.T
+	dir    string
+	src    string // the source's root folder
+	config string
+	api    *apiServer
+}
+
+func newEnv(t *testing.T, api *apiServer, sourceExtra string, apiExtra string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, src: filepath.Join(dir, "erp"), api: api}
+	for _, d := range []string{"inbox"} {
+		if err := os.MkdirAll(filepath.Join(e.src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := "http://127.0.0.1:1"
+	if api != nil {
+		url = api.URL
+	}
+	e.config = filepath.Join(dir, "worker.yaml")
+	cfg := fmt.Sprintf(`api:
+  url: %s
+  api_key: ${E2E_API_KEY}
+  rate_limit: 0
+  max_retries: 1
+%sstate: sqlite:%s
+sources:
+  - name: erp
+    url: file://%s
+    integration: ERP-INVOICES
+    stable_for: 0s
+%s`, url, apiExtra, filepath.Join(dir, "state.db"), filepath.ToSlash(e.src), sourceExtra)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// drop writes a CSV file into the inbox.
+func (e *env) drop(name, content string) {
+	e.t.Helper()
+	if err := os.WriteFile(filepath.Join(e.src, "inbox", name), []byte(content), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// worker runs the ihr-worker binary and waits for it.
+func (e *env) worker(args ...string) result {
+	e.t.Helper()
+	bin, _ := binaries(e.t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "E2E_API_KEY=e2e-key", "IHR_WORKER_CONFIG=")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("ihr-worker %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func (r result) expect(t *testing.T, code int) result {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func header() string {
+	return "external-id,document-type,document-id,status,contact-alert-type,response-code,response-message\n"
+}
+
+func goodRows(prefix string, n int) string {
+	var b strings.Builder
+	b.WriteString(header())
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "%s-%05d,InvoiceHeader,%d,Success,Functional,OK,posted %d\n", prefix, i, 1000+i, i)
+	}
+	return b.String()
+}
+
+// readReport parses a response report into its lines (header dropped).
+func readReport(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) == 0 || strings.Join(rows[0], ",") != "row,external-id,document-type,document-id,action,result,record-id,http-status,message" {
+		t.Fatalf("report %s: bad header %v", path, rows)
+	}
+	return rows[1:]
+}
+
+func exists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	e := newEnv(t, nil, "", "")
+	for _, c := range []string{"", "run", "serve", "reprocess", "validate", "export", "status", "version"} {
+		args := []string{"--help"}
+		if c != "" {
+			args = []string{c, "--help"}
+		}
+		r := e.worker(args...).expect(t, 0)
+		if !strings.Contains(r.stderr, "Usage:") || !strings.Contains(r.stderr, "--config") {
+			t.Errorf("%s --help:\n%s", c, r.stderr)
+		}
+	}
+	r := e.worker("--help")
+	for _, c := range []string{"run", "serve", "reprocess", "validate", "export", "status"} {
+		if !strings.Contains(r.stderr, "  "+c+" ") {
+			t.Errorf("root help does not list %s:\n%s", c, r.stderr)
+		}
+	}
+}
+
+func TestUsageAndConfigErrorsExit2(t *testing.T) {
+	e := newEnv(t, nil, "    schedule: \"0 25 * * *\"\n", "")
+	r := e.worker("run", "--config", e.config).expect(t, 2)
+	if !strings.Contains(r.stderr, "sources[0].schedule: invalid cron expression \"0 25 * * *\"") {
+		t.Errorf("config error does not name the key:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "worker.yaml:12:") {
+		t.Errorf("config error does not give file and line:\n%s", r.stderr)
+	}
+	e = newEnv(t, nil, "", "")
+	cases := [][]string{
+		{"run"},                                                            // no --config
+		{"run", "--config", e.config, "--bogus"},                           // unknown flag
+		{"frobnicate", "--config", e.config},                               // unknown command
+		{"reprocess", "--config", e.config, "a.csv"},                       // no --source
+		{"reprocess", "--config", e.config, "--source", "erp"},             // no FILE
+		{"reprocess", "--config", e.config, "--source", "erp", "nope.csv"}, // no such file
+		{"run", "--config", e.config, "--source", "nope"},                  // no such source
+		{"run", "--config", e.config, "--concurrency", "0"},                // override fails validation
+		{"validate", "--config", e.config, "--source", "erp", filepath.Join(e.dir, "missing.csv")},
+		{"export", "--config", e.config, "--to", filepath.Join(e.dir, "x.csv"), "--created-after", "yesterday"},
+		{"serve", "--config", e.config}, // a source with neither schedule nor poll
+		{"run", "--config", filepath.Join(e.dir, "nope.yaml")},
+	}
+	for _, args := range cases {
+		if r := e.worker(args...); r.code != 2 {
+			t.Errorf("ihr-worker %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	// Missing environment variable: the key that uses it is named.
+	bin, _ := binaries(t)
+	cmd := exec.Command(bin, "status", "--config", e.config)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "api.api_key: environment variable E2E_API_KEY is not set") {
+		t.Errorf("missing env var: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	api := startAPI(t, "ERP-INVOICES")
+
+	// 0: every row recorded, file archived, report written.
+	e := newEnv(t, api, "", "")
+	e.drop("good.csv", goodRows("G", 5))
+	r := e.worker("run", "--config", e.config, "--json").expect(t, 0)
+	var sum struct {
+		Sources []struct {
+			Name    string
+			Summary struct {
+				Archived, Rejected int
+				Rows               struct{ Created int }
+			}
+		}
+		ExitCode int `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, r.stdout)
+	}
+	if len(sum.Sources) != 1 || sum.Sources[0].Summary.Archived != 1 || sum.Sources[0].Summary.Rows.Created != 5 {
+		t.Errorf("summary: %+v", sum)
+	}
+	if !exists(filepath.Join(e.src, "archive", "good.csv")) || exists(filepath.Join(e.src, "inbox", "good.csv")) {
+		t.Error("good.csv not archived")
+	}
+	rep := readReport(t, filepath.Join(e.src, "reports", "good.response.csv"))
+	if len(rep) != 5 || rep[0][5] != "created" {
+		t.Errorf("report: %v", rep)
+	}
+	// Nothing new: still 0.
+	e.worker("run", "--config", e.config).expect(t, 0)
+
+	// 1: rows rejected, the file goes to failed/ with its report.
+	e.drop("bad.csv", header()+"B-1,InvoiceHeader,7001,Success,Functional,OK,fine\nB-2,NoSuchType,7002,Success,Functional,OK,bad type\n")
+	r = e.worker("run", "--config", e.config).expect(t, 1)
+	if !strings.Contains(r.stderr, "bad.csv") || !strings.Contains(r.stderr, "report:") {
+		t.Errorf("human summary:\n%s", r.stderr)
+	}
+	if !exists(filepath.Join(e.src, "failed", "bad.csv")) {
+		t.Error("bad.csv not in failed/")
+	}
+	rep = readReport(t, filepath.Join(e.src, "reports", "bad.response.csv"))
+	if len(rep) != 2 || rep[0][5] != "created" || rep[1][5] != "invalid" {
+		t.Errorf("report: %v", rep)
+	}
+
+	// 3: the API cannot be reached; the file stays in the inbox.
+	down := newEnv(t, nil, "", "")
+	down.drop("a.csv", goodRows("D", 2))
+	r = down.worker("run", "--config", down.config).expect(t, 3)
+	if !exists(filepath.Join(down.src, "inbox", "a.csv")) {
+		t.Error("a.csv left the inbox although the API was down")
+	}
+	// 3: the source cannot be reached.
+	gone := newEnv(t, api, "", "")
+	if err := os.RemoveAll(gone.src); err != nil {
+		t.Fatal(err)
+	}
+	gone.worker("run", "--config", gone.config).expect(t, 3)
+
+	// status explains every file.
+	r = e.worker("status", "--config", e.config, "--json").expect(t, 0)
+	var st struct {
+		Sources []struct {
+			Name     string
+			Done     int
+			Failed   int
+			FileList []struct{ Name, Status string } `json:"file_list"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	if len(st.Sources) != 1 || st.Sources[0].Done != 1 || st.Sources[0].Failed != 1 || len(st.Sources[0].FileList) != 2 {
+		t.Errorf("status: %+v", st)
+	}
+	r = e.worker("status", "--config", e.config).expect(t, 0)
+	if !strings.Contains(r.stderr, "good.csv") || !strings.Contains(r.stderr, "failed/bad.csv") {
+		t.Errorf("status:\n%s", r.stderr)
+	}
+	if got := api.records(t); len(got) != 6 {
+		t.Errorf("server has %d distinct records, want 6: %v", len(got), got)
+	}
+}
+
+func TestReprocessValidateExport(t *testing.T) {
+	api := startAPI(t, "ERP-INVOICES")
+	e := newEnv(t, api, "", "")
+	// Rows of an integration that does not exist yet fail on the server.
+	var b strings.Builder
+	b.WriteString("external-id,document-type,document-id,status,contact-alert-type,integration\n")
+	for i := 1; i <= 4; i++ {
+		code := "ERP-INVOICES"
+		if i%2 == 0 {
+			code = "ERP-LATER"
+		}
+		fmt.Fprintf(&b, "R-%d,InvoiceHeader,%d,Success,Functional,%s\n", i, 2000+i, code)
+	}
+	e.drop("mixed.csv", b.String())
+	e.worker("run", "--config", e.config).expect(t, 1)
+	if !exists(filepath.Join(e.src, "failed", "mixed.csv")) {
+		t.Fatal("mixed.csv not in failed/")
+	}
+
+	// validate: a dry run on the file in failed/ (all rows are valid
+	// locally), and on a local file with an invalid row.
+	r := e.worker("validate", "--config", e.config, "--source", "erp", "failed/mixed.csv").expect(t, 0)
+	if n := strings.Count(r.stdout, ",valid,"); n != 4 {
+		t.Errorf("validate report:\n%s", r.stdout)
+	}
+	local := filepath.Join(e.dir, "local.csv")
+	os.WriteFile(local, []byte(header()+"L-1,InvoiceHeader,1,Success,Functional,OK,x\nL-2,InvoiceHeader,notanumber,Success,Functional,OK,x\n"), 0o644)
+	r = e.worker("validate", "--config", e.config, "--source", "erp", local, "--json").expect(t, 1)
+	var v struct{ Rows, Valid, Invalid int }
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Rows != 2 || v.Invalid != 1 {
+		t.Errorf("validate --json: %v %s", err, r.stdout)
+	}
+	if !exists(filepath.Join(e.src, "failed", "mixed.csv")) {
+		t.Error("validate moved the file")
+	}
+
+	// reprocess: once the integration exists, the failed rows go through
+	// and the recorded ones are not posted again.
+	api.createIntegration(t, "ERP-LATER")
+	r = e.worker("reprocess", "--config", e.config, "--source", "erp", "mixed.csv", "--json").expect(t, 0)
+	var sum struct {
+		Sources []struct {
+			Summary struct {
+				Rows struct {
+					Created         int
+					AlreadyRecorded int `json:"already_recorded"`
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatal(err, r.stdout)
+	}
+	if got := sum.Sources[0].Summary.Rows; got.Created != 2 || got.AlreadyRecorded != 2 {
+		t.Errorf("reprocess rows: %+v", got)
+	}
+	if !exists(filepath.Join(e.src, "archive", "mixed.csv")) {
+		t.Error("mixed.csv not archived after reprocess")
+	}
+	e.worker("reprocess", "--config", e.config, "--source", "erp", "mixed.csv").expect(t, 0)
+	recs := api.records(t)
+	for i := 1; i <= 4; i++ {
+		if n := recs[fmt.Sprintf("R-%d", i)]; n != 1 {
+			t.Errorf("R-%d has %d records, want exactly 1", i, n)
+		}
+	}
+
+	// export: the records as CSV, filtered.
+	out := filepath.Join(e.dir, "exports", "later.csv")
+	r = e.worker("export", "--config", e.config, "--integration", "ERP-LATER", "--created-after", "2000-01-01", "--to", out, "--json").expect(t, 0)
+	var ex struct{ Records int }
+	json.Unmarshal([]byte(r.stdout), &ex)
+	rows := readCSV(t, out)
+	if ex.Records != 2 || len(rows) != 3 {
+		t.Errorf("export: %s; %d lines", r.stdout, len(rows))
+	}
+	r = e.worker("export", "--config", e.config, "--status", "Success", "--resolved", "false", "--to", "-").expect(t, 0)
+	if n := strings.Count(r.stdout, "\n"); n != 5 {
+		t.Errorf("export to stdout: %d lines\n%s", n, r.stdout)
+	}
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// TestServeTwoPassesAndSIGTERM runs serve on a per-second schedule: a first
+// pass archives one file, a second pass starts on a large file and is
+// interrupted by SIGTERM. serve must exit 0 after the rows in flight are
+// recorded; a later run finishes the file; every row ends with exactly one
+// record.
+func TestServeTwoPassesAndSIGTERM(t *testing.T) {
+	api := startAPI(t, "ERP-INVOICES")
+	// 150 requests/s: the big file takes ~10 s, so SIGTERM lands mid-file.
+	e := newEnv(t, api, "    schedule: \"* * * * * *\"\n", "")
+	cfg, _ := os.ReadFile(e.config)
+	os.WriteFile(e.config, bytes.Replace(cfg, []byte("rate_limit: 0"), []byte("rate_limit: 150\n  burst: 5"), 1), 0o600)
+	e.drop("first.csv", goodRows("F", 3))
+
+	bin, _ := binaries(t)
+	port := freePort(t)
+	cmd := exec.Command(bin, "serve", "--config", e.config, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd.Env = append(os.Environ(), "E2E_API_KEY=e2e-key")
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("serve logs:\n%s", logs.String())
+		}
+	}()
+	metrics := func() string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	metric := func(text, series string) float64 {
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, series+" ") {
+				v, _ := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
+				return v
+			}
+		}
+		return 0
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s\n%s", what, metrics())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("/healthz", func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	waitFor("first.csv archived", func() bool { return exists(filepath.Join(e.src, "archive", "first.csv")) })
+	passes := metric(metrics(), `ihr_worker_passes_total{result="ok",source="erp"}`)
+
+	const big = 2000
+	e.drop("big.csv", goodRows("BIG", big))
+	waitFor("a second pass to be mid-file", func() bool {
+		m := metrics()
+		return metric(m, `ihr_worker_rows_total{result="created",source="erp"}`) >= 3+100
+	})
+	// Two scheduled passes: one (or more) finished with first.csv, and
+	// another one is running on big.csv.
+	m := metrics()
+	if passes < 1 || metric(m, `ihr_worker_pass_running{source="erp"}`) != 1 {
+		t.Errorf("want a finished pass (%v) and one running on big.csv:\n%s", passes, m)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("serve exited with %v after SIGTERM", waitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30 s of SIGTERM")
+	}
+	if !exists(filepath.Join(e.src, "inbox", "big.csv")) {
+		t.Fatal("big.csv should still be in the inbox after an interrupted pass")
+	}
+	log := logs.String()
+	if !strings.Contains(log, `"msg":"serve stopped"`) {
+		t.Errorf("no clean stop in the logs")
+	}
+	// The logs are JSON in serve.
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("serve log line is not JSON: %s", line)
+			break
+		}
+	}
+	for _, f := range []string{"first.csv", "big.csv"} {
+		if !strings.Contains(log, `"msg":"processing","source":"erp","file":"`+f+`"`) {
+			t.Errorf("serve never processed %s", f)
+		}
+	}
+	before := api.records(t)
+	if len(before) <= 3 || len(before) >= 3+big {
+		t.Fatalf("SIGTERM did not land mid-file: %d records", len(before))
+	}
+
+	// A run finishes the file; no row is lost or recorded twice.
+	r := e.worker("run", "--config", e.config, "--rate-limit", "0", "--json").expect(t, 0)
+	recs := api.records(t)
+	if len(recs) != 3+big {
+		t.Errorf("server has %d distinct records, want %d", len(recs), 3+big)
+	}
+	for k, n := range recs {
+		if n != 1 {
+			t.Errorf("%s recorded %d times", k, n)
+		}
+	}
+	rep := readReport(t, filepath.Join(e.src, "reports", "big.response.csv"))
+	if len(rep) != big {
+		t.Fatalf("report has %d lines, want %d", len(rep), big)
+	}
+	for i, l := range rep {
+		if l[0] != strconv.Itoa(i+1) || (l[5] != "created" && l[5] != "already-recorded") {
+			t.Fatalf("report line %d: %v", i+1, l)
+		}
+	}
+	if !strings.Contains(r.stdout, `"archived": 1`) {
+		t.Errorf("run summary: %s", r.stdout)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine of exec and
+// the test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
 var (
@@ -33,7 +34,8 @@ var (
 	buildErr  error
 )
 
-// binaries builds ihr-worker and ihr-api once per test process.
+// binaries builds ihr-worker and ihr-api once per test process. With
+// IHR_E2E_API_BIN set, that ihr-api binary is used instead of a build.
 func binaries(t *testing.T) (worker, api string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -41,7 +43,11 @@ func binaries(t *testing.T) (worker, api string) {
 		if buildErr != nil {
 			return
 		}
-		for _, pkg := range []string{"ihr-worker", "ihr-api"} {
+		pkgs := []string{"ihr-worker", "ihr-api"}
+		if os.Getenv("IHR_E2E_API_BIN") != "" {
+			pkgs = pkgs[:1]
+		}
+		for _, pkg := range pkgs {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/ihr-tools/ihr/cmd/"+pkg)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
@@ -52,7 +58,11 @@ func binaries(t *testing.T) (worker, api string) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(binDir, "ihr-worker"), filepath.Join(binDir, "ihr-api")
+	api = filepath.Join(binDir, "ihr-api")
+	if b := os.Getenv("IHR_E2E_API_BIN"); b != "" {
+		api = b // a given ihr-api build, e.g. a released one
+	}
+	return filepath.Join(binDir, "ihr-worker"), api
 }
 
 func TestMain(m *testing.M) {
@@ -82,9 +92,6 @@ type apiServer struct {
 func startAPI(t *testing.T, integrations ...string) *apiServer {
 	t.Helper()
 	_, apiBin := binaries(t)
-	if b := os.Getenv("IHR_E2E_API_BIN"); b != "" {
-		apiBin = b // a given ihr-api build, e.g. a released one
-	}
 	port := freePort(t)
 	key := "e2e-key"
 	dir := t.TempDir()
@@ -682,4 +689,109 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// mkdirOwned creates dir (and parents below root) owned like root, so the
+// server's user (vsftpd's local user) may move files in them.
+func mkdirOwned(t *testing.T, root, rel string) string {
+	t.Helper()
+	fi, err := os.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	dir := root
+	for _, part := range strings.Split(rel, "/") {
+		dir = filepath.Join(dir, part)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chown(dir, int(st.Uid), int(st.Gid))
+	}
+	return dir
+}
+
+func writeOwned(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(filepath.Dir(path))
+	st := fi.Sys().(*syscall.Stat_t)
+	_ = os.Chown(path, int(st.Uid), int(st.Gid))
+}
+
+// TestRemoteSources runs one pass over SFTP, FTPS and S3 sources on real
+// servers (sshd, vsftpd, versitygw), with secrets from the environment and
+// from *_file, and exports to the SFTP server reusing its source settings.
+func TestRemoteSources(t *testing.T) {
+	api := startAPI(t, "ERP-INVOICES")
+	sftp := testservers.StartSFTP(t, testservers.SFTPOptions{})
+	ftp := testservers.StartFTP(t)
+	s3 := testservers.StartS3(t)
+
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "ftp-password")
+	os.WriteFile(pwFile, []byte(ftp.Password+"\n"), 0o600)
+
+	writeOwned(t, filepath.Join(mkdirOwned(t, sftp.Root, "erp/inbox"), "s.csv"), goodRows("SFTP", 3))
+	writeOwned(t, filepath.Join(mkdirOwned(t, ftp.Root, "erp/inbox"), "f.csv"), goodRows("FTPS", 3))
+	writeOwned(t, filepath.Join(mkdirOwned(t, filepath.Join(s3.Root, s3.Bucket), "erp/inbox"), "3.csv"), goodRows("S3", 3))
+
+	cfg := fmt.Sprintf(`api: {url: %q, api_key: "${E2E_API_KEY}", rate_limit: 0, max_retries: 1}
+state: sqlite:%s
+sources:
+  - name: sftp
+    url: sftp://%s@%s%s/erp
+    key_file: %s
+    known_hosts: %s
+    integration: ERP-INVOICES
+    stable_for: 0s
+  - name: ftps
+    url: ftps://%s@%s/erp
+    password_file: %s
+    ca_file: %s
+    integration: ERP-INVOICES
+    stable_for: 0s
+  - name: s3
+    url: s3://%s/erp
+    endpoint: %s
+    region: %s
+    path_style: true
+    access_key_id: %s
+    secret_access_key: ${E2E_S3_SECRET}
+    integration: ERP-INVOICES
+    stable_for: 0s
+`, api.URL, filepath.Join(dir, "state.db"),
+		sftp.User, sftp.Addr, sftp.Root, sftp.KeyFile, sftp.KnownHostsFile,
+		ftp.User, ftp.Addr, pwFile, ftp.CAFile,
+		s3.Bucket, s3.Endpoint, s3.Region, s3.AccessKey)
+	e := &env{t: t, dir: dir, config: filepath.Join(dir, "worker.yaml"), api: api}
+	os.WriteFile(e.config, []byte(cfg), 0o600)
+	t.Setenv("E2E_S3_SECRET", s3.SecretKey)
+
+	r := e.worker("run", "--config", e.config, "--json").expect(t, 0)
+	if strings.Contains(r.stdout+r.stderr, s3.SecretKey) || strings.Contains(r.stdout+r.stderr, ftp.Password) {
+		t.Error("a secret appears in the output")
+	}
+	for _, p := range []string{
+		filepath.Join(sftp.Root, "erp/archive/s.csv"), filepath.Join(sftp.Root, "erp/reports/s.response.csv"),
+		filepath.Join(ftp.Root, "erp/archive/f.csv"), filepath.Join(ftp.Root, "erp/reports/f.response.csv"),
+		filepath.Join(s3.Root, s3.Bucket, "erp/archive/3.csv"), filepath.Join(s3.Root, s3.Bucket, "erp/reports/3.response.csv"),
+	} {
+		if !exists(p) {
+			t.Errorf("missing %s\n%s", p, r.stdout)
+		}
+	}
+	if got := api.records(t); len(got) != 9 {
+		t.Errorf("server has %d records, want 9", len(got))
+	}
+
+	// export onto the SFTP server, with the sftp source's key and known_hosts.
+	to := fmt.Sprintf("sftp://%s@%s%s/exports/all.csv", sftp.User, sftp.Addr, sftp.Root)
+	mkdirOwned(t, sftp.Root, "exports")
+	e.worker("export", "--config", e.config, "--to", to).expect(t, 0)
+	if rows := readCSV(t, filepath.Join(sftp.Root, "exports/all.csv")); len(rows) != 10 {
+		t.Errorf("export on SFTP: %d lines, want header + 9", len(rows))
+	}
 }

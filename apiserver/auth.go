@@ -133,7 +133,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	d := s.st.d
-	err := s.st.tx(ctx, func(tx *sql.Tx) error {
+	err := s.st.tx(ctx, func(tx *wtx) error {
 		// Expired tokens are dropped here, where writes happen anyway.
 		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM oauth_tokens WHERE expires_at < ?`), s.now().Unix()); err != nil {
 			return err

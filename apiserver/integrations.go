@@ -175,7 +175,7 @@ func (s *Server) loadIntegration(ctx context.Context, q querier, id int64) (*int
 
 // checkUnique reports "has already been taken" for code and name, the
 // way Rails' uniqueness validation words it.
-func (s *Server) checkUnique(ctx context.Context, tx *sql.Tx, in *integrationInput, self int64) error {
+func (s *Server) checkUnique(ctx context.Context, tx *wtx, in *integrationInput, self int64) error {
 	var errs validationError
 	for _, el := range []string{"code", "name"} {
 		v, ok := in.strs[el]
@@ -196,7 +196,7 @@ func (s *Server) checkUnique(ctx context.Context, tx *sql.Tx, in *integrationInp
 	return nil
 }
 
-func (s *Server) replaceContacts(ctx context.Context, tx *sql.Tx, id, now int64, cs []contactRow) error {
+func (s *Server) replaceContacts(ctx context.Context, tx *wtx, id, now int64, cs []contactRow) error {
 	d := s.st.d
 	if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM integration_contacts WHERE integration_id = ?`), id); err != nil {
 		return err
@@ -237,7 +237,7 @@ func (s *Server) integrationCreate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := s.now().Unix()
 	var x *integrationRow
-	err = s.st.tx(ctx, func(tx *sql.Tx) error {
+	err = s.st.tx(ctx, func(tx *wtx) error {
 		if err := s.checkUnique(ctx, tx, in, 0); err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func (s *Server) integrationUpdate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := s.now().Unix()
 	var x *integrationRow
-	err = s.st.tx(ctx, func(tx *sql.Tx) error {
+	err = s.st.tx(ctx, func(tx *wtx) error {
 		if err := s.checkUnique(ctx, tx, in, id); err != nil {
 			return err
 		}

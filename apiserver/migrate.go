@@ -116,7 +116,7 @@ var migrations = []string{
 // migrate brings the schema to the newest version. On PostgreSQL an
 // advisory lock keeps two instances starting together from racing.
 func (s *store) migrate(ctx context.Context) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.txDirect(ctx, func(tx *sql.Tx) error {
 		if s.d.pg {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7234551)`); err != nil {
 				return fmt.Errorf("apiserver: migration lock: %w", err)

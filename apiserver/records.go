@@ -252,7 +252,7 @@ func bindRecord(m map[string]any, strict, create bool) (*recordInput, validation
 }
 
 // resolveIntegration finds the referenced integration inside tx.
-func (s *Server) resolveIntegration(ctx context.Context, tx *sql.Tx, rf ref) (id int64, code, name sqlString, err error) {
+func (s *Server) resolveIntegration(ctx context.Context, tx *wtx, rf ref) (id int64, code, name sqlString, err error) {
 	d := s.st.d
 	var row *sql.Row
 	what := ""
@@ -272,7 +272,7 @@ func (s *Server) resolveIntegration(ctx context.Context, tx *sql.Tx, rf ref) (id
 	return id, code, name, err
 }
 
-func (s *Server) checkRun(ctx context.Context, tx *sql.Tx, id sqlInt) error {
+func (s *Server) checkRun(ctx context.Context, tx *wtx, id sqlInt) error {
 	if !id.Valid {
 		return nil
 	}
@@ -323,7 +323,7 @@ func (s *Server) recordCreate(a record.Action) http.HandlerFunc {
 		}
 		x.UpdatedByID, x.UpdatedByLogin = x.CreatedByID, x.CreatedByLogin
 		ctx := r.Context()
-		err = s.st.tx(ctx, func(tx *sql.Tx) error {
+		err = s.st.tx(ctx, func(tx *wtx) error {
 			return s.insertRecord(ctx, tx, a, x, in)
 		})
 		if err != nil {
@@ -334,7 +334,7 @@ func (s *Server) recordCreate(a record.Action) http.HandlerFunc {
 	}
 }
 
-func (s *Server) insertRecord(ctx context.Context, tx *sql.Tx, a record.Action, x *recordRow, in *recordInput) error {
+func (s *Server) insertRecord(ctx context.Context, tx *wtx, a record.Action, x *recordRow, in *recordInput) error {
 	d := s.st.d
 	if in.hasInteg && !in.integ.null {
 		id, code, name, err := s.resolveIntegration(ctx, tx, in.integ)
@@ -384,7 +384,7 @@ func (s *Server) insertRecord(ctx context.Context, tx *sql.Tx, a record.Action, 
 	return nil
 }
 
-func (s *Server) appendResponses(ctx context.Context, tx *sql.Tx, x *recordRow, rs []responseIn) error {
+func (s *Server) appendResponses(ctx context.Context, tx *wtx, x *recordRow, rs []responseIn) error {
 	for _, rs := range rs {
 		var id int64
 		if err := tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO record_responses (record_id, response_code, response_message, created_at, updated_at)
@@ -550,7 +550,7 @@ func (s *Server) recordUpdate(w http.ResponseWriter, r *http.Request) {
 	now := s.now().Unix()
 	ctx := r.Context()
 	var x *recordRow
-	err = s.st.tx(ctx, func(tx *sql.Tx) error {
+	err = s.st.tx(ctx, func(tx *wtx) error {
 		d := s.st.d
 		sets := []string{"updated_at = ?", "updated_by_id = ?", "updated_by_login = ?"}
 		args := []any{now, sqlInt{Int64: p.userID, Valid: p.userID != 0}, sqlString{String: p.login, Valid: p.login != ""}}
@@ -624,7 +624,7 @@ func (s *Server) recordResolve(resolved bool) http.HandlerFunc {
 		}
 		ctx := r.Context()
 		var x *recordRow
-		err = s.st.tx(ctx, func(tx *sql.Tx) error {
+		err = s.st.tx(ctx, func(tx *wtx) error {
 			res, err := tx.ExecContext(ctx, s.st.d.q(`UPDATE integration_history_records SET resolved = ?, updated_at = ?, updated_by_id = ?, updated_by_login = ? WHERE id = ?`),
 				v, s.now().Unix(), sqlInt{Int64: p.userID, Valid: p.userID != 0}, sqlString{String: p.login, Valid: p.login != ""}, id)
 			if err != nil {

@@ -109,7 +109,7 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := s.now().Unix()
 	var x *runRow
-	err = s.st.tx(ctx, func(tx *sql.Tx) error {
+	err = s.st.tx(ctx, func(tx *wtx) error {
 		iid, _, _, err := s.resolveIntegration(ctx, tx, rf)
 		if err != nil {
 			return err
@@ -175,7 +175,7 @@ func (s *Server) runChange(w http.ResponseWriter, r *http.Request, status string
 	ctx := r.Context()
 	now := s.now().Unix()
 	var x *runRow
-	err = s.st.tx(ctx, func(tx *sql.Tx) error {
+	err = s.st.tx(ctx, func(tx *wtx) error {
 		sets := "updated_at = ?"
 		args := []any{now}
 		if hasTotal {

@@ -3,7 +3,6 @@ package apiserver
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -40,7 +39,7 @@ var documentResource = &resource{
 // raiseAlert records an alert for x to the contacts of its integration
 // whose alert type matches; Both on either side matches everything. The
 // alert is recorded even with no recipients.
-func (s *Server) raiseAlert(ctx context.Context, tx *sql.Tx, x *recordRow) error {
+func (s *Server) raiseAlert(ctx context.Context, tx *wtx, x *recordRow) error {
 	recips := array{Item: "recipient"}
 	if x.IntegrationID.Valid {
 		rows, err := tx.QueryContext(ctx, s.st.d.q(`SELECT id, name, email, contact_alert_type FROM integration_contacts

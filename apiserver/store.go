@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -22,6 +23,14 @@ type store struct {
 	d dialect
 	w *sql.DB // every transaction that writes
 	r *sql.DB // reads outside a write transaction
+
+	// SQLite only: the writer goroutine and its queue.
+	units     chan *unit
+	stop      chan struct{}
+	loopDone  chan struct{}
+	stmts     sync.Map        // query → *sql.Stmt on w
+	toPrepare map[string]bool // owned by the writer goroutine
+	closeOnce sync.Once
 }
 
 // openStore opens "sqlite:PATH" (also "sqlite://PATH" or a bare path) or a
@@ -76,10 +85,25 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 		s.close()
 		return nil, err
 	}
+	if !s.d.pg {
+		s.units = make(chan *unit, maxBatch)
+		s.stop = make(chan struct{})
+		s.loopDone = make(chan struct{})
+		s.toPrepare = map[string]bool{}
+		go s.writeLoop()
+	}
 	return s, nil
 }
 
 func (s *store) close() error {
+	if s.stop != nil {
+		s.closeOnce.Do(func() { close(s.stop) })
+		<-s.loopDone
+	}
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -87,8 +111,9 @@ func (s *store) close() error {
 	return err
 }
 
-// tx runs fn in one write transaction: every API action is all-or-nothing.
-func (s *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+// txDirect runs fn in one transaction of its own, outside the batcher
+// (migrations, before the writer starts).
+func (s *store) txDirect(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -98,6 +123,223 @@ func (s *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// tx runs fn as one all-or-nothing unit of work. On PostgreSQL that is a
+// transaction of its own. On SQLite, where one writer at a time is the
+// rule and the commit (a WAL append) is the cost, units queued together
+// share one transaction, each inside its own SAVEPOINT: a unit that fails
+// is rolled back to its savepoint alone, and nobody is answered before the
+// shared COMMIT succeeds. So every call keeps its own atomicity (group
+// commit), and the writer commits once per batch instead of once per call.
+func (s *store) tx(ctx context.Context, fn func(*wtx) error) error {
+	if s.d.pg {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(&wtx{tx: tx, st: s}); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.units <- u:
+	case <-s.stop:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-u.done:
+		return err
+	case <-s.loopDone:
+		// Closed with u still queued: it never ran.
+		select {
+		case err := <-u.done:
+			return err
+		default:
+			return errClosed
+		}
+	}
+}
+
+var errClosed = errors.New("apiserver: server closed")
+
+// maxBatch bounds one group commit, so a burst cannot hold the write lock
+// (and every waiting caller) for long.
+const maxBatch = 128
+
+type unit struct {
+	ctx  context.Context
+	fn   func(*wtx) error
+	done chan error
+	err  error
+}
+
+// writeLoop is the SQLite writer goroutine; close waits for it.
+func (s *store) writeLoop() {
+	defer close(s.loopDone)
+	batch := make([]*unit, 0, maxBatch)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case u := <-s.units:
+			batch = append(batch[:0], u)
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case u := <-s.units:
+				batch = append(batch, u)
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch)
+		for _, u := range batch {
+			u.done <- u.err
+		}
+		for q := range s.toPrepare {
+			if len(s.toPrepare) > 0 {
+				if st, err := s.w.PrepareContext(context.Background(), q); err == nil {
+					s.stmts.Store(q, st)
+				}
+			}
+			delete(s.toPrepare, q)
+		}
+	}
+}
+
+func (s *store) runBatch(batch []*unit) {
+	// The batch outlives any one request; each unit's queries still use
+	// its own context, so a caller that goes away only loses its unit.
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		for _, u := range batch {
+			u.err = err
+		}
+		return
+	}
+	w := &wtx{tx: tx, st: s}
+	single := len(batch) == 1
+	var ok []*unit
+	for _, u := range batch {
+		if err := u.ctx.Err(); err != nil {
+			u.err = err
+			continue
+		}
+		if !single {
+			if _, err := tx.Exec("SAVEPOINT unit"); err != nil {
+				s.abort(tx, batch, err)
+				return
+			}
+		}
+		u.err = runUnit(u, w)
+		switch {
+		case u.err == nil:
+			ok = append(ok, u)
+			if !single {
+				if _, err := tx.Exec("RELEASE unit"); err != nil {
+					s.abort(tx, batch, err)
+					return
+				}
+			}
+		case single:
+			tx.Rollback()
+			return
+		default:
+			if _, err := tx.Exec("ROLLBACK TO unit"); err != nil {
+				s.abort(tx, batch, err)
+				return
+			}
+			if _, err := tx.Exec("RELEASE unit"); err != nil {
+				s.abort(tx, batch, err)
+				return
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		for _, u := range ok {
+			u.err = err
+		}
+	}
+}
+
+// abort gives up the whole batch: nothing of it is written.
+func (s *store) abort(tx *sql.Tx, batch []*unit, err error) {
+	tx.Rollback()
+	for _, u := range batch {
+		if u.err == nil {
+			u.err = fmt.Errorf("apiserver: write batch aborted: %w", err)
+		}
+	}
+}
+
+func runUnit(u *unit, w *wtx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("apiserver: panic in write: %v", v)
+		}
+	}()
+	return u.fn(w)
+}
+
+// wtx is a write transaction. On SQLite its statements are prepared once
+// per connection and reused, which halves the cost of a small insert.
+type wtx struct {
+	tx *sql.Tx
+	st *store
+}
+
+// stmt returns the cached statement for query, bound to tx. A miss runs
+// unprepared this time and queues query for the writer to prepare
+// between batches: preparing on the DB inside a transaction would wait
+// for the one connection the transaction holds.
+func (w *wtx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if v, ok := w.st.stmts.Load(query); ok {
+		return w.tx.StmtContext(ctx, v.(*sql.Stmt))
+	}
+	if w.st.toPrepare != nil {
+		w.st.toPrepare[query] = true
+	}
+	return nil
+}
+
+// cacheable keeps one-off statements (dynamic IN lists, updates of varying
+// column sets) out of the statement cache.
+func (w *wtx) cacheable(query string) bool {
+	return !w.st.d.pg && !strings.Contains(query, "?,?")
+}
+
+func (w *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if w.cacheable(query) {
+		if st := w.stmt(ctx, query); st != nil {
+			return st.ExecContext(ctx, args...)
+		}
+	}
+	return w.tx.ExecContext(ctx, query, args...)
+}
+
+func (w *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if w.cacheable(query) {
+		if st := w.stmt(ctx, query); st != nil {
+			return st.QueryContext(ctx, args...)
+		}
+	}
+	return w.tx.QueryContext(ctx, query, args...)
+}
+
+func (w *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if w.cacheable(query) {
+		if st := w.stmt(ctx, query); st != nil {
+			return st.QueryRowContext(ctx, args...)
+		}
+	}
+	return w.tx.QueryRowContext(ctx, query, args...)
 }
 
 // querier is what both *sql.DB and *sql.Tx offer, so the read helpers run

@@ -98,6 +98,7 @@ func startAPI(t *testing.T, integrations ...string) *apiServer {
 	cmd := exec.Command(apiBin, "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--api-key", key, "--db", "sqlite:"+filepath.Join(dir, "api.db"))
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -544,6 +545,7 @@ func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 	cmd.Env = append(os.Environ(), "E2E_API_KEY=e2e-key")
 	var logs syncBuffer
 	cmd.Stderr = &logs
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -45,9 +45,11 @@ type Config struct {
 	// Requests that arrive at the server in a burst count against its
 	// burst too, so keep it below the server's.
 	Burst int
-	// Slice is how many tokens one round trip reserves (default Rate/5,
-	// between 1 and 5): larger slices mean fewer round trips, smaller
-	// ones fairer sharing and less waste when a replica goes idle.
+	// Slice is how many tokens one round trip reserves at most (default
+	// 200 ms of Rate, between 1 and 100: 5 at 25 req/s): larger slices
+	// mean fewer round trips, smaller ones fairer sharing and less waste
+	// when a replica goes idle. A replica whose tokens go stale reserves
+	// smaller slices (down to 1) until it uses them all again.
 	Slice int
 	// Grace is how long a reserved token stays usable after it fell due
 	// (default 1 s); older ones are dropped rather than sent late in a
@@ -73,6 +75,7 @@ type Limiter struct {
 	balance float64 // bucket balance right after the reservation
 	rate    float64 // the budget's rate when reserved
 	next, n int
+	size    int // the next reservation's size: cfg.Slice, halved by waste
 	trips   int64
 }
 
@@ -118,7 +121,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Limiter, error) 
 		return nil, fmt.Errorf("ratebudget: rate %v must be a positive number of requests per second", cfg.Rate)
 	}
 	if cfg.Slice <= 0 {
-		cfg.Slice = min(5, max(1, int(cfg.Rate/5)))
+		cfg.Slice = min(100, max(1, int(cfg.Rate/5)))
 	}
 	if cfg.Burst <= 0 {
 		cfg.Burst = cfg.Slice
@@ -129,7 +132,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Limiter, error) 
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = 10 * time.Second
 	}
-	l := &Limiter{pool: pool, key: Key(cfg.Credential), cfg: cfg, sem: make(chan struct{}, 1)}
+	l := &Limiter{pool: pool, key: Key(cfg.Credential), cfg: cfg, sem: make(chan struct{}, 1), size: cfg.Slice}
 	ctx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -216,12 +219,22 @@ func (l *Limiter) take(ctx context.Context) (time.Time, error) {
 	}
 	defer func() { <-l.sem }()
 	now := time.Now()
+	stale := false
 	for l.next <= l.n {
 		at := l.due(l.next)
 		l.next++
 		if now.Sub(at) <= l.cfg.Grace {
 			return at, nil
 		}
+		stale = true
+	}
+	// A slice that went stale was too big for this replica's pace; one
+	// whose last token was still fresh when the next was wanted may grow
+	// back.
+	if stale {
+		l.size = max(1, l.size/2)
+	} else if l.n > 0 && now.Sub(l.due(l.n)) <= l.cfg.Grace {
+		l.size = min(l.cfg.Slice, 2*l.size)
 	}
 	backoff := 50 * time.Millisecond
 	for {
@@ -261,7 +274,7 @@ func (l *Limiter) reserve(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OpTimeout)
 	defer cancel()
 	var balance, rate float64
-	if err := l.pool.QueryRow(ctx, reserveSQL, l.key, float64(l.cfg.Slice)).Scan(&balance, &rate); err != nil {
+	if err := l.pool.QueryRow(ctx, reserveSQL, l.key, float64(l.size)).Scan(&balance, &rate); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errors.New("budget row is missing")
 		}
@@ -269,7 +282,7 @@ func (l *Limiter) reserve(ctx context.Context) error {
 	}
 	// The answer left the server at most one round trip ago, so counting
 	// from its arrival only ever delays tokens.
-	l.base, l.balance, l.rate, l.n, l.next = time.Now(), balance, rate, l.cfg.Slice, 1
+	l.base, l.balance, l.rate, l.n, l.next = time.Now(), balance, rate, l.size, 1
 	l.trips++
 	return nil
 }

@@ -102,8 +102,8 @@ func TestSharedBudgetShort(t *testing.T) {
 	w := windows(got, d)
 	lo, hi, mean := stats(w)
 	t.Logf("per 1 s window: %v (min %d, max %d, mean %.1f); round trips %d+%d", w, lo, hi, mean, ls[0].RoundTrips(), ls[1].RoundTrips())
-	// The burst (default: one slice of 5) may come on top of the rate.
-	if limit := rate*d.Seconds() + 5; float64(len(got)) > limit {
+	// The burst (default: one slice, 200 ms of rate) may come on top.
+	if limit := rate*d.Seconds() + rate/5; float64(len(got)) > limit {
 		t.Fatalf("%d grants in %v, budget allows %.0f", len(got), d, limit)
 	}
 	if float64(len(got)) < 0.9*rate*d.Seconds() {

@@ -56,26 +56,26 @@ func (a clientAPI) Resolve(ctx context.Context, id int64) error {
 	return err
 }
 
-// rowError classifies an API failure: a row failure is recorded as the
-// row's "failed" result (the request itself is wrong and would fail again:
-// validation, unknown integration, too large); anything else (no answer,
-// throttling that outlived the retries, credentials, server errors) stops
-// the file so it resumes later instead of rejecting good rows.
+// rowError classifies an API failure. A row failure is recorded as the
+// row's "failed" result: the request itself is wrong and would fail again
+// (validation, unknown integration, too large, a server error on this
+// record). Anything else stops the file so it resumes later instead of
+// rejecting good rows: no answer, throttling or gateway errors that
+// outlived the client's retries, refused credentials.
 func rowError(err error) (status int, rowFailure bool) {
 	var ae *apiclient.Error
 	if errors.As(err, &ae) {
-		switch ae.Status {
-		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
-			http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
-			return ae.Status, true
+		switch {
+		case ae.Temporary(), ae.Status == http.StatusUnauthorized, ae.Status == http.StatusForbidden:
+			return ae.Status, false
 		}
-		return ae.Status, false
+		return ae.Status, true
 	}
 	var sc interface{ HTTPStatus() int }
 	if errors.As(err, &sc) {
 		s := sc.HTTPStatus()
-		return s, s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusForbidden &&
-			s != http.StatusTooManyRequests && s != http.StatusRequestTimeout
+		return s, s >= 400 && s != http.StatusUnauthorized && s != http.StatusForbidden &&
+			s != http.StatusTooManyRequests && s != http.StatusRequestTimeout && s < 502
 	}
 	return 0, false
 }

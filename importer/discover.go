@@ -132,13 +132,18 @@ func (im *Importer) reconcile(ctx context.Context, src Source) error {
 		if f.Destination == "" {
 			continue
 		}
-		if _, err := im.ledger.Claim(ctx, src.Name, f.Name, im.cfg.Owner, im.cfg.Lease); err != nil {
+		cf, err := im.ledger.Claim(ctx, src.Name, f.Name, im.cfg.Owner, im.cfg.Lease)
+		if err != nil {
 			if errors.Is(err, state.ErrClaimed) {
 				continue
 			}
 			return err
 		}
-		err := im.finishMove(ctx, src, &f)
+		if cf.Destination == "" {
+			im.release(src.Name, f.Name)
+			continue
+		}
+		err = im.finishMove(ctx, src, &cf)
 		im.release(src.Name, f.Name)
 		if err != nil {
 			return err

@@ -169,6 +169,7 @@ type FileResult struct {
 	Report  string       `json:"report,omitempty"`
 	MovedTo string       `json:"moved_to,omitempty"`
 	Err     error        `json:"-"`
+	Error   string       `json:"error,omitempty"` // Err's text, for --json
 }
 
 // Summary sums up a pass.
@@ -182,6 +183,9 @@ type Summary struct {
 }
 
 func (s *Summary) add(r FileResult) {
+	if r.Err != nil {
+		r.Error = r.Err.Error()
+	}
 	s.Files = append(s.Files, r)
 	switch r.Status {
 	case state.Done:
@@ -251,16 +255,14 @@ func (im *Importer) RunSource(ctx context.Context, src Source) (Summary, error) 
 		}
 		res := im.processFile(ctx, src, fi.Name, path.Join(src.Folders.Inbox, fi.Name))
 		sum.add(res)
-		if res.Err != nil {
-			switch {
-			case errors.Is(res.Err, ErrAPIUnavailable), ctx.Err() != nil:
-				// The next files would fail the same way.
-				return sum, res.Err
-			case errors.Is(res.Err, ErrSourceUnavailable):
-				errs = append(errs, res.Err)
-			default:
-				errs = append(errs, res.Err)
-			}
+		switch {
+		case ctx.Err() != nil:
+			return sum, ctx.Err()
+		case errors.Is(res.Err, ErrAPIUnavailable):
+			// The next files would fail the same way.
+			return sum, res.Err
+		case res.Err != nil:
+			errs = append(errs, res.Err)
 		}
 	}
 	return sum, errors.Join(errs...)

@@ -492,3 +492,23 @@ func TestHugeField(t *testing.T) {
 	}
 	e.exactlyOnce("huge.csv", []string{"H-1", "H-3"})
 }
+
+func TestResolvePreviousWithinOneFile(t *testing.T) {
+	e := newEnv(t)
+	e.src.ResolvePrevious = true
+	var b strings.Builder
+	b.WriteString(header)
+	for d := 1; d <= 20; d++ {
+		b.WriteString("E-" + fmtInt(d) + ",InvoiceHeader," + fmtInt(d) + ",Error,Functional,failed\r\n")
+		b.WriteString("S-" + fmtInt(d) + ",InvoiceHeader," + fmtInt(d) + ",Success,Functional,ok\r\n")
+	}
+	e.drop("mixed.csv", b.String())
+	if sum := e.run(); sum.Rows.Created != 40 {
+		t.Fatalf("%+v", sum)
+	}
+	for _, r := range e.records("mixed.csv") {
+		if wantResolved := strings.HasPrefix(r.ExternalID, "E-"); r.Resolved != wantResolved {
+			t.Errorf("%s resolved=%v", r.ExternalID, r.Resolved)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"strconv"
 	"strings"
@@ -87,11 +88,32 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File) err
 	)
 	progress := func() { im.obs.Progress(src.Name, f.Name, doneRows.Load(), f.Rows) }
 
-	jobs := make(chan job)
+	// With resolve_previous, rows of one document must reach the API in
+	// file order (an Error row's record must exist before a later Success
+	// row resolves it), so each document gets its own lane; otherwise all
+	// workers share one queue.
+	lanes := []chan job{make(chan job)}
+	if src.ResolvePrevious {
+		for range im.cfg.Concurrency - 1 {
+			lanes = append(lanes, make(chan job))
+		}
+	}
+	route := func(j job) chan job {
+		if len(lanes) == 1 {
+			return lanes[0]
+		}
+		h := fnv.New32a()
+		h.Write([]byte(j.m.Record.DocumentType))
+		if id := j.m.Record.DocumentID; id != nil {
+			h.Write([]byte(strconv.FormatInt(*id, 10)))
+		}
+		return lanes[h.Sum32()%uint32(len(lanes))]
+	}
 	results := make(chan state.Outcome, im.cfg.BatchSize)
 
 	var workers sync.WaitGroup
-	for range im.cfg.Concurrency {
+	for i := range im.cfg.Concurrency {
+		jobs := lanes[i%len(lanes)]
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
@@ -253,13 +275,15 @@ dispatching:
 		}
 		for _, j := range send {
 			select {
-			case jobs <- j:
+			case route(j) <- j:
 			case <-stopCtx.Done():
 				break dispatching
 			}
 		}
 	}
-	close(jobs)
+	for _, l := range lanes {
+		close(l)
+	}
 	workers.Wait()
 	close(results)
 	lerr := <-collected

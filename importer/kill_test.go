@@ -31,7 +31,10 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)
 	}
-	client, err := apiclient.New(apiclient.Config{BaseURL: os.Getenv("IHR_API_URL"), APIKey: os.Getenv("IHR_API_KEY"), RateLimit: -1}, nil)
+	client, err := apiclient.New(apiclient.Config{BaseURL: os.Getenv("IHR_API_URL"), APIKey: os.Getenv("IHR_API_KEY"),
+		// A budget keeps the run long enough for a dozen kills to land
+		// mid-file however fast the machine is.
+		RateLimit: 600, Burst: 20}, nil)
 	if err != nil {
 		fail(err)
 	}
@@ -68,7 +71,7 @@ func TestKill9(t *testing.T) {
 	}
 	e := newEnv(t)
 	files := map[string][]string{}
-	content, ids := csvRows("BIG", 1, 2500)
+	content, ids := csvRows("BIG", 1, 3000)
 	e.drop("z-big.csv", content)
 	files["z-big.csv"] = ids
 	for i := range 6 {

@@ -333,6 +333,11 @@ func decodeBody(f format, body []byte, root string) (map[string]any, error) {
 }
 
 func decodeJSON(body []byte, root string) (map[string]any, error) {
+	// encoding/json would silently turn bad bytes into U+FFFD; storing
+	// that is a quiet corruption, so refuse the body instead.
+	if !utf8.Valid(body) {
+		return nil, errors.New("request body is not valid UTF-8")
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var v any

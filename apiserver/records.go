@@ -211,8 +211,11 @@ func bindRecord(m map[string]any, strict, create bool) (*recordInput, validation
 	if items, ok := b.list("responses", "response"); ok {
 		for _, it := range items {
 			sb := &binder{m: it}
-			code, _ := sb.str("response-code", record.MaxString)
-			msg, _ := sb.str("response-message", 0)
+			code, hasCode := sb.str("response-code", record.MaxString)
+			msg, hasMsg := sb.str("response-message", 0)
+			if !hasCode && !hasMsg {
+				sb.fail(record.FieldError{Element: "responses", Message: "Responses items need a response-code or a response-message"})
+			}
 			b.errs = append(b.errs, sb.errs...)
 			in.responses = append(in.responses, responseIn{code, msg})
 		}

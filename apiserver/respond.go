@@ -318,11 +318,12 @@ func (b *binder) list(key, item string) ([]map[string]any, bool) {
 		return nil, false
 	}
 	if m, isMap := v.(map[string]any); isMap {
-		if inner, ok := m[item]; ok && len(m) == 1 {
-			v = inner
-		} else {
-			v = []any{m}
+		inner, ok := m[item]
+		if !ok || len(m) != 1 {
+			b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " must be an array"})
+			return nil, true
 		}
+		v = inner
 	}
 	var out []map[string]any
 	switch t := v.(type) {

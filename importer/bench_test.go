@@ -1,12 +1,16 @@
 package importer_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -68,4 +72,51 @@ func BenchmarkPipeline(b *testing.B) {
 		total += rows
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// TestLargeFileMemory runs one big file through the pipeline with an
+// instant API and reports the process's peak RSS. It is a measurement,
+// not a unit test: set IHR_BIG_ROWS (e.g. 1000000) to run it.
+func TestLargeFileMemory(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("IHR_BIG_ROWS"))
+	if n <= 0 {
+		t.Skip("set IHR_BIG_ROWS to run")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "inbox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(root, "inbox", "big.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString(header)
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(w, "BIG-%d,InvoiceHeader,%d,Success,Functional,a response message of moderate length for row %d\r\n", i, i, i)
+	}
+	w.Flush()
+	f.Close()
+	fi, _ := os.Stat(f.Name())
+	store, _ := local.New(root, zap.NewNop())
+	defer store.Close()
+	ledger, err := state.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "state.db"), state.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ledger.Close()
+	start := time.Now()
+	sum, err := importer.New(importer.Config{}, &fastAPI{}, ledger, nil, nil).RunSource(context.Background(), importer.Source{Name: "big", Store: store})
+	if err != nil || sum.Rows.Created != int64(n) {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	el := time.Since(start)
+	status, _ := os.ReadFile("/proc/self/status")
+	var hwm string
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			hwm = strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	t.Logf("%d rows (%d MB) in %v: %.0f rows/s, peak RSS %s", n, fi.Size()>>20, el.Round(time.Millisecond), float64(n)/el.Seconds(), hwm)
 }

@@ -159,6 +159,13 @@ func isFileError(err error) bool {
 func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc string) FileResult {
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name))
 	info, err := src.Store.Stat(ctx, loc)
+	if errors.Is(err, filestore.ErrNotExist) {
+		// Taken away between listing and claiming: nothing to do.
+		log.Info("file disappeared before processing")
+		r := im.result(*f, nil)
+		r.Status = state.Seen
+		return r
+	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -30,7 +31,9 @@ type store struct {
 	loopDone  chan struct{}
 	stmts     sync.Map        // query → *sql.Stmt on w
 	toPrepare map[string]bool // owned by the writer goroutine
-	closeOnce sync.Once
+	// batches and units count group commits, for tests and tuning.
+	nBatches, nUnits atomic.Int64
+	closeOnce        sync.Once
 }
 
 // openStore opens "sqlite:PATH" (also "sqlite://PATH" or a bare path) or a
@@ -203,6 +206,8 @@ func (s *store) writeLoop() {
 			}
 		}
 		s.runBatch(batch)
+		s.nBatches.Add(1)
+		s.nUnits.Add(int64(len(batch)))
 		for _, u := range batch {
 			u.done <- u.err
 		}

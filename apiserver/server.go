@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,6 +230,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // handle registers pattern with auth, rate limiting, metrics and panic
 // recovery around h. route is the metrics label.
 func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h http.HandlerFunc) {
+	resource := resourceFor(route)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -239,7 +241,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 				}
 				s.log.Error("panic", zap.String("route", route), zap.Any("panic", v), zap.Stack("stack"))
 				if sw.code == 0 {
-					writeError(sw, r, http.StatusInternalServerError, "error", "internal error")
+					writeError(sw, r, http.StatusInternalServerError, resource, "Internal error")
 				}
 			}
 			code := sw.code
@@ -259,13 +261,13 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 			p, ok := s.authenticate(r)
 			if !ok {
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="ihr-api"`)
-				writeError(sw, r, http.StatusUnauthorized, "error", "Invalid or missing credentials: send X-COUPA-API-KEY or Authorization: Bearer <token>")
+				writeError(sw, r, http.StatusUnauthorized, resource, "Invalid or missing credentials: send X-COUPA-API-KEY or Authorization: Bearer <token>")
 				return
 			}
 			if s.cfg.RateLimit > 0 {
 				if wait, ok := s.allow(p.login); !ok {
 					sw.Header().Set("Retry-After", strconv.Itoa(wait))
-					writeError(sw, r, http.StatusTooManyRequests, "error", "Rate limit exceeded; retry after "+strconv.Itoa(wait)+" seconds")
+					writeError(sw, r, http.StatusTooManyRequests, resource, "Rate limit exceeded; retry after "+strconv.Itoa(wait)+" seconds")
 					return
 				}
 			}
@@ -274,13 +276,30 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 				if need == scopeWrite {
 					want = ScopeWrite
 				}
-				writeError(sw, r, http.StatusForbidden, "error", "The access token lacks the scope "+want)
+				writeError(sw, r, http.StatusForbidden, resource, "The access token lacks the scope "+want)
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, p))
 		}
 		h(sw, r)
 	})
+}
+
+// resourceFor names the resource of a route in error bodies.
+func resourceFor(route string) string {
+	switch {
+	case strings.HasPrefix(route, "records."):
+		return recordRoot
+	case strings.HasPrefix(route, "integrations."):
+		return integrationRoot
+	case strings.HasPrefix(route, "runs."):
+		return runRoot
+	case route == "sandbox.alerts":
+		return "alert"
+	case route == "sandbox.documents":
+		return "document"
+	}
+	return route
 }
 
 // allow takes one token from the caller's bucket; when empty it returns
@@ -340,7 +359,7 @@ func (s *Server) routes() http.Handler {
 	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
 	s.handle(mux, "GET /metrics", "metrics", scopeNone, metrics.ServeHTTP)
 	s.handle(mux, "/", "notfound", scopeNone, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, "error", "No route matches "+r.Method+" "+r.URL.Path)
+		writeError(w, r, http.StatusNotFound, "route", "No route matches "+r.Method+" "+r.URL.Path)
 	})
 	return mux
 }

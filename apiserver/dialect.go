@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -82,4 +83,25 @@ func (d dialect) sortable(c column) string {
 		return c.sql + ` COLLATE "C"`
 	}
 	return c.sql
+}
+
+// lockDocument serializes writers of one document until the transaction
+// ends. PostgreSQL takes an advisory lock (a hash collision only
+// serializes two unrelated documents); SQLite's writes are serial anyway.
+func (d dialect) lockDocument(ctx context.Context, q querier, docType string, docID int64) error {
+	if !d.pg {
+		return nil
+	}
+	_, err := q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, $2))`, docType, docID)
+	return err
+}
+
+// lockMigrations keeps two instances starting together from migrating at
+// once; SQLite's BEGIN IMMEDIATE already does.
+func (d dialect) lockMigrations(ctx context.Context, q querier) error {
+	if !d.pg {
+		return nil
+	}
+	_, err := q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7234551)`)
+	return err
 }

@@ -117,10 +117,8 @@ var migrations = []string{
 // advisory lock keeps two instances starting together from racing.
 func (s *store) migrate(ctx context.Context) error {
 	return s.txDirect(ctx, func(tx *sql.Tx) error {
-		if s.d.pg {
-			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7234551)`); err != nil {
-				return fmt.Errorf("apiserver: migration lock: %w", err)
-			}
+		if err := s.d.lockMigrations(ctx, tx); err != nil {
+			return fmt.Errorf("apiserver: migration lock: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 			return fmt.Errorf("apiserver: migrations table: %w", err)

@@ -349,13 +349,10 @@ func (s *Server) insertRecord(ctx context.Context, tx *wtx, a record.Action, x *
 	if err := s.checkRun(ctx, tx, x.IntegrationRunID); err != nil {
 		return err
 	}
-	if d.pg {
-		// Records of one document get ids in commit order, so that
-		// "earlier" (lower id) for acknowledge means committed before.
-		// SQLite needs nothing: its writes are already serial.
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, $2))`, x.DocumentType.String, x.DocumentID.Int64); err != nil {
-			return err
-		}
+	// Records of one document get ids in commit order, so that "earlier"
+	// (lower id) for acknowledge means committed before, across instances.
+	if err := d.lockDocument(ctx, tx, x.DocumentType.String, x.DocumentID.Int64); err != nil {
+		return err
 	}
 	err := tx.QueryRowContext(ctx, d.q(`INSERT INTO integration_history_records
  (contact_alert_type, creation_method, document_id, document_revision, document_status, document_type,

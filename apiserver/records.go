@@ -111,15 +111,12 @@ func userObj(id sqlInt, login sqlString) any {
 	return object{{"id", i64(id)}, {"login", str(login)}}
 }
 
-// render is a record as Coupa prints it.
+// render is a record as Coupa prints it. integration-run is input only
+// (the element table says so); its id is printed as integration-run-id.
 func (x *recordRow) render() object {
 	var integ any = nullString
 	if x.IntegrationID.Valid {
 		integ = object{{"id", x.IntegrationID.Int64}, {"code", str(x.IntegrationCode)}, {"name", str(x.IntegrationName)}}
-	}
-	var run any = nullString
-	if x.IntegrationRunID.Valid {
-		run = object{{"id", x.IntegrationRunID.Int64}}
 	}
 	resps := array{Item: "response", Elems: make([]object, len(x.Responses))}
 	for i, rs := range x.Responses {
@@ -147,7 +144,6 @@ func (x *recordRow) render() object {
 		{"resolved", x.Resolved},
 		{"status", str(x.Status)},
 		{"integration", integ},
-		{"integration-run", run},
 		{"responses", resps},
 		{"created-by", userObj(x.CreatedByID, x.CreatedByLogin)},
 		{"updated-by", userObj(x.UpdatedByID, x.UpdatedByLogin)},

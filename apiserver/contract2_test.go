@@ -248,6 +248,21 @@ func TestContractIntegrationsAndRuns(t *testing.T) {
 			t.Fatalf("runs index: %v", l)
 		}
 		c.must(200, "GET", "/api/integration_runs/"+rid, "")
+		// Runs in XML, both ways.
+		x := c.must(201, "POST", "/api/integration_runs", `<integration-run><integration><code>SUP</code></integration></integration-run>`, "Accept", "application/xml").String()
+		if !strings.Contains(x, "<integration-run>") || !strings.Contains(x, "<status>pending</status>") || !strings.Contains(x, `<start-time type="dateTime" nil="true"/>`) {
+			t.Fatalf("run XML: %s", x)
+		}
+		x = c.must(200, "PUT", "/api/integration_runs/"+rid+"/run", `<integration-run><total-records type="integer">3</total-records></integration-run>`, "Accept", "application/xml").String()
+		if !strings.Contains(x, `<total-records type="integer">3</total-records>`) {
+			t.Fatalf("run XML: %s", x)
+		}
+		if x := c.must(200, "GET", "/api/integration_runs", "", "Accept", "application/xml").String(); !strings.Contains(x, `<integration-runs type="array">`) {
+			t.Fatalf("runs XML index: %s", x)
+		}
+		if x := c.must(200, "GET", "/api/integrations", "", "Accept", "application/xml").String(); !strings.Contains(x, `<integrations type="array">`) || !strings.Contains(x, `<contacts type="array">`) {
+			t.Fatalf("integrations XML index: %s", x)
+		}
 		// A record may point at the run.
 		r := c.obj(201, "POST", ihr, rec("integration-run", map[string]any{"id": num(run, "id")}, "integration", map[string]any{"id": num(m, "id")}))
 		if r["integration-run-id"] != float64(num(run, "id")) || r["integration"].(map[string]any)["code"] != "SUP" {

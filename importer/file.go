@@ -77,7 +77,9 @@ func (im *Importer) processFile(ctx context.Context, src Source, name, loc strin
 	if res.Err != nil && fctx.Err() != nil && ctx.Err() == nil {
 		res.Err = context.Cause(fctx) // lease lost
 	}
-	im.obs.FileDone(src.Name, name, res)
+	if !res.gone {
+		im.obs.FileDone(src.Name, name, res)
+	}
 	return res
 }
 
@@ -158,18 +160,26 @@ func isFileError(err error) bool {
 // run takes a claimed file through one (new or resumed) run.
 func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc string) FileResult {
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name))
+	gone := func() FileResult {
+		// Taken away between listing and claiming: another worker
+		// archived it (the ledger then says where it went), or someone
+		// removed it. Either way there is nothing to do and nothing wrong
+		// with the source.
+		log.Debug("file left the inbox before it was claimed", zap.String("status", string(f.Status)),
+			zap.String("location", f.Location))
+		return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, gone: true}
+	}
 	info, err := src.Store.Stat(ctx, loc)
 	if errors.Is(err, filestore.ErrNotExist) {
-		// Taken away between listing and claiming: nothing to do.
-		log.Info("file disappeared before processing")
-		r := im.result(*f, nil)
-		r.Status = state.Seen
-		return r
+		return gone()
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
 	sum, rows, fileErr, err := im.firstPass(ctx, src, f.Name, loc)
+	if errors.Is(err, filestore.ErrNotExist) {
+		return gone()
+	}
 	if err != nil {
 		return im.result(*f, err)
 	}

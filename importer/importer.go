@@ -161,7 +161,8 @@ type FileResult struct {
 	Name   string `json:"name"`
 	// Status: state.Done (archived), state.Failed, state.Skipped, or
 	// state.Processing when the run was interrupted (Err says why) and
-	// state.Claimed when another worker holds it.
+	// state.Claimed when another worker holds it (or, for a split file,
+	// holds or finishes its remaining ranges).
 	Status  state.Status `json:"status"`
 	Rows    int64        `json:"rows"`
 	Counts  state.Counts `json:"counts"`
@@ -170,6 +171,11 @@ type FileResult struct {
 	MovedTo string       `json:"moved_to,omitempty"`
 	Err     error        `json:"-"`
 	Error   string       `json:"error,omitempty"` // Err's text, for --json
+
+	// gone: the file left the inbox between listing and claiming (another
+	// worker archived it, or someone took it away): nothing to do, and
+	// not worth a line in the summary.
+	gone bool
 }
 
 // Summary sums up a pass.
@@ -178,8 +184,13 @@ type Summary struct {
 	Archived int          `json:"archived"`
 	Rejected int          `json:"rejected"` // moved to failed/ (rows or whole file rejected)
 	Skipped  int          `json:"skipped"`  // duplicate content
-	Pending  int          `json:"pending"`  // interrupted or claimed elsewhere: next pass
-	Rows     state.Counts `json:"rows"`
+	Pending  int          `json:"pending"`  // interrupted: next pass
+	// Elsewhere counts files another live worker holds (state.Claimed):
+	// that worker processes and reports them, so they are neither this
+	// pass's failure nor its pending work. A worker that died holding one
+	// loses it after its lease, and a later pass resumes it.
+	Elsewhere int          `json:"elsewhere"`
+	Rows      state.Counts `json:"rows"`
 }
 
 func (s *Summary) add(r FileResult) {
@@ -194,6 +205,8 @@ func (s *Summary) add(r FileResult) {
 		s.Rejected++
 	case state.Skipped:
 		s.Skipped++
+	case state.Claimed:
+		s.Elsewhere++
 	default:
 		s.Pending++
 	}
@@ -254,6 +267,10 @@ func (im *Importer) RunSource(ctx context.Context, src Source) (Summary, error) 
 			return sum, ctx.Err()
 		}
 		res := im.processFile(ctx, src, fi.Name, path.Join(src.Folders.Inbox, fi.Name))
+		if res.gone && res.Err == nil {
+			log.Debug("file left the inbox before it was claimed; nothing to do", zap.String("file", fi.Name))
+			continue
+		}
 		sum.add(res)
 		switch {
 		case ctx.Err() != nil:
@@ -286,6 +303,9 @@ func (im *Importer) Reprocess(ctx context.Context, src Source, name string) (Fil
 		return FileResult{Source: src.Name, Name: name, Err: err}, err
 	}
 	res := im.processFile(ctx, src, orig, loc)
+	if res.gone && res.Err == nil {
+		res.Err = fmt.Errorf("importer: reprocess %s: moved away meanwhile: %w", loc, ErrNotFound)
+	}
 	return res, res.Err
 }
 

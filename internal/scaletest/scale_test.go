@@ -129,9 +129,11 @@ func (r *replica) loop(t *testing.T, bin, cfg string, stop <-chan struct{}, wg *
 		if dead {
 			return
 		}
-		// 0: all done; 3: some files were claimed by another replica (or
-		// are waiting for a dead one's lease): look again soon.
-		if code != 0 && code != 3 {
+		// Every run of a live replica exits 0: files another replica holds
+		// (or a dead one held until its lease runs out) are that one's
+		// business, and a file archived by another replica between this
+		// run's listing and its claim is nothing to do, not an outage.
+		if code != 0 {
 			t.Errorf("replica %d: ihr-worker run exited %d (%v)", r.n, code, err)
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -232,7 +232,7 @@ func (s *store) runBatch(batch []*unit) {
 		}
 		return
 	}
-	w := &wtx{tx: tx, st: s}
+	w := &wtx{tx: tx, st: s, batch: context.Background()}
 	single := len(batch) == 1
 	var ok []*unit
 	for _, u := range batch {
@@ -301,6 +301,18 @@ func runUnit(u *unit, w *wtx) (err error) {
 type wtx struct {
 	tx *sql.Tx
 	st *store
+	// batch, when set, replaces the caller's context: a cancelled request
+	// must not interrupt the shared SQLite connection mid-batch (an
+	// interrupt is connection-wide). Units are checked for cancellation
+	// before they start and are short once started.
+	batch context.Context
+}
+
+func (w *wtx) ctx(ctx context.Context) context.Context {
+	if w.batch != nil {
+		return w.batch
+	}
+	return ctx
 }
 
 // stmt returns the cached statement for query, bound to tx. A miss runs
@@ -324,6 +336,7 @@ func (w *wtx) cacheable(query string) bool {
 }
 
 func (w *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = w.ctx(ctx)
 	if w.cacheable(query) {
 		if st := w.stmt(ctx, query); st != nil {
 			return st.ExecContext(ctx, args...)
@@ -333,6 +346,7 @@ func (w *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 }
 
 func (w *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = w.ctx(ctx)
 	if w.cacheable(query) {
 		if st := w.stmt(ctx, query); st != nil {
 			return st.QueryContext(ctx, args...)
@@ -342,6 +356,7 @@ func (w *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 }
 
 func (w *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = w.ctx(ctx)
 	if w.cacheable(query) {
 		if st := w.stmt(ctx, query); st != nil {
 			return st.QueryRowContext(ctx, args...)

@@ -1,0 +1,284 @@
+// Package harness runs the project's commands as separate processes for
+// the end-to-end benchmarks and the reliability suite: it builds ihr-api,
+// ihr-worker and ihr-loadgen, starts ihr-api on a loopback port over a
+// fresh SQLite file, writes benchmark CSV files and runs the worker,
+// measuring wall time and peak RSS.
+//
+// Binaries are built once per test binary into a temporary folder; call
+// Main from TestMain so the folder is removed afterwards.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ihr-tools/ihr/apiclient"
+)
+
+// Bins are the built commands.
+type Bins struct {
+	API, Worker, Loadgen string
+}
+
+// The build is shared by every test of one test binary: linking three
+// commands costs seconds on the 2-core machine, and they do not change
+// during a run.
+var build struct {
+	once sync.Once
+	dir  string
+	bins Bins
+	err  error
+}
+
+// Main runs the tests and then removes the built binaries.
+func Main(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+// Binaries builds the three commands (once per process).
+func Binaries(t testing.TB) Bins {
+	t.Helper()
+	build.once.Do(func() {
+		build.dir, build.err = os.MkdirTemp("", "ihr-harness-")
+		if build.err != nil {
+			return
+		}
+		for _, name := range []string{"ihr-api", "ihr-worker", "ihr-loadgen"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(build.dir, name), "github.com/ihr-tools/ihr/cmd/"+name)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				build.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
+				return
+			}
+		}
+		build.bins = Bins{
+			API:     filepath.Join(build.dir, "ihr-api"),
+			Worker:  filepath.Join(build.dir, "ihr-worker"),
+			Loadgen: filepath.Join(build.dir, "ihr-loadgen"),
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.bins
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// SyncBuffer is a bytes.Buffer safe for a process's output goroutines and
+// a reader at the same time.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// APIOptions configure an ihr-api process.
+type APIOptions struct {
+	RateLimit float64 // --rate-limit (0: off)
+	Burst     int     // --burst
+	// OAuthID and OAuthSecret add an OAuth client.
+	OAuthID, OAuthSecret string
+	// Integrations are created before Start returns.
+	Integrations []string
+}
+
+// API is a running ihr-api process.
+type API struct {
+	URL  string // http://127.0.0.1:PORT
+	Key  string
+	Logs *SyncBuffer // stdout and stderr
+	DB   string      // the SQLite file
+
+	cmd    *exec.Cmd
+	done   chan struct{}
+	client *apiclient.Client
+}
+
+// StartAPI starts ihr-api over a fresh SQLite file and stops it (SIGTERM,
+// then SIGKILL) at cleanup.
+func StartAPI(t testing.TB, opt APIOptions) *API {
+	t.Helper()
+	bins := Binaries(t)
+	dir := t.TempDir()
+	a := &API{Key: "bench-key-" + strconv.FormatInt(time.Now().UnixNano(), 36), Logs: &SyncBuffer{},
+		DB: filepath.Join(dir, "api.db"), done: make(chan struct{})}
+	port := FreePort(t)
+	a.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	args := []string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--db", "sqlite:" + a.DB}
+	if opt.RateLimit > 0 {
+		args = append(args, "--rate-limit", strconv.FormatFloat(opt.RateLimit, 'f', -1, 64), "--burst", strconv.Itoa(opt.Burst))
+	}
+	a.cmd = exec.Command(bins.API, args...)
+	// Credentials through the environment, not argv, so they do not show
+	// in a process listing (the security test greps for them).
+	a.cmd.Env = append(os.Environ(), "IHR_API_KEYS="+a.Key)
+	if opt.OAuthID != "" {
+		a.cmd.Env = append(a.cmd.Env, "IHR_API_OAUTH_CLIENTS="+opt.OAuthID+":"+opt.OAuthSecret)
+	}
+	a.cmd.Stdout, a.cmd.Stderr = a.Logs, a.Logs
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		a.Stop()
+		if t.Failed() {
+			t.Logf("ihr-api logs (tail):\n%s", tail(a.Logs.String(), 4000))
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, err := a.get("/api/integration_history_records?limit=1"); err == nil && code == 200 {
+			break
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("ihr-api exited at start:\n%s", a.Logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ihr-api did not come up:\n%s", a.Logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var err error
+	a.client, err = apiclient.New(apiclient.Config{BaseURL: a.URL, APIKey: a.Key, RateLimit: -1, Timeout: 30 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range opt.Integrations {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := a.client.CreateIntegration(ctx, &apiclient.Integration{Code: code, Name: code})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a
+}
+
+// Stop ends the server (idempotent).
+func (a *API) Stop() {
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+func (a *API) get(path string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+path, nil)
+	req.Header.Set("X-COUPA-API-KEY", a.Key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Client is an unthrottled API client on the server.
+func (a *API) Client() *apiclient.Client { return a.client }
+
+// Statuses sums ihr_api_requests_total by HTTP status code, from /metrics.
+func (a *API) Statuses(t testing.TB) map[string]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "ihr_api_requests_total{") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `code="`)
+		code, rest, _ := strings.Cut(rest, `"`)
+		_, val, _ := strings.Cut(rest, "} ")
+		v, _ := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		out[code] += v
+	}
+	return out
+}
+
+// CountByFilename returns, for one integration_filename, how many records
+// the server holds per external-id.
+func (a *API) CountByFilename(t testing.TB, filename string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := map[string]int{}
+	q := apiclient.NewQuery().Eq("integration-filename", filename).Fields("id", "external-id")
+	for r, err := range a.client.All(ctx, q) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[r.ExternalID]++
+	}
+	return out
+}
+
+// Tail returns the last n bytes of s.
+func Tail(s string, n int) string { return tail(s, n) }
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}

@@ -91,6 +91,21 @@ var pgMigrations = []string{
 		updated_at BIGINT NOT NULL DEFAULT 0,
 		PRIMARY KEY (source, filename, key)
 	);`,
+	// 2: ranges of split files.
+	`CREATE TABLE ihr_worker_ranges (
+		source TEXT NOT NULL,
+		name TEXT NOT NULL,
+		idx INTEGER NOT NULL,
+		run BIGINT NOT NULL,
+		first_row BIGINT NOT NULL,
+		last_row BIGINT NOT NULL,
+		done BOOLEAN NOT NULL DEFAULT FALSE,
+		dispatch_mark BIGINT NOT NULL DEFAULT 0,
+		owner TEXT NOT NULL DEFAULT '',
+		lease_until BIGINT NOT NULL DEFAULT 0,
+		updated_at BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (source, name, idx)
+	);`,
 }
 
 // pgMigrateLock is the advisory lock key migrations take ("ihrw").
@@ -364,8 +379,16 @@ func (p *Postgres) SetDispatchMark(ctx context.Context, source, name, owner stri
 // The held CTE share-locks the file row while checking the claim, so a
 // takeover (which must update that row) waits for this batch to commit
 // and a worker whose lease has passed writes nothing.
-var pgRecordSQL = pgSQL(`WITH held AS (
-		SELECT 1 FROM ihr_worker_files WHERE ` + pgOwned + ` FOR SHARE
+var pgRecordSQL = pgRecordSQLFor(`SELECT 1 FROM ihr_worker_files WHERE ` + pgOwned + ` FOR SHARE`)
+
+// pgRecordRangeSQL is pgRecordSQL fenced by a range's claim ($16 its
+// index) instead of the file's.
+var pgRecordRangeSQL = pgRecordSQLFor(`SELECT 1 FROM ihr_worker_ranges WHERE source = $2 AND name = $3 AND idx = $16
+	AND owner = $4 AND owner <> '' AND lease_until > {now} FOR SHARE`)
+
+func pgRecordSQLFor(held string) string {
+	return pgSQL(`WITH held AS (
+		` + held + `
 	)
 	INSERT INTO ihr_worker_row_outcomes AS o (source, filename, key, row, run, external_id,
 		document_type, document_id, action, result, record_id, http_status, message, updated_at)
@@ -378,9 +401,19 @@ var pgRecordSQL = pgSQL(`WITH held AS (
 		document_id = excluded.document_id, action = excluded.action, result = excluded.result,
 		record_id = excluded.record_id, http_status = excluded.http_status, message = excluded.message,
 		updated_at = excluded.updated_at`)
+}
 
 // RecordOutcomes implements Ledger.
 func (p *Postgres) RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error {
+	return p.recordOutcomes(ctx, pgRecordSQL, source, name, owner, outs)
+}
+
+// RecordRangeOutcomes implements Ledger.
+func (p *Postgres) RecordRangeOutcomes(ctx context.Context, source, name string, index int, owner string, outs []Outcome) error {
+	return p.recordOutcomes(ctx, pgRecordRangeSQL, source, name, owner, outs, int32(index))
+}
+
+func (p *Postgres) recordOutcomes(ctx context.Context, q, source, name, owner string, outs []Outcome, extra ...any) error {
 	if len(outs) == 0 {
 		return nil
 	}
@@ -406,8 +439,9 @@ func (p *Postgres) RecordOutcomes(ctx context.Context, source, name, owner strin
 	}
 	ctx, cancel := p.op(ctx)
 	defer cancel()
-	tag, err := p.pool.Exec(ctx, pgRecordSQL, p.nowArg(), source, name, owner,
-		keys, rowNs, runs, exts, types, docs, actions, results, ids, statuses, msgs)
+	args := append([]any{p.nowArg(), source, name, owner,
+		keys, rowNs, runs, exts, types, docs, actions, results, ids, statuses, msgs}, extra...)
+	tag, err := p.pool.Exec(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
 	}
@@ -483,6 +517,179 @@ func (p *Postgres) RowCounts(ctx context.Context, source, filename string, run i
 		return Counts{}, fmt.Errorf("state: row counts of %s/%s: %w", source, filename, err)
 	}
 	return c, nil
+}
+
+const pgRangeCols = `source, name, run, idx, first_row, last_row, done, dispatch_mark, owner, lease_until, updated_at`
+
+// pgRangeOwned fences writes to a range ($1 now, $2 source, $3 name, $4
+// index, $5 owner).
+const pgRangeOwned = `source = $2 AND name = $3 AND idx = $4 AND owner = $5 AND owner <> '' AND lease_until > {now}`
+
+// SplitFile implements Ledger.
+func (p *Postgres) SplitFile(ctx context.Context, source, name, owner string, size int64) ([]Range, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("state: split %s/%s: range size %d", source, name, size)
+	}
+	ctx, cancel := p.op(ctx)
+	defer cancel()
+	var out []Range
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var run, rows, mark, now int64
+		// FOR UPDATE: the split is decided under the file's row lock.
+		err := tx.QueryRow(ctx, pgSQL(`SELECT run, rows, dispatch_mark, {now} FROM ihr_worker_files WHERE `+pgOwned+` FOR UPDATE`),
+			p.nowArg(), source, name, owner).Scan(&run, &rows, &mark, &now)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrLeaseLost
+		}
+		if err != nil {
+			return err
+		}
+		existing, err := p.queryRanges(ctx, tx, source, name)
+		if err != nil {
+			return err
+		}
+		if len(existing) > 0 && existing[0].Run == run {
+			out = existing
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM ihr_worker_ranges WHERE source = $1 AND name = $2`, source, name); err != nil {
+			return err
+		}
+		out = splitRows(source, name, run, rows, size, mark)
+		for i := range out {
+			g := &out[i]
+			g.UpdatedAt = fromNS(now)
+			if _, err := tx.Exec(ctx, `INSERT INTO ihr_worker_ranges (source, name, idx, run, first_row, last_row, dispatch_mark, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, source, name, int32(g.Index), g.Run, g.First, g.Last, g.DispatchMark, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: split %s/%s: %w", source, name, err)
+	}
+	return out, nil
+}
+
+func (p *Postgres) queryRanges(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, source, name string) ([]Range, error) {
+	rows, err := q.Query(ctx, `SELECT `+pgRangeCols+` FROM ihr_worker_ranges WHERE source = $1 AND name = $2 ORDER BY idx`, source, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Range
+	for rows.Next() {
+		g, err := scanPGRange(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+func scanPGRange(r scanner) (Range, error) {
+	var g Range
+	var idx int32
+	var lease, updated int64
+	err := r.Scan(&g.Source, &g.Name, &g.Run, &idx, &g.First, &g.Last, &g.Done, &g.DispatchMark,
+		&g.Owner, &lease, &updated)
+	g.Index, g.LeaseUntil, g.UpdatedAt = int(idx), fromNS(lease), fromNS(updated)
+	return g, err
+}
+
+// Ranges implements Ledger.
+func (p *Postgres) Ranges(ctx context.Context, source, name string) ([]Range, error) {
+	ctx, cancel := p.op(ctx)
+	defer cancel()
+	out, err := p.queryRanges(ctx, p.pool, source, name)
+	if err != nil {
+		return nil, fmt.Errorf("state: ranges of %s/%s: %w", source, name, err)
+	}
+	return out, nil
+}
+
+// pgClaimRangeSQL picks and takes a range in one statement. SKIP LOCKED
+// lets racing claimants pass over each other's pick instead of queueing
+// behind it, and the re-check of the locked row keeps two of them from
+// ever taking the same range.
+// The pick is a CTE so it is evaluated once: as a FROM subquery the
+// planner may rescan it for every candidate row and take them all.
+var pgClaimRangeSQL = pgSQL(`WITH pick AS (
+		SELECT idx FROM ihr_worker_ranges
+		WHERE source = $2 AND name = $3 AND run = $4 AND NOT done
+			AND (owner = '' OR owner = $5 OR lease_until <= {now})
+		ORDER BY owner = $5 DESC, idx LIMIT 1 FOR UPDATE SKIP LOCKED
+	)
+	UPDATE ihr_worker_ranges AS r SET owner = $5, lease_until = {now} + $6, updated_at = {now}
+	FROM pick
+	WHERE r.source = $2 AND r.name = $3 AND r.idx = pick.idx
+	RETURNING r.source, r.name, r.run, r.idx, r.first_row, r.last_row, r.done, r.dispatch_mark, r.owner,
+		r.lease_until, r.updated_at`)
+
+// ClaimRange implements Ledger.
+func (p *Postgres) ClaimRange(ctx context.Context, source, name string, run int64, owner string, lease time.Duration) (Range, error) {
+	if owner == "" {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: empty owner", source, name)
+	}
+	ctx, cancel := p.op(ctx)
+	defer cancel()
+	g, err := scanPGRange(p.pool.QueryRow(ctx, pgClaimRangeSQL, p.nowArg(), source, name, run, owner, int64(lease)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, ErrNotFound)
+	}
+	if err != nil {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, err)
+	}
+	return g, nil
+}
+
+func (p *Postgres) rangeExec(ctx context.Context, what, q, source, name string, index int, owner string, args ...any) error {
+	ctx, cancel := p.op(ctx)
+	defer cancel()
+	tag, err := p.pool.Exec(ctx, q, append([]any{p.nowArg(), source, name, int32(index), owner}, args...)...)
+	if err != nil {
+		return fmt.Errorf("state: %s range %d of %s/%s: %w", what, index, source, name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("state: %s range %d of %s/%s: %w", what, index, source, name, ErrLeaseLost)
+	}
+	return nil
+}
+
+var (
+	pgHeartbeatRangeSQL = pgSQL(`UPDATE ihr_worker_ranges SET lease_until = {now} + $6 WHERE ` + pgRangeOwned)
+	pgRangeMarkSQL      = pgSQL(`UPDATE ihr_worker_ranges SET dispatch_mark = $6, updated_at = {now} WHERE ` + pgRangeOwned)
+	pgFinishRangeSQL    = pgSQL(`UPDATE ihr_worker_ranges SET done = TRUE, owner = '', lease_until = 0, updated_at = {now}
+		WHERE ` + pgRangeOwned)
+)
+
+// HeartbeatRange implements Ledger.
+func (p *Postgres) HeartbeatRange(ctx context.Context, source, name string, index int, owner string, lease time.Duration) error {
+	return p.rangeExec(ctx, "heartbeat", pgHeartbeatRangeSQL, source, name, index, owner, int64(lease))
+}
+
+// SetRangeMark implements Ledger.
+func (p *Postgres) SetRangeMark(ctx context.Context, source, name string, index int, owner string, mark int64) error {
+	return p.rangeExec(ctx, "dispatch mark", pgRangeMarkSQL, source, name, index, owner, mark)
+}
+
+// ReleaseRange implements Ledger.
+func (p *Postgres) ReleaseRange(ctx context.Context, source, name string, index int, owner string, done bool) error {
+	if done {
+		return p.rangeExec(ctx, "finish", pgFinishRangeSQL, source, name, index, owner)
+	}
+	ctx, cancel := p.op(ctx)
+	defer cancel()
+	_, err := p.pool.Exec(ctx, `UPDATE ihr_worker_ranges SET owner = '', lease_until = 0
+		WHERE source = $1 AND name = $2 AND idx = $3 AND owner = $4`, source, name, int32(index), owner)
+	if err != nil {
+		return fmt.Errorf("state: release range %d of %s/%s: %w", index, source, name, err)
+	}
+	return nil
 }
 
 var _ Ledger = (*Postgres)(nil)

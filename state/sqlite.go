@@ -97,6 +97,21 @@ var migrations = []string{
 		updated_at INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (source, filename, key)
 	) WITHOUT ROWID;`,
+	// 2: ranges of split files.
+	`CREATE TABLE ranges (
+		source TEXT NOT NULL,
+		name TEXT NOT NULL,
+		idx INTEGER NOT NULL,
+		run INTEGER NOT NULL,
+		first_row INTEGER NOT NULL,
+		last_row INTEGER NOT NULL,
+		done INTEGER NOT NULL DEFAULT 0,
+		dispatch_mark INTEGER NOT NULL DEFAULT 0,
+		owner TEXT NOT NULL DEFAULT '',
+		lease_until INTEGER NOT NULL DEFAULT 0,
+		updated_at INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (source, name, idx)
+	);`,
 }
 
 // OpenSQLite opens (creating if needed) the ledger at path and brings its
@@ -149,9 +164,12 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 		}
 		// We hold the write lock, so no other process is working: any
 		// claim still recorded was left by a crash.
-		if _, err := db.ExecContext(ctx, `UPDATE files SET owner='', lease_until=0 WHERE owner<>''`); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("state: clear stale claims: %w", err)
+		for _, q := range []string{`UPDATE files SET owner='', lease_until=0 WHERE owner<>''`,
+			`UPDATE ranges SET owner='', lease_until=0 WHERE owner<>''`} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("state: clear stale claims: %w", err)
+			}
 		}
 	} else if err := db.PingContext(ctx); err != nil {
 		s.Close()
@@ -389,17 +407,31 @@ func (s *SQLite) SetDispatchMark(ctx context.Context, source, name, owner string
 
 // RecordOutcomes implements Ledger.
 func (s *SQLite) RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error {
+	now := s.now()
+	return s.recordOutcomes(ctx, source, name, outs, now, `SELECT COUNT(*) FROM files WHERE `+ownedWhere,
+		source, name, owner, ns(now))
+}
+
+// RecordRangeOutcomes implements Ledger.
+func (s *SQLite) RecordRangeOutcomes(ctx context.Context, source, name string, index int, owner string, outs []Outcome) error {
+	now := s.now()
+	return s.recordOutcomes(ctx, source, name, outs, now, `SELECT COUNT(*) FROM ranges WHERE `+rangeOwnedWhere,
+		source, name, index, owner, ns(now))
+}
+
+// recordOutcomes writes outs in one transaction if the claim query
+// (a COUNT) finds the claim held.
+func (s *SQLite) recordOutcomes(ctx context.Context, source, name string, outs []Outcome, now time.Time, heldQuery string, heldArgs ...any) error {
 	if len(outs) == 0 {
 		return nil
 	}
-	now := s.now()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
 	}
 	defer tx.Rollback()
 	var held int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM files WHERE `+ownedWhere, source, name, owner, ns(now)).Scan(&held); err != nil {
+	if err := tx.QueryRowContext(ctx, heldQuery, heldArgs...).Scan(&held); err != nil {
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
 	}
 	if held == 0 {
@@ -497,6 +529,181 @@ func (s *SQLite) RowCounts(ctx context.Context, source, filename string, run int
 		}
 	}
 	return c, rows.Err()
+}
+
+// rangeOwnedWhere fences writes to a range as ownedWhere does for files.
+const rangeOwnedWhere = `source=? AND name=? AND idx=? AND owner=? AND owner<>'' AND lease_until>?`
+
+const rangeCols = `source, name, run, idx, first_row, last_row, done, dispatch_mark, owner, lease_until, updated_at`
+
+func scanRange(r scanner) (Range, error) {
+	var g Range
+	var lease, updated int64
+	err := r.Scan(&g.Source, &g.Name, &g.Run, &g.Index, &g.First, &g.Last, &g.Done, &g.DispatchMark,
+		&g.Owner, &lease, &updated)
+	g.LeaseUntil, g.UpdatedAt = fromNS(lease), fromNS(updated)
+	return g, err
+}
+
+// splitRows cuts rows 1..rows into ranges of at most size rows.
+func splitRows(source, name string, run, rows, size, mark int64) []Range {
+	var out []Range
+	for first := int64(1); first <= rows; first += size {
+		out = append(out, Range{Source: source, Name: name, Run: run, Index: len(out), First: first,
+			Last: min(first+size-1, rows), DispatchMark: mark})
+	}
+	return out
+}
+
+// SplitFile implements Ledger.
+func (s *SQLite) SplitFile(ctx context.Context, source, name, owner string, size int64) ([]Range, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("state: split %s/%s: range size %d", source, name, size)
+	}
+	now := s.now()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("state: split %s/%s: %w", source, name, err)
+	}
+	defer tx.Rollback()
+	var run, rows, mark int64
+	err = tx.QueryRowContext(ctx, `SELECT run, rows, dispatch_mark FROM files WHERE `+ownedWhere,
+		source, name, owner, ns(now)).Scan(&run, &rows, &mark)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("state: split %s/%s: %w", source, name, ErrLeaseLost)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: split %s/%s: %w", source, name, err)
+	}
+	existing, err := s.queryRanges(ctx, tx, source, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(existing) > 0 && existing[0].Run == run {
+		return existing, nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM ranges WHERE source=? AND name=?`, source, name); err != nil {
+		return nil, fmt.Errorf("state: split %s/%s: %w", source, name, err)
+	}
+	out := splitRows(source, name, run, rows, size, mark)
+	for i := range out {
+		out[i].UpdatedAt = fromNS(ns(now))
+		g := out[i]
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ranges (source, name, idx, run, first_row, last_row, dispatch_mark, updated_at)
+			VALUES (?,?,?,?,?,?,?,?)`, source, name, g.Index, g.Run, g.First, g.Last, g.DispatchMark, ns(now)); err != nil {
+			return nil, fmt.Errorf("state: split %s/%s: %w", source, name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("state: split %s/%s: %w", source, name, err)
+	}
+	return out, nil
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func (s *SQLite) queryRanges(ctx context.Context, q queryer, source, name string) ([]Range, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+rangeCols+` FROM ranges WHERE source=? AND name=? ORDER BY idx`, source, name)
+	if err != nil {
+		return nil, fmt.Errorf("state: ranges of %s/%s: %w", source, name, err)
+	}
+	defer rows.Close()
+	var out []Range
+	for rows.Next() {
+		g, err := scanRange(rows)
+		if err != nil {
+			return nil, fmt.Errorf("state: ranges of %s/%s: %w", source, name, err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: ranges of %s/%s: %w", source, name, err)
+	}
+	return out, nil
+}
+
+// Ranges implements Ledger.
+func (s *SQLite) Ranges(ctx context.Context, source, name string) ([]Range, error) {
+	return s.queryRanges(ctx, s.db, source, name)
+}
+
+// ClaimRange implements Ledger.
+func (s *SQLite) ClaimRange(ctx context.Context, source, name string, run int64, owner string, lease time.Duration) (Range, error) {
+	if owner == "" {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: empty owner", source, name)
+	}
+	now := s.now()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, err)
+	}
+	defer tx.Rollback()
+	var idx int
+	err = tx.QueryRowContext(ctx, `SELECT idx FROM ranges WHERE source=? AND name=? AND run=? AND done=0
+			AND (owner='' OR owner=? OR lease_until<=?)
+		ORDER BY owner=? DESC, idx LIMIT 1`, source, name, run, owner, ns(now), owner).Scan(&idx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, ErrNotFound)
+	}
+	if err != nil {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE ranges SET owner=?, lease_until=?, updated_at=? WHERE source=? AND name=? AND idx=?`,
+		owner, ns(now.Add(lease)), ns(now), source, name, idx); err != nil {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, err)
+	}
+	g, err := scanRange(tx.QueryRowContext(ctx, `SELECT `+rangeCols+` FROM ranges WHERE source=? AND name=? AND idx=?`, source, name, idx))
+	if err != nil {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Range{}, fmt.Errorf("state: claim a range of %s/%s: %w", source, name, err)
+	}
+	return g, nil
+}
+
+// HeartbeatRange implements Ledger.
+func (s *SQLite) HeartbeatRange(ctx context.Context, source, name string, index int, owner string, lease time.Duration) error {
+	now := s.now()
+	res, err := s.db.ExecContext(ctx, `UPDATE ranges SET lease_until=? WHERE `+rangeOwnedWhere,
+		ns(now.Add(lease)), source, name, index, owner, ns(now))
+	return rangeResult(res, err, "heartbeat", source, name, index)
+}
+
+// SetRangeMark implements Ledger.
+func (s *SQLite) SetRangeMark(ctx context.Context, source, name string, index int, owner string, mark int64) error {
+	now := s.now()
+	res, err := s.db.ExecContext(ctx, `UPDATE ranges SET dispatch_mark=?, updated_at=? WHERE `+rangeOwnedWhere,
+		mark, ns(now), source, name, index, owner, ns(now))
+	return rangeResult(res, err, "dispatch mark", source, name, index)
+}
+
+// ReleaseRange implements Ledger.
+func (s *SQLite) ReleaseRange(ctx context.Context, source, name string, index int, owner string, done bool) error {
+	now := s.now()
+	if done {
+		res, err := s.db.ExecContext(ctx, `UPDATE ranges SET done=1, owner='', lease_until=0, updated_at=? WHERE `+rangeOwnedWhere,
+			ns(now), source, name, index, owner, ns(now))
+		return rangeResult(res, err, "finish", source, name, index)
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE ranges SET owner='', lease_until=0 WHERE source=? AND name=? AND idx=? AND owner=?`,
+		source, name, index, owner)
+	if err != nil {
+		return fmt.Errorf("state: release range %d of %s/%s: %w", index, source, name, err)
+	}
+	return nil
+}
+
+func rangeResult(res sql.Result, err error, what, source, name string, index int) error {
+	if err != nil {
+		return fmt.Errorf("state: %s range %d of %s/%s: %w", what, index, source, name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("state: %s range %d of %s/%s: %w", what, index, source, name, ErrLeaseLost)
+	}
+	return nil
 }
 
 var _ Ledger = (*SQLite)(nil)

@@ -166,6 +166,30 @@ func Key(externalID string, row int64) string {
 	return externalID
 }
 
+// Range is one slice of a split file: a run over a large file can be
+// divided into ranges of consecutive data rows that several workers
+// process in parallel, each under its own claim (lease and heartbeat,
+// like a file's) and with its own dispatch mark. The file's claim is then
+// needed only to split it and to finish it (report and move), which
+// whoever completes the last range does. Ranges belong to one run of the
+// file; splitting a new run replaces them.
+type Range struct {
+	Source string
+	Name   string
+	Run    int64
+	Index  int   // 0-based, in row order
+	First  int64 // first data row of the range, 1-based
+	Last   int64 // last data row, inclusive
+	Done   bool  // every row of the range has its outcome in the run
+	// DispatchMark: rows of the range numbered at or below it may have
+	// been sent (as File.DispatchMark, per range).
+	DispatchMark int64
+
+	Owner      string
+	LeaseUntil time.Time
+	UpdatedAt  time.Time
+}
+
 // Ledger is the durable state store. Implementations are safe for
 // concurrent use.
 type Ledger interface {
@@ -200,6 +224,35 @@ type Ledger interface {
 	// RowCounts counts a file's stored outcomes by result, only those
 	// written by run (run 0: all runs).
 	RowCounts(ctx context.Context, source, filename string, run int64) (Counts, error)
+
+	// SplitFile divides the file's current run (File.Run, File.Rows) into
+	// ranges of at most size rows, each starting with the file's dispatch
+	// mark, and returns them. If that run is already split it returns the
+	// existing ranges unchanged (size is then ignored); ranges of an
+	// earlier run are replaced. owner must hold the file's claim.
+	SplitFile(ctx context.Context, source, name, owner string, size int64) ([]Range, error)
+	// Ranges lists the file's ranges by index (those of the last split,
+	// whatever run it was; nil if never split).
+	Ranges(ctx context.Context, source, name string) ([]Range, error)
+	// ClaimRange takes for owner one range of the file's split of run
+	// that is not done and is unclaimed, expired, or already owner's
+	// (owner's own first, then the lowest index). Two owners never get
+	// the same range. ErrNotFound when there is none to take.
+	ClaimRange(ctx context.Context, source, name string, run int64, owner string, lease time.Duration) (Range, error)
+	// HeartbeatRange extends owner's claim on range index; ErrLeaseLost if
+	// it no longer holds it.
+	HeartbeatRange(ctx context.Context, source, name string, index int, owner string, lease time.Duration) error
+	// SetRangeMark durably records the range's dispatch mark; owner must
+	// hold the range.
+	SetRangeMark(ctx context.Context, source, name string, index int, owner string, mark int64) error
+	// RecordRangeOutcomes is RecordOutcomes for rows of range index,
+	// fenced by the range's claim instead of the file's.
+	RecordRangeOutcomes(ctx context.Context, source, name string, index int, owner string, outs []Outcome) error
+	// ReleaseRange gives owner's claim on the range back. With done it
+	// also marks the range done, and then fails with ErrLeaseLost unless
+	// owner still holds it; without, releasing a range not held is a
+	// no-op.
+	ReleaseRange(ctx context.Context, source, name string, index int, owner string, done bool) error
 
 	Close() error
 }

@@ -274,4 +274,159 @@ func Run(t *testing.T, newLedger Factory) {
 			}
 		}
 	})
+
+	t.Run("Ranges", func(t *testing.T) {
+		l, clock := open(t)
+		if rs, err := l.Ranges(ctx, "src", "big.csv"); err != nil || len(rs) != 0 {
+			t.Fatalf("never split: %+v, %v", rs, err)
+		}
+		f, err := l.Claim(ctx, "src", "big.csv", "w1", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Status, f.Run, f.Rows, f.DispatchMark = state.Processing, 1, 10_500, 0
+		if err := l.PutFile(ctx, "w1", f); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.SplitFile(ctx, "src", "big.csv", "w2", 1000); !errors.Is(err, state.ErrLeaseLost) {
+			t.Fatalf("split without the file's claim: %v", err)
+		}
+		rs, err := l.SplitFile(ctx, "src", "big.csv", "w1", 2500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) != 5 || rs[0].First != 1 || rs[0].Last != 2500 || rs[4].First != 10_001 || rs[4].Last != 10_500 ||
+			rs[3].Index != 3 || rs[3].Run != 1 || rs[2].Done || rs[2].Owner != "" {
+			t.Fatalf("split: %+v", rs)
+		}
+		// Splitting the same run again keeps what is there.
+		if again, err := l.SplitFile(ctx, "src", "big.csv", "w1", 100); err != nil || len(again) != 5 {
+			t.Fatalf("second split: %d ranges, %v", len(again), err)
+		}
+		if err := l.Release(ctx, "src", "big.csv", "w1"); err != nil {
+			t.Fatal(err)
+		}
+
+		// Ranges are claimed without the file's claim, one owner each.
+		a, err := l.ClaimRange(ctx, "src", "big.csv", 1, "wa", time.Minute)
+		if err != nil || a.Index != 0 || a.Owner != "wa" {
+			t.Fatalf("wa: %+v, %v", a, err)
+		}
+		b, err := l.ClaimRange(ctx, "src", "big.csv", 1, "wb", time.Minute)
+		if err != nil || b.Index != 1 {
+			t.Fatalf("wb: %+v, %v", b, err)
+		}
+		if again, err := l.ClaimRange(ctx, "src", "big.csv", 1, "wa", time.Minute); err != nil || again.Index != 0 {
+			t.Fatalf("wa again gets its own range first: %+v, %v", again, err)
+		}
+		if _, err := l.ClaimRange(ctx, "src", "big.csv", 2, "wc", time.Minute); !errors.Is(err, state.ErrNotFound) {
+			t.Fatalf("claim in another run: %v", err)
+		}
+		if err := l.SetRangeMark(ctx, "src", "big.csv", 0, "wa", 64); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetRangeMark(ctx, "src", "big.csv", 0, "wb", 65); !errors.Is(err, state.ErrLeaseLost) {
+			t.Fatalf("mark by non-owner: %v", err)
+		}
+		out := state.Outcome{Key: "E-1", Row: 1, Run: 1, Result: state.Created, RecordID: 7}
+		if err := l.RecordRangeOutcomes(ctx, "src", "big.csv", 0, "wb", []state.Outcome{out}); !errors.Is(err, state.ErrLeaseLost) {
+			t.Fatalf("record by non-owner: %v", err)
+		}
+		if err := l.RecordRangeOutcomes(ctx, "src", "big.csv", 0, "wa", []state.Outcome{out}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := l.Outcomes(ctx, "src", "big.csv", []string{"E-1"}); got["E-1"].RecordID != 7 {
+			t.Fatalf("range outcome not stored under the file: %+v", got)
+		}
+		if err := l.ReleaseRange(ctx, "src", "big.csv", 0, "wa", true); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.ReleaseRange(ctx, "src", "big.csv", 0, "wa", true); !errors.Is(err, state.ErrLeaseLost) {
+			t.Fatalf("finishing a range not held: %v", err)
+		}
+
+		// wb dies holding range 1: after its lease another owner takes it
+		// over, with its dispatch mark.
+		if err := l.SetRangeMark(ctx, "src", "big.csv", 1, "wb", 2600); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(50 * time.Second)
+		if err := l.HeartbeatRange(ctx, "src", "big.csv", 1, "wb", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(50 * time.Second)
+		c, err := l.ClaimRange(ctx, "src", "big.csv", 1, "wc", time.Minute)
+		if err != nil || c.Index != 2 {
+			t.Fatalf("wc while wb is alive: %+v, %v", c, err)
+		}
+		clock.Advance(11 * time.Second) // wb's lease ran out, wc's did not
+		d, err := l.ClaimRange(ctx, "src", "big.csv", 1, "wd", time.Minute)
+		if err != nil || d.Index != 1 || d.DispatchMark != 2600 {
+			t.Fatalf("takeover of wb's range: %+v, %v", d, err)
+		}
+		if err := l.HeartbeatRange(ctx, "src", "big.csv", 1, "wb", time.Minute); !errors.Is(err, state.ErrLeaseLost) {
+			t.Fatalf("dead owner's heartbeat: %v", err)
+		}
+		if err := l.ReleaseRange(ctx, "src", "big.csv", 1, "wb", false); err != nil { // not held: no-op
+			t.Fatal(err)
+		}
+		if err := l.ReleaseRange(ctx, "src", "big.csv", 1, "wd", false); err != nil {
+			t.Fatal(err)
+		}
+		rs, err = l.Ranges(ctx, "src", "big.csv")
+		if err != nil || !rs[0].Done || rs[1].Done || rs[1].Owner != "" || rs[1].DispatchMark != 2600 || rs[0].DispatchMark != 64 {
+			t.Fatalf("ranges: %+v, %v", rs, err)
+		}
+
+		// Concurrent claimants never share a range.
+		var mu sync.Mutex
+		got := map[int]string{}
+		var wg sync.WaitGroup
+		for w := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				owner := fmt.Sprintf("racer-%d", w)
+				g, err := l.ClaimRange(ctx, "src", "big.csv", 1, owner, time.Hour)
+				if errors.Is(err, state.ErrNotFound) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if prev, ok := got[g.Index]; ok {
+					t.Errorf("range %d given to %s and %s", g.Index, prev, owner)
+				}
+				got[g.Index] = owner
+			}()
+		}
+		wg.Wait()
+		// wc still holds range 2; ranges 1, 3 and 4 are free.
+		if len(got) != 3 || got[2] != "" {
+			t.Fatalf("racers got %v", got)
+		}
+
+		// A new run's split replaces the old ranges.
+		f, err = l.Claim(ctx, "src", "big.csv", "w1", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Run, f.Rows, f.DispatchMark = 2, 300, state.MarkAll
+		if err := l.PutFile(ctx, "w1", f); err != nil {
+			t.Fatal(err)
+		}
+		rs, err = l.SplitFile(ctx, "src", "big.csv", "w1", 100)
+		if err != nil || len(rs) != 3 || rs[0].Run != 2 || rs[2].Last != 300 || rs[1].DispatchMark != state.MarkAll {
+			t.Fatalf("new run's split: %+v, %v", rs, err)
+		}
+		if err := l.SetRangeMark(ctx, "src", "big.csv", 2, "wc", 9); !errors.Is(err, state.ErrLeaseLost) {
+			t.Fatalf("old run's range owner still writes: %v", err)
+		}
+		if listed, _ := l.Ranges(ctx, "src", "big.csv"); len(listed) != 3 {
+			t.Fatalf("after re-split: %+v", listed)
+		}
+	})
 }

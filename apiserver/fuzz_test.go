@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
 // The fuzz targets drive the real handler on a real SQLite database: any
@@ -19,9 +22,14 @@ import (
 
 const fuzzKey = "fuzz-key"
 
+// fuzzServer uses SQLite, or PostgreSQL when IHR_FUZZ_POSTGRES=1.
 func fuzzServer(f *testing.F) *Server {
+	db := "sqlite:" + filepath.Join(f.TempDir(), "fuzz.db")
+	if os.Getenv("IHR_FUZZ_POSTGRES") == "1" {
+		db = testservers.StartPostgres(f).NewDatabase(f)
+	}
 	s, err := New(context.Background(), Config{
-		DB:           "sqlite:" + filepath.Join(f.TempDir(), "fuzz.db"),
+		DB:           db,
 		APIKeys:      []string{fuzzKey},
 		MaxBodyBytes: 64 << 10,
 	})

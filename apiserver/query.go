@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ihr-tools/ihr/record"
 )
@@ -57,6 +58,13 @@ var operators = map[string]bool{
 	"contains": true, "starts_with": true, "ends_with": true, "gt": true, "lt": true,
 	"gt_or_eq": true, "lt_or_eq": true, "not_eq": true, "in": true, "not_in": true, "blank": true,
 }
+
+// maxConditions and maxArgs bound one query well below SQLite's 32766
+// bound parameters and PostgreSQL's 65535.
+const (
+	maxConditions = 64
+	maxArgs       = 4096
+)
 
 // listQuery is a parsed index request.
 type listQuery struct {
@@ -164,6 +172,9 @@ func parseQuery(res *resource, d dialect, vals url.Values) (*listQuery, error) {
 			}
 			q.where = append(q.where, cond)
 			q.args = append(q.args, args...)
+			if len(q.where) > maxConditions || len(q.args) > maxArgs {
+				return nil, qerr("too many conditions (at most %d, with %d values)", maxConditions, maxArgs)
+			}
 		}
 	}
 	return q, nil
@@ -247,6 +258,11 @@ func parseCondition(res *resource, d dialect, key, val string) (string, []any, e
 
 // condition builds the SQL for one column, operator and raw value.
 func condition(d dialect, c column, name, op, raw string) (string, []any, error) {
+	// PostgreSQL refuses NUL and invalid UTF-8 in text parameters; refuse
+	// them here so both engines answer 400, not a database error.
+	if !utf8.ValidString(raw) || strings.ContainsRune(raw, 0) {
+		return "", nil, qerr("%s: value is not valid UTF-8 text", name)
+	}
 	col := c.sql
 	switch op {
 	case "blank":

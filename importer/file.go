@@ -24,21 +24,64 @@ import (
 
 // processFile runs one file, found at loc, whose original name is name.
 func (im *Importer) processFile(ctx context.Context, src Source, name, loc string) FileResult {
+	// A split run in progress is joined without the file's claim: its
+	// ranges have claims of their own.
+	if f, ok := im.splitInProgress(ctx, src, name); ok {
+		return im.workSplit(ctx, src, f)
+	}
+	res, split := im.claimAndRun(ctx, src, name, loc)
+	if split != nil {
+		// The run was just split (or found split): the file's claim is
+		// released, and this worker now takes ranges like any other.
+		return im.workSplit(ctx, src, *split)
+	}
+	return res
+}
+
+// claimAndRun claims the file and runs it. When the run is split it
+// returns the file as split, with its claim released, instead of a result.
+func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc string) (FileResult, *state.File) {
 	res := FileResult{Source: src.Name, Name: name}
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", name))
 	f, err := im.ledger.Claim(ctx, src.Name, name, im.cfg.Owner, im.cfg.Lease)
 	if errors.Is(err, state.ErrClaimed) {
 		log.Info("claimed by another worker; left alone")
 		res.Status = state.Claimed
-		return res
+		return res, nil
 	}
 	if err != nil {
 		res.Status, res.Err = state.Processing, err
-		return res
+		return res, nil
 	}
 	defer im.release(src.Name, name)
 
 	// The heartbeat keeps the claim; losing it stops the file at once.
+	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
+		return im.ledger.Heartbeat(ctx, src.Name, name, im.cfg.Owner, im.cfg.Lease)
+	})
+	defer stop()
+
+	if f.Destination != "" {
+		err := im.finishMove(fctx, src, &f)
+		return im.result(f, err), nil
+	}
+	res = im.run(fctx, src, &f, loc)
+	if res.split {
+		return res, &f
+	}
+	if res.Err != nil && fctx.Err() != nil && ctx.Err() == nil {
+		res.Err = context.Cause(fctx) // lease lost
+	}
+	if !res.gone {
+		im.obs.FileDone(src.Name, name, res)
+	}
+	return res, nil
+}
+
+// keepAlive heartbeats a claim every third of the lease until stop is
+// called; losing the claim cancels the returned context with
+// state.ErrLeaseLost as its cause.
+func (im *Importer) keepAlive(ctx context.Context, log *zap.Logger, beat func(context.Context) error) (context.Context, func()) {
 	fctx, cancel := context.WithCancelCause(ctx)
 	var hb sync.WaitGroup
 	hb.Add(1)
@@ -52,7 +95,7 @@ func (im *Importer) processFile(ctx context.Context, src Source, name, loc strin
 				return
 			case <-t.C:
 				hctx, c := context.WithTimeout(fctx, im.cfg.Lease/3)
-				err := im.ledger.Heartbeat(hctx, src.Name, name, im.cfg.Owner, im.cfg.Lease)
+				err := beat(hctx)
 				c()
 				if errors.Is(err, state.ErrLeaseLost) {
 					cancel(err)
@@ -64,23 +107,10 @@ func (im *Importer) processFile(ctx context.Context, src Source, name, loc strin
 			}
 		}
 	}()
-	defer func() {
+	return fctx, func() {
 		cancel(nil)
 		hb.Wait()
-	}()
-
-	if f.Destination != "" {
-		err := im.finishMove(fctx, src, &f)
-		return im.result(f, err)
 	}
-	res = im.run(fctx, src, &f, loc)
-	if res.Err != nil && fctx.Err() != nil && ctx.Err() == nil {
-		res.Err = context.Cause(fctx) // lease lost
-	}
-	if !res.gone {
-		im.obs.FileDone(src.Name, name, res)
-	}
-	return res
 }
 
 func (im *Importer) release(source, name string) {
@@ -100,12 +130,26 @@ func (im *Importer) result(f state.File, err error) FileResult {
 	return r
 }
 
+// passInfo is what the first pass learns about a file.
+type passInfo struct {
+	sum  string // SHA-256, hex
+	rows int64  // data rows
+	// unique: no external-id repeats (checked only when the source may
+	// split files), so ranges can be processed in any order.
+	unique bool
+}
+
 // firstPass hashes the whole file and counts its data rows. fileErr says
 // why the file as a whole cannot be processed; err is a failure to read it.
-func (im *Importer) firstPass(ctx context.Context, src Source, name, loc string) (sum string, rows int64, fileErr, err error) {
+func (im *Importer) firstPass(ctx context.Context, src Source, name, loc string) (pi passInfo, fileErr, err error) {
+	sum, rows, unique, fileErr, err := im.scanFile(ctx, src, name, loc)
+	return passInfo{sum: sum, rows: rows, unique: unique}, fileErr, err
+}
+
+func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string) (sum string, rows int64, unique bool, fileErr, err error) {
 	rc, err := src.Store.Open(ctx, loc, 0)
 	if err != nil {
-		return "", 0, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, loc, err)
+		return "", 0, false, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, loc, err)
 	}
 	defer rc.Close()
 	h := sha256.New()
@@ -116,39 +160,54 @@ func (im *Importer) firstPass(ctx context.Context, src Source, name, loc string)
 	rd, perr := parse.NewReader(tee, src.Encoding, parse.Options{File: name})
 	switch {
 	case perr == nil:
-		if _, merr := mapping.New(src.Mapping, rd.Header(), src.Integration); merr != nil {
+		mp, merr := mapping.New(src.Mapping, rd.Header(), src.Integration)
+		if merr != nil {
 			var ce *mapping.ConfigError
 			if errors.As(merr, &ce) {
-				return "", 0, nil, fmt.Errorf("importer: %s: mapping: %w", src.Name, merr)
+				return "", 0, false, nil, fmt.Errorf("importer: %s: mapping: %w", src.Name, merr)
 			}
 			fileErr = fmt.Errorf("%s: %w", name, merr)
 			break
 		}
+		// Only a file that may be split needs its keys checked here (in
+		// the tracker's flat memory): ranges run in any order, so a
+		// repeated external-id would not reliably lose to its first row.
+		var dups *mapping.DupTracker
+		if src.SplitRows > 0 && !src.ResolvePrevious {
+			dups = mapping.NewDupTracker(0)
+		}
+		repeated := false
 		for {
-			_, err := rd.Read()
+			row, err := rd.Read()
 			if err == io.EOF {
 				break
 			}
 			var pe *parse.ParseError
 			if err != nil && !errors.As(err, &pe) {
-				return "", 0, nil, ioErr(err)
+				return "", 0, false, nil, ioErr(err)
 			}
 			rows++
+			if dups != nil && err == nil && !repeated {
+				if m, ferrs := mp.Map(row, name); len(ferrs) == 0 && dups.Check(m) != nil {
+					repeated = true
+				}
+			}
 		}
+		unique = dups != nil && !repeated && !dups.Full()
 		if rows == 0 {
 			fileErr = fmt.Errorf("%s: %w", name, parse.ErrNoRows)
 		}
 	case errors.Is(perr, parse.ErrUnknownEncoding):
-		return "", 0, nil, fmt.Errorf("importer: %s: %w", src.Name, perr)
+		return "", 0, false, nil, fmt.Errorf("importer: %s: %w", src.Name, perr)
 	case isFileError(perr):
 		fileErr = perr
 	default:
-		return "", 0, nil, ioErr(perr)
+		return "", 0, false, nil, ioErr(perr)
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return "", 0, nil, ioErr(err)
+		return "", 0, false, nil, ioErr(err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), rows, fileErr, nil
+	return hex.EncodeToString(h.Sum(nil)), rows, unique, fileErr, nil
 }
 
 func isFileError(err error) bool {
@@ -176,7 +235,8 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
-	sum, rows, fileErr, err := im.firstPass(ctx, src, f.Name, loc)
+	pi, fileErr, err := im.firstPass(ctx, src, f.Name, loc)
+	sum, rows := pi.sum, pi.rows
 	if errors.Is(err, filestore.ErrNotExist) {
 		return gone()
 	}
@@ -223,9 +283,21 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	case skip != "":
 		return im.rejectWhole(ctx, src, f, state.Skipped, skip, exporter.Failed)
 	}
-	if err := im.dispatch(ctx, src, f); err != nil {
+	switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
+	case err != nil:
+		return im.result(*f, err)
+	case split:
+		return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, Rows: f.Rows, split: true}
+	}
+	if err := im.dispatch(ctx, src, f, im.fileSpan(src, f)); err != nil {
 		return im.result(*f, err)
 	}
+	return im.conclude(ctx, src, f)
+}
+
+// conclude writes the report of a run whose every row has its outcome,
+// then moves the file and marks it done.
+func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) FileResult {
 	counts, err := im.writeReport(ctx, src, f)
 	if err != nil {
 		return im.result(*f, err)

@@ -124,6 +124,12 @@ type Source struct {
 	// AllowDuplicateContent processes a file even if the same content was
 	// already seen under another name.
 	AllowDuplicateContent bool
+	// SplitRows (split_rows): a file with more data rows than this is
+	// split into ranges of SplitRows rows that several workers sharing
+	// the ledger process in parallel (0: never split). Not with
+	// ResolvePrevious, whose per-document order ranges would break, nor
+	// for a file with a repeated external-id, whose first row must win.
+	SplitRows int64
 }
 
 func (s Source) include() string {
@@ -176,6 +182,9 @@ type FileResult struct {
 	// worker archived it, or someone took it away): nothing to do, and
 	// not worth a line in the summary.
 	gone bool
+	// split: the run was split into ranges and the file's claim is to be
+	// given back (see workSplit); not a result yet.
+	split bool
 }
 
 // Summary sums up a pass.

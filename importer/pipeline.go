@@ -56,10 +56,11 @@ func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File) (
 	return rc, rd, mp, nil
 }
 
-// dispatch runs the rows of f through the API and records their outcomes
-// (see the package doc for the protocol). It returns nil once every row
-// has a result in this run; otherwise the run stays resumable.
-func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File) error {
+// dispatch runs the rows of f within sp through the API and records their
+// outcomes (see the package doc for the protocol). It returns nil once
+// every row of sp has a result in this run; otherwise the run stays
+// resumable.
+func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp *span) error {
 	rc, rd, mp, err := im.rowsReader(ctx, src, f)
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File) err
 	defer stop(nil)
 	base := context.WithoutCancel(ctx)
 
-	resumeMark := f.DispatchMark
+	resumeMark := sp.mark
 	// A record found by a lookup was created by this very run if the run
 	// is being resumed; after MarkAll it may come from the older run.
 	foundAs := state.Created
@@ -86,7 +87,8 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File) err
 		pending  = map[string]int64{} // key → row, dispatched but not yet committed
 		doneRows atomic.Int64
 	)
-	progress := func() { im.obs.Progress(src.Name, f.Name, doneRows.Load(), f.Rows) }
+	total := sp.total(f)
+	progress := func() { im.obs.Progress(src.Name, f.Name, doneRows.Load(), total) }
 
 	// With resolve_previous, rows of one document must reach the API in
 	// file order (an Error row's record must exist before a later Success
@@ -140,7 +142,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File) err
 				return
 			}
 			lctx, cancel := context.WithTimeout(base, ledgerTimeout)
-			err := im.ledger.RecordOutcomes(lctx, src.Name, f.Name, im.cfg.Owner, batch)
+			err := sp.record(lctx, batch)
 			cancel()
 			if err != nil {
 				failed = err
@@ -199,14 +201,22 @@ dispatching:
 				break
 			}
 			var pe *parse.ParseError
-			if errors.As(err, &pe) {
-				invalid()
-				continue
-			}
-			if err != nil {
+			isPE := errors.As(err, &pe)
+			if err != nil && !isPE {
 				readErr = fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
 				eof = true
 				break
+			}
+			// Rows outside the span are another range's.
+			if n := int64(row.Number); n < sp.first {
+				continue
+			} else if n > sp.last {
+				eof = true
+				break
+			}
+			if isPE {
+				invalid()
+				continue
 			}
 			m, ferrs := mp.Map(row, f.Name)
 			if len(ferrs) > 0 {
@@ -259,16 +269,16 @@ dispatching:
 			}
 		}
 		mu.Unlock()
-		if n := len(send); n > 0 && send[n-1].row > f.DispatchMark {
+		if n := len(send); n > 0 && send[n-1].row > sp.mark {
 			mark := send[n-1].row
 			lctx, cancel := context.WithTimeout(base, ledgerTimeout)
-			err := im.ledger.SetDispatchMark(lctx, src.Name, f.Name, im.cfg.Owner, mark)
+			err := sp.setMark(lctx, mark)
 			cancel()
 			if err != nil {
 				stop(err)
 				break
 			}
-			f.DispatchMark = mark
+			sp.mark = mark
 		}
 		for _, o := range direct {
 			results <- o

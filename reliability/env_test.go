@@ -38,6 +38,9 @@ type pipe struct {
 	src    importer.Source
 	im     *importer.Importer
 	api    *countingAPI
+	// watch, if set, is a file whose place untilDone checks after every
+	// pass: exactly one of inbox/, archive/, failed/.
+	watch string
 }
 
 // apiServer starts an in-process ihr-api with the benchmark integration.
@@ -101,6 +104,9 @@ func (p *pipe) untilDone(deadline time.Duration) {
 		if err != nil {
 			p.t.Logf("pass %d: %v", pass, err)
 		}
+		if p.watch != "" {
+			p.checkOnePlace("")
+		}
 		if err == nil && sum.Pending == 0 && len(p.names("inbox")) == 0 {
 			return
 		}
@@ -108,6 +114,23 @@ func (p *pipe) untilDone(deadline time.Duration) {
 			p.t.Fatalf("not done after %v: inbox %v, last summary %+v", deadline, p.names("inbox"), sum)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkOnePlace asserts that p.watch is in exactly one folder (want, if
+// given) and that no upload is left half-done under a temporary name.
+func (p *pipe) checkOnePlace(want string) {
+	p.t.Helper()
+	var found []string
+	for _, d := range []string{"inbox", "archive", "failed"} {
+		for _, n := range p.names(d) {
+			if n == p.watch {
+				found = append(found, d)
+			}
+		}
+	}
+	if len(found) != 1 || (want != "" && found[0] != want) {
+		p.t.Fatalf("%s is in %v, want exactly one place%s", p.watch, found, map[bool]string{true: " (" + want + ")"}[want != ""])
 	}
 }
 

@@ -88,6 +88,7 @@ type Source struct {
 	StableFor             time.Duration `yaml:"stable_for"`
 	Folders               Folders       `yaml:"folders"`
 	AllowDuplicateContent bool          `yaml:"allow_duplicate_content"`
+	SplitRows             int           `yaml:"split_rows"` // > 0: split files above this many rows among workers (importer.Source.SplitRows)
 
 	// SFTP (password also FTP/FTPS).
 	Password              Secret `yaml:"password"` // or password_file

@@ -187,6 +187,7 @@ func importerSource(s *config.Source, store filestore.Store) importer.Source {
 		StableFor:             s.StableFor,
 		ResolvePrevious:       s.ResolvePrevious,
 		AllowDuplicateContent: s.AllowDuplicateContent,
+		SplitRows:             int64(s.SplitRows),
 	}
 }
 

@@ -74,8 +74,11 @@ func tim(v sqlInt) any {
 	if !v.Valid {
 		return nullTime
 	}
-	return time.Unix(v.Int64, 0).UTC()
+	return unixUTC(v.Int64)
 }
+
+// unixUTC is a stored timestamp (Unix seconds) as it is printed.
+func unixUTC(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
 
 type format int
 

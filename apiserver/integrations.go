@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/ihr-tools/ihr/record"
 )
@@ -43,6 +42,15 @@ var integrationResource = &resource{
 	},
 }
 
+// integrationAssoc lets an index filter on the integration that col
+// (records' and runs' integration_id) points at.
+func integrationAssoc(col string) assoc {
+	return assoc{
+		cond: col + " IN (SELECT ia.id FROM integrations ia WHERE %s)",
+		cols: map[string]column{"id": {"ia.id", kInt}, "code": {"ia.code", kString}, "name": {"ia.name", kString}},
+	}
+}
+
 var integrationStrings = []struct{ el, col string }{
 	{"code", "code"},
 	{"name", "name"},
@@ -66,7 +74,7 @@ type contactRow struct {
 }
 
 func (x *integrationRow) render() object {
-	o := object{{"id", x.ID}, {"created-at", time.Unix(x.CreatedAt, 0).UTC()}, {"updated-at", time.Unix(x.UpdatedAt, 0).UTC()}}
+	o := object{{"id", x.ID}, {"created-at", unixUTC(x.CreatedAt)}, {"updated-at", unixUTC(x.UpdatedAt)}}
 	for i, f := range integrationStrings {
 		o = append(o, field{f.el, str(x.Strs[i])})
 	}
@@ -127,50 +135,28 @@ func bindIntegration(m map[string]any, create bool) (*integrationInput, validati
 
 const integrationSelect = `SELECT i.id, i.code, i.name, i.business_object, i.direction, i.end_system, i.end_system_type, i.integration_type, i.created_at, i.updated_at FROM integrations i`
 
-func scanIntegration(sc interface{ Scan(...any) error }) (*integrationRow, error) {
+// integrations is the integrations resource for the shared handlers.
+var integrations = &entity[integrationRow]{
+	res:    integrationResource,
+	plural: integrationPlural,
+	sel:    integrationSelect,
+	scan:   scanIntegration,
+	render: (*integrationRow).render,
+	children: func(ctx context.Context, d dialect, q querier, xs []*integrationRow) error {
+		return loadChildren(ctx, d, q, xs, func(x *integrationRow) int64 { return x.ID },
+			`SELECT integration_id, id, name, email, contact_alert_type FROM integration_contacts WHERE integration_id`,
+			func(sc scanner) (iid int64, c contactRow, err error) {
+				err = sc.Scan(&iid, &c.ID, &c.Name, &c.Email, &c.AlertType)
+				return iid, c, err
+			},
+			func(x *integrationRow, c contactRow) { x.Contacts = append(x.Contacts, c) })
+	},
+}
+
+func scanIntegration(sc scanner) (*integrationRow, error) {
 	var x integrationRow
 	err := sc.Scan(&x.ID, &x.Strs[0], &x.Strs[1], &x.Strs[2], &x.Strs[3], &x.Strs[4], &x.Strs[5], &x.Strs[6], &x.CreatedAt, &x.UpdatedAt)
 	return &x, err
-}
-
-func (s *Server) loadContacts(ctx context.Context, q querier, xs []*integrationRow) error {
-	if len(xs) == 0 {
-		return nil
-	}
-	byID := map[int64]*integrationRow{}
-	args := make([]any, len(xs))
-	for i, x := range xs {
-		byID[x.ID] = x
-		args[i] = x.ID
-	}
-	ph := strings.TrimSuffix(strings.Repeat("?,", len(xs)), ",")
-	rows, err := q.QueryContext(ctx, s.st.d.q(`SELECT id, integration_id, name, email, contact_alert_type FROM integration_contacts WHERE integration_id IN (`+ph+`) ORDER BY id`), args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var c contactRow
-		var iid int64
-		if err := rows.Scan(&c.ID, &iid, &c.Name, &c.Email, &c.AlertType); err != nil {
-			return err
-		}
-		if x := byID[iid]; x != nil {
-			x.Contacts = append(x.Contacts, c)
-		}
-	}
-	return rows.Err()
-}
-
-func (s *Server) loadIntegration(ctx context.Context, q querier, id int64) (*integrationRow, error) {
-	x, err := scanIntegration(q.QueryRowContext(ctx, s.st.d.q(integrationSelect+` WHERE i.id = ?`), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	return x, s.loadContacts(ctx, q, []*integrationRow{x})
 }
 
 // checkUnique reports "has already been taken" for code and name, the
@@ -219,162 +205,59 @@ func (s *Server) uniqueErr(err error) error {
 	return err
 }
 
-func (s *Server) integrationCreate(w http.ResponseWriter, r *http.Request) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	m, ok := s.readBody(w, r, integrationRoot)
-	if !ok {
-		return
-	}
-	in, verr := bindIntegration(m, true)
-	if verr != nil {
-		s.fail(w, r, integrationRoot, verr)
-		return
-	}
-	ctx := r.Context()
-	now := s.now().Unix()
-	var x *integrationRow
-	err = s.st.tx(ctx, func(tx *wtx) error {
-		if err := s.checkUnique(ctx, tx, in, 0); err != nil {
-			return err
+func (s *Server) integrationCreate() http.HandlerFunc {
+	return integrations.serve(s, creating, func(r *http.Request, _ int64, body map[string]any) (*integrationRow, error) {
+		in, verr := bindIntegration(body, true)
+		if verr != nil {
+			return nil, verr
 		}
-		args := []any{}
-		for _, f := range integrationStrings {
-			args = append(args, in.strs[f.el])
-		}
-		var id int64
-		if err := tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO integrations (code, name, business_object, direction, end_system, end_system_type, integration_type, created_at, updated_at)
+		ctx := r.Context()
+		now := s.now().Unix()
+		return integrations.write(ctx, s, func(tx *wtx) (int64, error) {
+			if err := s.checkUnique(ctx, tx, in, 0); err != nil {
+				return 0, err
+			}
+			args := []any{}
+			for _, f := range integrationStrings {
+				args = append(args, in.strs[f.el])
+			}
+			var id int64
+			if err := tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO integrations (code, name, business_object, direction, end_system, end_system_type, integration_type, created_at, updated_at)
  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), append(args, now, now)...).Scan(&id); err != nil {
-			return s.uniqueErr(err)
-		}
-		if err := s.replaceContacts(ctx, tx, id, now, in.contacts); err != nil {
-			return err
-		}
-		var err error
-		x, err = s.loadIntegration(ctx, tx, id)
-		return err
-	})
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	respond(w, r, http.StatusCreated, integrationRoot, x.render(), out)
-}
-
-func (s *Server) integrationUpdate(w http.ResponseWriter, r *http.Request) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	m, ok := s.readBody(w, r, integrationRoot)
-	if !ok {
-		return
-	}
-	in, verr := bindIntegration(m, false)
-	if verr != nil {
-		s.fail(w, r, integrationRoot, verr)
-		return
-	}
-	ctx := r.Context()
-	now := s.now().Unix()
-	var x *integrationRow
-	err = s.st.tx(ctx, func(tx *wtx) error {
-		if err := s.checkUnique(ctx, tx, in, id); err != nil {
-			return err
-		}
-		sets := []string{"updated_at = ?"}
-		args := []any{now}
-		for _, f := range integrationStrings {
-			if v, ok := in.strs[f.el]; ok {
-				sets = append(sets, f.col+" = ?")
-				args = append(args, v)
+				return 0, s.uniqueErr(err)
 			}
-		}
-		res, err := tx.ExecContext(ctx, s.st.d.q(`UPDATE integrations SET `+strings.Join(sets, ", ")+` WHERE id = ?`), append(args, id)...)
-		if err != nil {
-			return s.uniqueErr(err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errNotFound
-		}
-		if in.hasContacts {
-			if err := s.replaceContacts(ctx, tx, id, now, in.contacts); err != nil {
-				return err
-			}
-		}
-		x, err = s.loadIntegration(ctx, tx, id)
-		return err
+			return id, s.replaceContacts(ctx, tx, id, now, in.contacts)
+		})
 	})
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	respond(w, r, http.StatusOK, integrationRoot, x.render(), out)
 }
 
-func (s *Server) integrationShow(w http.ResponseWriter, r *http.Request) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	x, err := s.loadIntegration(r.Context(), s.st.r, id)
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	respond(w, r, http.StatusOK, integrationRoot, x.render(), out)
-}
-
-func (s *Server) integrationIndex(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(integrationResource, s.st.d, r.URL.Query())
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	text, args := q.sql(integrationSelect, "i.id")
-	ctx := r.Context()
-	rows, err := s.st.r.QueryContext(ctx, s.st.d.q(text), args...)
-	if err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	var xs []*integrationRow
-	for rows.Next() {
-		x, err := scanIntegration(rows)
-		if err != nil {
-			rows.Close()
-			s.fail(w, r, integrationRoot, err)
-			return
+func (s *Server) integrationUpdate() http.HandlerFunc {
+	return integrations.serve(s, byIDWithBody, func(r *http.Request, id int64, body map[string]any) (*integrationRow, error) {
+		in, verr := bindIntegration(body, false)
+		if verr != nil {
+			return nil, verr
 		}
-		xs = append(xs, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	if err := s.loadContacts(ctx, s.st.r, xs); err != nil {
-		s.fail(w, r, integrationRoot, err)
-		return
-	}
-	objs := make([]object, len(xs))
-	for i, x := range xs {
-		objs[i] = x.render()
-	}
-	respondList(w, r, integrationPlural, integrationRoot, objs, q.out)
+		ctx := r.Context()
+		now := s.now().Unix()
+		return integrations.write(ctx, s, func(tx *wtx) (int64, error) {
+			if err := s.checkUnique(ctx, tx, in, id); err != nil {
+				return 0, err
+			}
+			sets := []string{"updated_at = ?"}
+			args := []any{now}
+			for _, f := range integrationStrings {
+				if v, ok := in.strs[f.el]; ok {
+					sets = append(sets, f.col+" = ?")
+					args = append(args, v)
+				}
+			}
+			if err := updateByID(ctx, s.st.d, tx, "integrations", strings.Join(sets, ", "), args, id); err != nil {
+				return 0, s.uniqueErr(err)
+			}
+			if in.hasContacts {
+				return id, s.replaceContacts(ctx, tx, id, now, in.contacts)
+			}
+			return id, nil
+		})
+	})
 }

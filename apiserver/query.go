@@ -90,6 +90,32 @@ func (e *queryError) Error() string { return e.msg }
 
 func qerr(format string, a ...any) error { return &queryError{fmt.Sprintf(format, a...)} }
 
+// sql completes a SELECT with the query's WHERE, ORDER BY and paging.
+func (q *listQuery) sql(base, idCol string) (string, []any) {
+	var b strings.Builder
+	b.WriteString(base)
+	if len(q.where) > 0 {
+		b.WriteString(" WHERE ")
+		b.WriteString(strings.Join(q.where, " AND "))
+	}
+	dir := " ASC"
+	if q.desc {
+		dir = " DESC"
+	}
+	b.WriteString(" ORDER BY " + q.orderBy + dir)
+	if q.orderBy != idCol {
+		// Same NULL placement in both engines (SQLite's default).
+		if q.desc {
+			b.WriteString(" NULLS LAST")
+		} else {
+			b.WriteString(" NULLS FIRST")
+		}
+		b.WriteString(", " + idCol + dir)
+	}
+	b.WriteString(" LIMIT ? OFFSET ?")
+	return b.String(), append(q.args, q.limit, q.offset)
+}
+
 // parseOutput reads fields and return_object, which POST and PUT accept too.
 func parseOutput(vals url.Values) (outputOpts, error) {
 	var o outputOpts

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/ihr-tools/ihr/record"
 )
@@ -38,10 +37,7 @@ var recordResource = &resource{
 		"status":               {"r.status", kString},
 	},
 	assocs: map[string]assoc{
-		"integration": {
-			cond: "r.integration_id IN (SELECT ia.id FROM integrations ia WHERE %s)",
-			cols: map[string]column{"id": {"ia.id", kInt}, "code": {"ia.code", kString}, "name": {"ia.name", kString}},
-		},
+		"integration": integrationAssoc("r.integration_id"),
 		"integration-run": {
 			cond: "%s",
 			cols: map[string]column{"id": {"r.integration_run_id", kInt}},
@@ -93,7 +89,26 @@ const recordSelect = `SELECT r.id, r.contact_alert_type, r.creation_method, r.do
  r.updated_by_id, r.updated_by_login
  FROM integration_history_records r LEFT JOIN integrations ia ON ia.id = r.integration_id`
 
-func scanRecord(sc interface{ Scan(...any) error }) (*recordRow, error) {
+// records is the integration-history-records resource for the shared
+// handlers.
+var records = &entity[recordRow]{
+	res:    recordResource,
+	plural: recordPlural,
+	sel:    recordSelect,
+	scan:   scanRecord,
+	render: (*recordRow).render,
+	children: func(ctx context.Context, d dialect, q querier, xs []*recordRow) error {
+		return loadChildren(ctx, d, q, xs, func(x *recordRow) int64 { return x.ID },
+			`SELECT record_id, id, response_code, response_message, created_at, updated_at FROM record_responses WHERE record_id`,
+			func(sc scanner) (rid int64, rs responseRow, err error) {
+				err = sc.Scan(&rid, &rs.ID, &rs.Code, &rs.Message, &rs.CreatedAt, &rs.UpdatedAt)
+				return rid, rs, err
+			},
+			func(x *recordRow, rs responseRow) { x.Responses = append(x.Responses, rs) })
+	},
+}
+
+func scanRecord(sc scanner) (*recordRow, error) {
 	var x recordRow
 	var resolved int64
 	err := sc.Scan(&x.ID, &x.ContactAlertType, &x.CreationMethod, &x.DocumentID, &x.DocumentRevision,
@@ -122,16 +137,16 @@ func (x *recordRow) render() object {
 	for i, rs := range x.Responses {
 		resps.Elems[i] = object{
 			{"id", rs.ID},
-			{"created-at", time.Unix(rs.CreatedAt, 0).UTC()},
-			{"updated-at", time.Unix(rs.UpdatedAt, 0).UTC()},
+			{"created-at", unixUTC(rs.CreatedAt)},
+			{"updated-at", unixUTC(rs.UpdatedAt)},
 			{"response-code", str(rs.Code)},
 			{"response-message", str(rs.Message)},
 		}
 	}
 	return object{
 		{"id", x.ID},
-		{"created-at", time.Unix(x.CreatedAt, 0).UTC()},
-		{"updated-at", time.Unix(x.UpdatedAt, 0).UTC()},
+		{"created-at", unixUTC(x.CreatedAt)},
+		{"updated-at", unixUTC(x.UpdatedAt)},
 		{"contact-alert-type", str(x.ContactAlertType)},
 		{"creation-method", str(x.CreationMethod)},
 		{"document-id", i64(x.DocumentID)},
@@ -295,22 +310,11 @@ func (s *Server) recordAction(w http.ResponseWriter, r *http.Request) {
 // recordCreate handles the five POST actions: store the record, then the
 // action's side effects, all in one transaction.
 func (s *Server) recordCreate(a record.Action) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		out, err := parseOutput(r.URL.Query())
-		if err != nil {
-			s.fail(w, r, recordRoot, err)
-			return
-		}
-		m, ok := s.readBody(w, r, recordRoot)
-		if !ok {
-			return
-		}
-		in, verr := bindRecord(m, s.cfg.Strict, true)
+	return records.serve(s, creating, func(r *http.Request, _ int64, body map[string]any) (*recordRow, error) {
+		in, verr := bindRecord(body, s.cfg.Strict, true)
 		if verr != nil {
-			s.fail(w, r, recordRoot, verr)
-			return
+			return nil, verr
 		}
-		p := principalFrom(r.Context())
 		now := s.now().Unix()
 		x := &recordRow{
 			ContactAlertType: in.strs["contact-alert-type"], CreationMethod: in.strs["creation-method"],
@@ -318,19 +322,14 @@ func (s *Server) recordCreate(a record.Action) http.HandlerFunc {
 			ExternalID: in.strs["external-id"], IntegrationFilename: in.strs["integration-filename"],
 			Status: in.strs["status"], DocumentID: in.ints["document-id"], DocumentRevision: in.ints["document-revision"],
 			IntegrationRunID: in.ints["integration-run-id"], CreatedAt: now, UpdatedAt: now,
-			CreatedByID: sqlInt{Int64: p.userID, Valid: p.userID != 0}, CreatedByLogin: sqlString{String: p.login, Valid: p.login != ""},
 		}
+		x.CreatedByID, x.CreatedByLogin = principalFrom(r.Context()).by()
 		x.UpdatedByID, x.UpdatedByLogin = x.CreatedByID, x.CreatedByLogin
 		ctx := r.Context()
-		err = s.st.tx(ctx, func(tx *wtx) error {
+		return x, s.st.tx(ctx, func(tx *wtx) error {
 			return s.insertRecord(ctx, tx, a, x, in)
 		})
-		if err != nil {
-			s.fail(w, r, recordRoot, err)
-			return
-		}
-		respond(w, r, http.StatusCreated, recordRoot, x.render(), out)
-	}
+	})
 }
 
 func (s *Server) insertRecord(ctx context.Context, tx *wtx, a record.Action, x *recordRow, in *recordInput) error {
@@ -400,250 +399,69 @@ func (s *Server) appendResponses(ctx context.Context, tx *wtx, x *recordRow, rs 
 	return nil
 }
 
-// loadRecord reads one record with its responses; errNotFound if absent.
-func (s *Server) loadRecord(ctx context.Context, q querier, id int64) (*recordRow, error) {
-	x, err := scanRecord(q.QueryRowContext(ctx, s.st.d.q(recordSelect+` WHERE r.id = ?`), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := s.loadResponses(ctx, q, []*recordRow{x}); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-func (s *Server) loadResponses(ctx context.Context, q querier, xs []*recordRow) error {
-	if len(xs) == 0 {
-		return nil
-	}
-	byID := make(map[int64]*recordRow, len(xs))
-	args := make([]any, len(xs))
-	for i, x := range xs {
-		byID[x.ID] = x
-		args[i] = x.ID
-	}
-	ph := strings.TrimSuffix(strings.Repeat("?,", len(xs)), ",")
-	rows, err := q.QueryContext(ctx, s.st.d.q(`SELECT id, record_id, response_code, response_message, created_at, updated_at
- FROM record_responses WHERE record_id IN (`+ph+`) ORDER BY id`), args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var rs responseRow
-		var rid int64
-		if err := rows.Scan(&rs.ID, &rid, &rs.Code, &rs.Message, &rs.CreatedAt, &rs.UpdatedAt); err != nil {
-			return err
-		}
-		if x := byID[rid]; x != nil {
-			x.Responses = append(x.Responses, rs)
-		}
-	}
-	return rows.Err()
-}
-
-func (s *Server) recordShow(w http.ResponseWriter, r *http.Request) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	x, err := s.loadRecord(r.Context(), s.st.r, id)
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	respond(w, r, http.StatusOK, recordRoot, x.render(), out)
-}
-
-func (s *Server) recordIndex(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(recordResource, s.st.d, r.URL.Query())
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	sqlText, args := q.sql(recordSelect, "r.id")
-	ctx := r.Context()
-	rows, err := s.st.r.QueryContext(ctx, s.st.d.q(sqlText), args...)
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	var xs []*recordRow
-	for rows.Next() {
-		x, err := scanRecord(rows)
-		if err != nil {
-			rows.Close()
-			s.fail(w, r, recordRoot, err)
-			return
-		}
-		xs = append(xs, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	if err := s.loadResponses(ctx, s.st.r, xs); err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	objs := make([]object, len(xs))
-	for i, x := range xs {
-		objs[i] = x.render()
-	}
-	respondList(w, r, recordPlural, recordRoot, objs, q.out)
-}
-
-// sql completes a SELECT with the query's WHERE, ORDER BY and paging.
-func (q *listQuery) sql(base, idCol string) (string, []any) {
-	var b strings.Builder
-	b.WriteString(base)
-	if len(q.where) > 0 {
-		b.WriteString(" WHERE ")
-		b.WriteString(strings.Join(q.where, " AND "))
-	}
-	dir := " ASC"
-	if q.desc {
-		dir = " DESC"
-	}
-	b.WriteString(" ORDER BY " + q.orderBy + dir)
-	if q.orderBy != idCol {
-		// Same NULL placement in both engines (SQLite's default).
-		if q.desc {
-			b.WriteString(" NULLS LAST")
-		} else {
-			b.WriteString(" NULLS FIRST")
-		}
-		b.WriteString(", " + idCol + dir)
-	}
-	b.WriteString(" LIMIT ? OFFSET ?")
-	return b.String(), append(q.args, q.limit, q.offset)
-}
-
 // recordUpdate is PUT/PATCH: a partial update; responses are appended.
-func (s *Server) recordUpdate(w http.ResponseWriter, r *http.Request) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	m, ok := s.readBody(w, r, recordRoot)
-	if !ok {
-		return
-	}
-	in, verr := bindRecord(m, s.cfg.Strict, false)
-	if verr != nil {
-		s.fail(w, r, recordRoot, verr)
-		return
-	}
-	p := principalFrom(r.Context())
-	now := s.now().Unix()
-	ctx := r.Context()
-	var x *recordRow
-	err = s.st.tx(ctx, func(tx *wtx) error {
-		d := s.st.d
-		sets := []string{"updated_at = ?", "updated_by_id = ?", "updated_by_login = ?"}
-		args := []any{now, sqlInt{Int64: p.userID, Valid: p.userID != 0}, sqlString{String: p.login, Valid: p.login != ""}}
-		for _, f := range recordStrings {
-			if v, ok := in.strs[f.el]; ok {
-				sets = append(sets, f.col+" = ?")
-				args = append(args, v)
-			}
+func (s *Server) recordUpdate() http.HandlerFunc {
+	return records.serve(s, byIDWithBody, func(r *http.Request, id int64, body map[string]any) (*recordRow, error) {
+		in, verr := bindRecord(body, s.cfg.Strict, false)
+		if verr != nil {
+			return nil, verr
 		}
-		for _, f := range recordInts {
-			if v, ok := in.ints[f.el]; ok {
-				if f.el == "integration-run-id" {
-					if err := s.checkRun(ctx, tx, v); err != nil {
-						return err
+		now := s.now().Unix()
+		uid, login := principalFrom(r.Context()).by()
+		ctx := r.Context()
+		return records.write(ctx, s, func(tx *wtx) (int64, error) {
+			sets := []string{"updated_at = ?", "updated_by_id = ?", "updated_by_login = ?"}
+			args := []any{now, uid, login}
+			for _, f := range recordStrings {
+				if v, ok := in.strs[f.el]; ok {
+					sets = append(sets, f.col+" = ?")
+					args = append(args, v)
+				}
+			}
+			for _, f := range recordInts {
+				if v, ok := in.ints[f.el]; ok {
+					if f.el == "integration-run-id" {
+						if err := s.checkRun(ctx, tx, v); err != nil {
+							return 0, err
+						}
 					}
+					sets = append(sets, f.col+" = ?")
+					args = append(args, v)
 				}
-				sets = append(sets, f.col+" = ?")
-				args = append(args, v)
 			}
-		}
-		if in.hasInteg {
-			var iid sqlInt
-			if !in.integ.null {
-				id, _, _, err := s.resolveIntegration(ctx, tx, in.integ)
-				if err != nil {
-					return err
+			if in.hasInteg {
+				var iid sqlInt
+				if !in.integ.null {
+					integID, _, _, err := s.resolveIntegration(ctx, tx, in.integ)
+					if err != nil {
+						return 0, err
+					}
+					iid = sqlInt{Int64: integID, Valid: true}
 				}
-				iid = sqlInt{Int64: id, Valid: true}
+				sets = append(sets, "integration_id = ?")
+				args = append(args, iid)
 			}
-			sets = append(sets, "integration_id = ?")
-			args = append(args, iid)
-		}
-		res, err := tx.ExecContext(ctx, d.q(`UPDATE integration_history_records SET `+strings.Join(sets, ", ")+` WHERE id = ?`), append(args, id)...)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errNotFound
-		}
-		if err := s.appendResponses(ctx, tx, &recordRow{ID: id, UpdatedAt: now}, in.responses); err != nil {
-			return err
-		}
-		x, err = s.loadRecord(ctx, tx, id)
-		return err
+			if err := updateByID(ctx, s.st.d, tx, "integration_history_records", strings.Join(sets, ", "), args, id); err != nil {
+				return 0, err
+			}
+			return id, s.appendResponses(ctx, tx, &recordRow{ID: id, UpdatedAt: now}, in.responses)
+		})
 	})
-	if err != nil {
-		s.fail(w, r, recordRoot, err)
-		return
-	}
-	respond(w, r, http.StatusOK, recordRoot, x.render(), out)
 }
 
 // recordResolve is PUT /:id/resolve and /:id/unresolve, the only way to
 // change resolved. A body, if any, is ignored.
 func (s *Server) recordResolve(resolved bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		out, err := parseOutput(r.URL.Query())
-		if err != nil {
-			s.fail(w, r, recordRoot, err)
-			return
-		}
-		id, err := pathID(r)
-		if err != nil {
-			s.fail(w, r, recordRoot, err)
-			return
-		}
-		p := principalFrom(r.Context())
-		v := 0
-		if resolved {
-			v = 1
-		}
-		ctx := r.Context()
-		var x *recordRow
-		err = s.st.tx(ctx, func(tx *wtx) error {
-			res, err := tx.ExecContext(ctx, s.st.d.q(`UPDATE integration_history_records SET resolved = ?, updated_at = ?, updated_by_id = ?, updated_by_login = ? WHERE id = ?`),
-				v, s.now().Unix(), sqlInt{Int64: p.userID, Valid: p.userID != 0}, sqlString{String: p.login, Valid: p.login != ""}, id)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return errNotFound
-			}
-			x, err = s.loadRecord(ctx, tx, id)
-			return err
-		})
-		if err != nil {
-			s.fail(w, r, recordRoot, err)
-			return
-		}
-		respond(w, r, http.StatusOK, recordRoot, x.render(), out)
+	v := 0
+	if resolved {
+		v = 1
 	}
+	return records.serve(s, byID, func(r *http.Request, id int64, _ map[string]any) (*recordRow, error) {
+		uid, login := principalFrom(r.Context()).by()
+		ctx := r.Context()
+		return records.write(ctx, s, func(tx *wtx) (int64, error) {
+			return id, updateByID(ctx, s.st.d, tx, "integration_history_records", "resolved = ?, updated_at = ?, updated_by_id = ?, updated_by_login = ?",
+				[]any{v, s.now().Unix(), uid, login}, id)
+		})
+	})
 }

@@ -38,36 +38,36 @@ func (v validationError) Error() string {
 // errNotFound is a 404 for an unknown id.
 var errNotFound = errors.New("not found")
 
-// bodyError is a 400 for a body that does not decode.
-type bodyError struct{ msg string }
+// statusError is a 4xx decided before any work: a body that is too
+// large, of an unsupported type or that does not decode.
+type statusError struct {
+	code int
+	msg  string
+}
 
-func (e *bodyError) Error() string { return e.msg }
+func (e *statusError) Error() string { return e.msg }
 
-// readBody reads and decodes the request body, answering 413, 415 or 400
-// itself when it cannot (ok=false).
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, root string) (map[string]any, bool) {
+// readBody reads and decodes the request body; a *statusError (413, 415
+// or 400) when it cannot. w is only for http.MaxBytesReader.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, root string) (map[string]any, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, r, http.StatusRequestEntityTooLarge, root, fmt.Sprintf("Request body is larger than %d bytes", s.cfg.MaxBodyBytes))
-			return nil, false
+			return nil, &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body is larger than %d bytes", s.cfg.MaxBodyBytes)}
 		}
-		writeError(w, r, http.StatusBadRequest, root, "Request body could not be read")
-		return nil, false
+		return nil, &statusError{http.StatusBadRequest, "Request body could not be read"}
 	}
 	f, err := bodyFormat(r.Header.Get("Content-Type"), body)
 	if err != nil {
-		writeError(w, r, http.StatusUnsupportedMediaType, root, "Content-Type "+r.Header.Get("Content-Type")+" is not supported; send application/json or application/xml")
-		return nil, false
+		return nil, &statusError{http.StatusUnsupportedMediaType, "Content-Type " + r.Header.Get("Content-Type") + " is not supported; send application/json or application/xml"}
 	}
 	m, err := decodeBody(f, body, root)
 	if err != nil {
-		writeError(w, r, http.StatusBadRequest, root, upperFirst(err.Error()))
-		return nil, false
+		return nil, &statusError{http.StatusBadRequest, upperFirst(err.Error())}
 	}
-	return m, true
+	return m, nil
 }
 
 func upperFirst(s string) string {
@@ -81,7 +81,7 @@ func upperFirst(s string) string {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, resource string, err error) {
 	var ve validationError
 	var qe *queryError
-	var be *bodyError
+	var se *statusError
 	switch {
 	case errors.As(err, &ve):
 		msgs := make([]string, len(ve))
@@ -91,8 +91,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, resource string, e
 		writeError(w, r, http.StatusBadRequest, resource, msgs...)
 	case errors.As(err, &qe):
 		writeError(w, r, http.StatusBadRequest, resource, qe.msg)
-	case errors.As(err, &be):
-		writeError(w, r, http.StatusBadRequest, resource, be.msg)
+	case errors.As(err, &se):
+		writeError(w, r, se.code, resource, se.msg)
 	case errors.Is(err, errNotFound):
 		writeError(w, r, http.StatusNotFound, resource, "Record not found")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
@@ -179,11 +179,6 @@ func pathID(r *http.Request) (int64, error) {
 type binder struct {
 	m    map[string]any
 	errs validationError
-}
-
-func (b *binder) has(key string) bool {
-	_, ok := b.m[key]
-	return ok
 }
 
 func (b *binder) fail(e record.FieldError) { b.errs = append(b.errs, e) }

@@ -1,11 +1,7 @@
 package apiserver
 
 import (
-	"context"
-	"database/sql"
-	"errors"
 	"net/http"
-	"time"
 
 	"github.com/ihr-tools/ihr/record"
 )
@@ -30,10 +26,7 @@ var runResource = &resource{
 		"updated-at":    {"x.updated_at", kTime},
 	},
 	assocs: map[string]assoc{
-		"integration": {
-			cond: "x.integration_id IN (SELECT ia.id FROM integrations ia WHERE %s)",
-			cols: map[string]column{"id": {"ia.id", kInt}, "code": {"ia.code", kString}, "name": {"ia.name", kString}},
-		},
+		"integration": integrationAssoc("x.integration_id"),
 	},
 }
 
@@ -59,7 +52,16 @@ type runRow struct {
 const runSelect = `SELECT x.id, x.integration_id, ia.code, ia.name, x.status, x.total_records, x.start_time, x.end_time, x.created_at, x.updated_at
  FROM integration_runs x JOIN integrations ia ON ia.id = x.integration_id`
 
-func scanRun(sc interface{ Scan(...any) error }) (*runRow, error) {
+// runs is the integration-runs resource for the shared handlers.
+var runs = &entity[runRow]{
+	res:    runResource,
+	plural: runPlural,
+	sel:    runSelect,
+	scan:   scanRun,
+	render: (*runRow).render,
+}
+
+func scanRun(sc scanner) (*runRow, error) {
 	var x runRow
 	err := sc.Scan(&x.ID, &x.IntegrationID, &x.Code, &x.Name, &x.Status, &x.TotalRecords, &x.StartTime, &x.EndTime, &x.CreatedAt, &x.UpdatedAt)
 	return &x, err
@@ -68,8 +70,8 @@ func scanRun(sc interface{ Scan(...any) error }) (*runRow, error) {
 func (x *runRow) render() object {
 	return object{
 		{"id", x.ID},
-		{"created-at", time.Unix(x.CreatedAt, 0).UTC()},
-		{"updated-at", time.Unix(x.UpdatedAt, 0).UTC()},
+		{"created-at", unixUTC(x.CreatedAt)},
+		{"updated-at", unixUTC(x.UpdatedAt)},
 		{"status", x.Status},
 		{"total-records", i64(x.TotalRecords)},
 		{"start-time", tim(x.StartTime)},
@@ -78,60 +80,30 @@ func (x *runRow) render() object {
 	}
 }
 
-func (s *Server) loadRun(ctx context.Context, q querier, id int64) (*runRow, error) {
-	x, err := scanRun(q.QueryRowContext(ctx, s.st.d.q(runSelect+` WHERE x.id = ?`), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNotFound
-	}
-	return x, err
-}
-
-func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	m, ok := s.readBody(w, r, runRoot)
-	if !ok {
-		return
-	}
-	b := &binder{m: m}
-	rf, has := b.ref("integration")
-	total, _ := b.int("total-records")
-	if (!has || rf.null) && !b.failed("integration") {
-		b.fail(record.Blank("integration"))
-	}
-	if len(b.errs) > 0 {
-		s.fail(w, r, runRoot, b.errs)
-		return
-	}
-	ctx := r.Context()
-	now := s.now().Unix()
-	var x *runRow
-	err = s.st.tx(ctx, func(tx *wtx) error {
-		iid, _, _, err := s.resolveIntegration(ctx, tx, rf)
-		if err != nil {
-			return err
+func (s *Server) runCreate() http.HandlerFunc {
+	return runs.serve(s, creating, func(r *http.Request, _ int64, body map[string]any) (*runRow, error) {
+		b := &binder{m: body}
+		rf, has := b.ref("integration")
+		total, _ := b.int("total-records")
+		if (!has || rf.null) && !b.failed("integration") {
+			b.fail(record.Blank("integration"))
 		}
-		var id int64
-		if err := tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO integration_runs (integration_id, status, total_records, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?) RETURNING id`),
-			iid, total, now, now).Scan(&id); err != nil {
-			return err
+		if len(b.errs) > 0 {
+			return nil, b.errs
 		}
-		x, err = s.loadRun(ctx, tx, id)
-		return err
+		ctx := r.Context()
+		now := s.now().Unix()
+		return runs.write(ctx, s, func(tx *wtx) (int64, error) {
+			iid, _, _, err := s.resolveIntegration(ctx, tx, rf)
+			if err != nil {
+				return 0, err
+			}
+			var id int64
+			err = tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO integration_runs (integration_id, status, total_records, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?) RETURNING id`),
+				iid, total, now, now).Scan(&id)
+			return id, err
+		})
 	})
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	respond(w, r, http.StatusCreated, runRoot, x.render(), out)
-}
-
-// runUpdate is PUT/PATCH /:id: total-records only.
-func (s *Server) runUpdate(w http.ResponseWriter, r *http.Request) {
-	s.runChange(w, r, "")
 }
 
 func (s *Server) runTransition(w http.ResponseWriter, r *http.Request) {
@@ -140,121 +112,48 @@ func (s *Server) runTransition(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, runRoot, "No route matches PUT "+r.URL.Path)
 		return
 	}
-	s.runChange(w, r, status)
+	s.runChange(status)(w, r)
 }
 
-func (s *Server) runChange(w http.ResponseWriter, r *http.Request, status string) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	m, ok := s.readBody(w, r, runRoot)
-	if !ok {
-		return
-	}
-	b := &binder{m: m}
-	total, hasTotal := b.int("total-records")
-	if !hasTotal {
-		// PUT /:id/run?total_records=N is how Coupa's guides send it.
-		if v := r.URL.Query().Get("total_records"); v != "" {
-			qb := &binder{m: map[string]any{"total-records": v}}
-			total, hasTotal = qb.int("total-records")
-			b.errs = append(b.errs, qb.errs...)
+// runChange is PUT /:id/<transition> to status, and with status "" PUT/PATCH /:id,
+// which changes total-records only.
+func (s *Server) runChange(status string) http.HandlerFunc {
+	return runs.serve(s, byIDWithBody, func(r *http.Request, id int64, body map[string]any) (*runRow, error) {
+		b := &binder{m: body}
+		total, hasTotal := b.int("total-records")
+		if !hasTotal {
+			// PUT /:id/run?total_records=N is how Coupa's guides send it.
+			if v := r.URL.Query().Get("total_records"); v != "" {
+				qb := &binder{m: map[string]any{"total-records": v}}
+				total, hasTotal = qb.int("total-records")
+				b.errs = append(b.errs, qb.errs...)
+			}
 		}
-	}
-	if len(b.errs) > 0 {
-		s.fail(w, r, runRoot, b.errs)
-		return
-	}
-	ctx := r.Context()
-	now := s.now().Unix()
-	var x *runRow
-	err = s.st.tx(ctx, func(tx *wtx) error {
-		sets := "updated_at = ?"
-		args := []any{now}
-		if hasTotal {
-			sets += ", total_records = ?"
-			args = append(args, total)
+		if len(b.errs) > 0 {
+			return nil, b.errs
 		}
-		switch status {
-		case "":
-		case "running":
-			sets += ", status = ?, start_time = ?, end_time = NULL"
-			args = append(args, status, now)
-		case "successful", "failed":
-			sets += ", status = ?, end_time = ?"
-			args = append(args, status, now)
-		default:
-			sets += ", status = ?"
-			args = append(args, status)
-		}
-		res, err := tx.ExecContext(ctx, s.st.d.q(`UPDATE integration_runs SET `+sets+` WHERE id = ?`), append(args, id)...)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errNotFound
-		}
-		x, err = s.loadRun(ctx, tx, id)
-		return err
+		ctx := r.Context()
+		now := s.now().Unix()
+		return runs.write(ctx, s, func(tx *wtx) (int64, error) {
+			sets := "updated_at = ?"
+			args := []any{now}
+			if hasTotal {
+				sets += ", total_records = ?"
+				args = append(args, total)
+			}
+			switch status {
+			case "":
+			case "running":
+				sets += ", status = ?, start_time = ?, end_time = NULL"
+				args = append(args, status, now)
+			case "successful", "failed":
+				sets += ", status = ?, end_time = ?"
+				args = append(args, status, now)
+			default:
+				sets += ", status = ?"
+				args = append(args, status)
+			}
+			return id, updateByID(ctx, s.st.d, tx, "integration_runs", sets, args, id)
+		})
 	})
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	respond(w, r, http.StatusOK, runRoot, x.render(), out)
-}
-
-func (s *Server) runShow(w http.ResponseWriter, r *http.Request) {
-	out, err := parseOutput(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	x, err := s.loadRun(r.Context(), s.st.r, id)
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	respond(w, r, http.StatusOK, runRoot, x.render(), out)
-}
-
-func (s *Server) runIndex(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(runResource, s.st.d, r.URL.Query())
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	text, args := q.sql(runSelect, "x.id")
-	rows, err := s.st.r.QueryContext(r.Context(), s.st.d.q(text), args...)
-	if err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	defer rows.Close()
-	var objs []object
-	for rows.Next() {
-		x, err := scanRun(rows)
-		if err != nil {
-			s.fail(w, r, runRoot, err)
-			return
-		}
-		objs = append(objs, x.render())
-	}
-	if err := rows.Err(); err != nil {
-		s.fail(w, r, runRoot, err)
-		return
-	}
-	respondList(w, r, runPlural, runRoot, objs, q.out)
 }

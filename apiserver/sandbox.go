@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"time"
 )
 
 // The sandbox endpoints (our choice) expose what Coupa does out of sight:
@@ -71,70 +70,47 @@ func (s *Server) raiseAlert(ctx context.Context, tx *wtx, x *recordRow) error {
 
 // sandboxAlerts is GET /sandbox/alerts, filterable like an index.
 func (s *Server) sandboxAlerts(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(alertResource, s.st.d, r.URL.Query())
-	if err != nil {
-		s.fail(w, r, "alert", err)
-		return
-	}
-	text, args := q.sql(`SELECT id, record_id, document_type, document_id, external_id, contact_alert_type, integration_code, recipients, created_at FROM alerts`, "id")
-	rows, err := s.st.r.QueryContext(r.Context(), s.st.d.q(text), args...)
-	if err != nil {
-		s.fail(w, r, "alert", err)
-		return
-	}
-	defer rows.Close()
-	list := []any{}
-	for rows.Next() {
-		var id, recID, created int64
-		var docID sqlInt
-		var docType, extID, typ, code sqlString
-		var recips string
-		if err := rows.Scan(&id, &recID, &docType, &docID, &extID, &typ, &code, &recips, &created); err != nil {
-			s.fail(w, r, "alert", err)
-			return
-		}
-		list = append(list, object{
-			{"id", id}, {"record-id", recID}, {"document-type", str(docType)}, {"document-id", i64(docID)},
-			{"external-id", str(extID)}, {"contact-alert-type", str(typ)}, {"integration", str(code)},
-			{"recipients", json.RawMessage(recips)}, {"created-at", time.Unix(created, 0).UTC()},
+	s.sandboxList(w, r, alertResource, `SELECT id, record_id, document_type, document_id, external_id, contact_alert_type, integration_code, recipients, created_at FROM alerts`, "id", "id",
+		func(sc scanner) (any, error) {
+			var id, recID, created int64
+			var docID sqlInt
+			var docType, extID, typ, code sqlString
+			var recips string
+			err := sc.Scan(&id, &recID, &docType, &docID, &extID, &typ, &code, &recips, &created)
+			return object{
+				{"id", id}, {"record-id", recID}, {"document-type", str(docType)}, {"document-id", i64(docID)},
+				{"external-id", str(extID)}, {"contact-alert-type", str(typ)}, {"integration", str(code)},
+				{"recipients", json.RawMessage(recips)}, {"created-at", unixUTC(created)},
+			}, err
 		})
-	}
-	if err := rows.Err(); err != nil {
-		s.fail(w, r, "alert", err)
-		return
-	}
-	writeJSONObject(w, http.StatusOK, list)
 }
 
 // sandboxDocuments is GET /sandbox/documents: the export registry.
 func (s *Server) sandboxDocuments(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(documentResource, s.st.d, r.URL.Query())
+	s.sandboxList(w, r, documentResource, `SELECT document_type, document_id, exported, last_exported_at FROM exported_documents`, "document_type", "document_id",
+		func(sc scanner) (any, error) {
+			var typ string
+			var id, exported, at int64
+			err := sc.Scan(&typ, &id, &exported, &at)
+			return object{{"document-type", typ}, {"document-id", id}, {"exported", exported != 0}, {"last-exported-at", unixUTC(at)}}, err
+		})
+}
+
+// sandboxList answers a sandbox index: JSON only, no match is []. order
+// is the default sort column where res has no id; idCol breaks ties.
+func (s *Server) sandboxList(w http.ResponseWriter, r *http.Request, res *resource, sel, order, idCol string, scan func(scanner) (any, error)) {
+	q, err := parseQuery(res, s.st.d, r.URL.Query())
 	if err != nil {
-		s.fail(w, r, "document", err)
+		s.fail(w, r, res.name, err)
 		return
 	}
 	if q.orderBy == "" {
-		q.orderBy = "document_type"
+		q.orderBy = order
 	}
-	text, args := q.sql(`SELECT document_type, document_id, exported, last_exported_at FROM exported_documents`, "document_id")
-	rows, err := s.st.r.QueryContext(r.Context(), s.st.d.q(text), args...)
+	text, args := q.sql(sel, idCol)
+	list, err := queryAll(r.Context(), s.st.r, s.st.d.q(text), args, scan)
 	if err != nil {
-		s.fail(w, r, "document", err)
-		return
-	}
-	defer rows.Close()
-	list := []any{}
-	for rows.Next() {
-		var typ string
-		var id, exported, at int64
-		if err := rows.Scan(&typ, &id, &exported, &at); err != nil {
-			s.fail(w, r, "document", err)
-			return
-		}
-		list = append(list, object{{"document-type", typ}, {"document-id", id}, {"exported", exported != 0}, {"last-exported-at", time.Unix(at, 0).UTC()}})
-	}
-	if err := rows.Err(); err != nil {
-		s.fail(w, r, "document", err)
+		s.fail(w, r, res.name, err)
 		return
 	}
 	writeJSONObject(w, http.StatusOK, list)

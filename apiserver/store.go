@@ -212,10 +212,8 @@ func (s *store) writeLoop() {
 			u.done <- u.err
 		}
 		for q := range s.toPrepare {
-			if len(s.toPrepare) > 0 {
-				if st, err := s.w.PrepareContext(context.Background(), q); err == nil {
-					s.stmts.Store(q, st)
-				}
+			if st, err := s.w.PrepareContext(context.Background(), q); err == nil {
+				s.stmts.Store(q, st)
 			}
 			delete(s.toPrepare, q)
 		}
@@ -329,8 +327,8 @@ func (w *wtx) stmt(ctx context.Context, query string) *sql.Stmt {
 	return nil
 }
 
-// cacheable keeps one-off statements (dynamic IN lists, updates of varying
-// column sets) out of the statement cache.
+// cacheable keeps IN lists of more than one id, whose text varies with
+// their length, out of the statement cache.
 func (w *wtx) cacheable(query string) bool {
 	return !w.st.d.pg && !strings.Contains(query, "?,?")
 }

@@ -1,0 +1,208 @@
+package apiserver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// entity is what the handlers of records, integrations and runs share:
+// how a resource's rows are read, what each row owns in other tables and
+// how a row is printed. Show, index and the write actions differ only in
+// the work they do inside their transaction.
+type entity[T any] struct {
+	res    *resource // name is the root element; cols["id"] the primary key
+	plural string    // root of an index in XML
+	sel    string    // SELECT … FROM …, without WHERE
+	scan   func(scanner) (*T, error)
+	render func(*T) object
+	// children fills in what rows own in other tables (responses,
+	// contacts); nil when they own nothing.
+	children func(ctx context.Context, d dialect, q querier, xs []*T) error
+}
+
+type scanner interface{ Scan(...any) error }
+
+func (e *entity[T]) root() string { return e.res.name }
+
+// load reads one row with its children; errNotFound if there is none.
+func (e *entity[T]) load(ctx context.Context, d dialect, q querier, id int64) (*T, error) {
+	x, err := e.scan(q.QueryRowContext(ctx, d.q(e.sel+" WHERE "+e.res.cols["id"].sql+" = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err == nil && e.children != nil {
+		err = e.children(ctx, d, q, []*T{x})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// index is GET on the collection: Coupa's query syntax, then every
+// matching row with its children.
+func (e *entity[T]) index(s *Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseQuery(e.res, s.st.d, r.URL.Query())
+		if err != nil {
+			s.fail(w, r, e.root(), err)
+			return
+		}
+		ctx := r.Context()
+		text, args := q.sql(e.sel, e.res.cols["id"].sql)
+		xs, err := queryAll(ctx, s.st.r, s.st.d.q(text), args, e.scan)
+		if err == nil && e.children != nil {
+			err = e.children(ctx, s.st.d, s.st.r, xs)
+		}
+		if err != nil {
+			s.fail(w, r, e.root(), err)
+			return
+		}
+		objs := make([]object, len(xs))
+		for i, x := range xs {
+			objs[i] = e.render(x)
+		}
+		respondList(w, r, e.plural, e.root(), objs, q.out)
+	}
+}
+
+// show is GET /:id.
+func (e *entity[T]) show(s *Server) http.HandlerFunc {
+	return e.serve(s, byID, func(r *http.Request, id int64, _ map[string]any) (*T, error) {
+		return e.load(r.Context(), s.st.d, s.st.r, id)
+	})
+}
+
+// single is what a single-object route reads before its work runs, and
+// the status it answers with.
+type single struct {
+	code     int
+	id, body bool
+}
+
+var (
+	byID         = single{code: http.StatusOK, id: true}             // show, resolve
+	byIDWithBody = single{code: http.StatusOK, id: true, body: true} // update, run transitions
+	creating     = single{code: http.StatusCreated, body: true}
+)
+
+// serve answers a single-object route. The output options are parsed
+// first (a bad fields or return_object is a 400 before any work), then the
+// path's {id} and the body where the route has them; act does the work
+// and returns the row to print, or an error fail maps to a status.
+func (e *entity[T]) serve(s *Server, how single, act func(r *http.Request, id int64, body map[string]any) (*T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		x, out, err := func() (*T, outputOpts, error) {
+			out, err := parseOutput(r.URL.Query())
+			if err != nil {
+				return nil, out, err
+			}
+			var id int64
+			if how.id {
+				if id, err = pathID(r); err != nil {
+					return nil, out, err
+				}
+			}
+			var body map[string]any
+			if how.body {
+				if body, err = s.readBody(w, r, e.root()); err != nil {
+					return nil, out, err
+				}
+			}
+			x, err := act(r, id, body)
+			return x, out, err
+		}()
+		if err != nil {
+			s.fail(w, r, e.root(), err)
+			return
+		}
+		respond(w, r, how.code, e.root(), e.render(x), out)
+	}
+}
+
+// queryAll runs a SELECT and scans every row.
+func queryAll[T any](ctx context.Context, q querier, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var xs []T
+	for rows.Next() {
+		x, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		xs = append(xs, x)
+	}
+	return xs, rows.Err()
+}
+
+// loadChildren reads, in one query, the rows of a child table that belong
+// to parents. query selects the parent's id first and ends with the
+// column it is compared to ("… WHERE record_id"); children come in id
+// order and add attaches each to its parent.
+func loadChildren[P, C any](ctx context.Context, d dialect, q querier, parents []*P, idOf func(*P) int64,
+	query string, scan func(scanner) (parent int64, child C, err error), add func(*P, C)) error {
+	if len(parents) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*P, len(parents))
+	args := make([]any, len(parents))
+	for i, p := range parents {
+		byID[idOf(p)] = p
+		args[i] = idOf(p)
+	}
+	ph := strings.TrimSuffix(strings.Repeat("?,", len(parents)), ",")
+	rows, err := q.QueryContext(ctx, d.q(query+" IN ("+ph+") ORDER BY id"), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		pid, c, err := scan(rows)
+		if err != nil {
+			return err
+		}
+		if p := byID[pid]; p != nil {
+			add(p, c)
+		}
+	}
+	return rows.Err()
+}
+
+// updateByID runs UPDATE table SET sets WHERE id = ?; errNotFound when
+// no row has id.
+func updateByID(ctx context.Context, d dialect, tx *wtx, table, sets string, args []any, id int64) error {
+	res, err := tx.ExecContext(ctx, d.q(`UPDATE `+table+` SET `+sets+` WHERE id = ?`), append(args, id)...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	return nil
+}
+
+// by is the caller as the created_by/updated_by columns store it: NULL
+// for what a principal lacks.
+func (p principal) by() (sqlInt, sqlString) {
+	return sqlInt{Int64: p.userID, Valid: p.userID != 0}, sqlString{String: p.login, Valid: p.login != ""}
+}
+
+// write runs fn as one unit of work and reads back, inside it, the row fn
+// names: a write answers with what it committed.
+func (e *entity[T]) write(ctx context.Context, s *Server, fn func(tx *wtx) (id int64, err error)) (*T, error) {
+	var x *T
+	err := s.st.tx(ctx, func(tx *wtx) error {
+		id, err := fn(tx)
+		if err == nil {
+			x, err = e.load(ctx, s.st.d, tx, id)
+		}
+		return err
+	})
+	return x, err
+}

@@ -62,6 +62,37 @@
 //     destination (then the move happened) or still where it was (then it
 //     is moved now). Nothing is ever deleted or overwritten.
 //
+// # Splitting a large file among workers
+//
+// With Source.SplitRows (split_rows) set, a run over a file of more data
+// rows than that is split into ranges of SplitRows consecutive rows
+// (state.Ledger.SplitFile), so that several workers sharing a PostgreSQL
+// ledger process one file in parallel. The ledger is the only coordinator:
+//
+//   - The worker holding the file's claim does the first pass as usual,
+//     stores the run, splits it, and gives the file's claim back. From then
+//     on every worker that lists the file (including that one) takes ranges
+//     with ClaimRange, each under its own lease and heartbeat, without the
+//     file's claim.
+//   - A range is dispatched exactly like a whole file, restricted to its
+//     rows (the parser still streams the file from the start and skips the
+//     rows before the range): its own dispatch mark, outcomes recorded
+//     under the range's claim, checkpoint from the outcomes of the run.
+//   - A worker that dies loses its range after the lease; the next worker
+//     to claim it resumes from the range's mark (rows at or below it are
+//     looked up before being created).
+//   - Whoever finds every range done takes the file's claim, writes the one
+//     report from the ledger and moves the file. Of several that finish at
+//     once, the one that gets the claim does it; the others see the file
+//     claimed or finished (FileResult status state.Claimed, counted in
+//     Summary.Elsewhere).
+//   - Ranges run in any order, so a file whose external-ids repeat (found
+//     by the first pass) is not split (its first row must win), nor is one
+//     of a ResolvePrevious source (a document's rows must reach the API in
+//     file order). A run that was split stays split until it finishes,
+//     whatever the configuration says meanwhile. With SQLite (one process)
+//     the ranges are simply processed one after another.
+//
 // SIGTERM (ctx cancelled) stops reading new rows; calls in flight finish
 // and are recorded, the claim is released and the file stays where it is,
 // to be resumed by the next pass.

@@ -146,6 +146,7 @@ func (im *Importer) firstPass(ctx context.Context, src Source, name, loc string)
 	return passInfo{sum: sum, rows: rows, unique: unique}, fileErr, err
 }
 
+// scanFile is firstPass with its results spelled out.
 func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string) (sum string, rows int64, unique bool, fileErr, err error) {
 	rc, err := src.Store.Open(ctx, loc, 0)
 	if err != nil {

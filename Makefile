@@ -34,13 +34,36 @@ fmt-check:
 	@out="$$(gofmt -l .)"; \
 	if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi
 
-## bench: benchmarks only (no unit tests)
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# bench: BENCH_E2E is what ./benchmarks runs (default all: end to end on
+# local/SFTP/S3 vs ihr-loadgen, Coupa's 25 req/s budget (~200 s), peak RSS
+# up to 10M rows); BENCH_OTHERS=0 skips the other packages' benchmarks.
+BENCH_E2E    ?= .
+BENCH_OTHERS ?= 1
+FUZZTIME     ?= 5m
 
-## fuzz: placeholder until the fuzz targets land
+## bench: the end-to-end table (see BENCHMARKS.md "End to end"; ~20 min), then every other package's benchmarks
+bench:
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	$(GO) test ./benchmarks -run '^$$' -bench '$(BENCH_E2E)' -benchtime 1x -timeout 2h | tee $$out; \
+	$(GO) test ./mapping -run '^$$' -bench 'EncodingCSV|Parse$$' -benchtime 2x -cpu 1 | tee -a $$out; \
+	echo; echo "## End to end (make bench)"; echo; \
+	$(GO) run ./benchmarks/cmd/benchtable < $$out; \
+	if [ "$(BENCH_OTHERS)" = 1 ]; then \
+		$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v -e /benchmarks -e /mapping); \
+	fi
+
+## fuzz: every fuzz target in the repo (func FuzzX in *_test.go), one at a time, FUZZTIME each (default 5m)
 fuzz:
-	@echo "fuzz: no fuzz targets yet"
+	@targets=$$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); \
+	if [ -z "$$targets" ]; then echo "fuzz: no fuzz targets"; exit 0; fi; \
+	for f in $$targets; do \
+		dir=$$(dirname $$f); \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$dir $$fn (fuzztime $(FUZZTIME))"; \
+			$(GO) test $$dir -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+		done; \
+	done; \
+	echo "fuzz: every target ran $(FUZZTIME) without a failure"
 
 ## demo: build both binaries, start ihr-api on SQLite, import fixtures/demo once (see deploy/demo)
 demo:

@@ -36,7 +36,6 @@ import (
 	"net/textproto"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -274,16 +273,6 @@ func notFound(err error) error {
 	return err
 }
 
-func (s *Store) with(ctx context.Context, f func(c *conn) error) error {
-	l, err := s.pool.Get(ctx)
-	if err != nil {
-		return err
-	}
-	err = f(l.C)
-	l.Release(err)
-	return err
-}
-
 func (s *Store) pathErr(ctx context.Context, op, name string, err error) error {
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		err = fmt.Errorf("%w (%v)", cerr, err)
@@ -319,7 +308,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 		return nil, err
 	}
 	var out []filestore.FileInfo
-	err = s.with(ctx, func(c *conn) error {
+	err = s.pool.Do(ctx, func(c *conn) error {
 		// LIST of a missing folder is an empty listing on some servers
 		// (vsftpd): enter it first to tell the two apart.
 		if ok, err := c.isDir(c.abs(d)); err != nil {
@@ -333,11 +322,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 		}
 		out = make([]filestore.FileInfo, 0, len(entries))
 		for _, e := range entries {
-			if e.Type != ftp.EntryTypeFile || filestore.IsTempName(e.Name) {
-				continue
-			}
-			if err := filestore.CheckListedName(e.Name); err != nil {
-				s.log.Warn("ftp: skipping listed name", zap.String("dir", dir), zap.Error(err))
+			if e.Type != ftp.EntryTypeFile || !filestore.Listed(s.log, "ftp", dir, e.Name) {
 				continue
 			}
 			out = append(out, filestore.FileInfo{Name: e.Name, Size: int64(e.Size), ModTime: e.Time})
@@ -347,7 +332,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 	if err != nil {
 		return nil, s.pathErr(ctx, "list", dir, err)
 	}
-	slices.SortFunc(out, func(a, b filestore.FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	filestore.SortByName(out)
 	return out, nil
 }
 
@@ -360,7 +345,7 @@ func (s *Store) Stat(ctx context.Context, name string) (filestore.FileInfo, erro
 		return filestore.FileInfo{}, s.pathErr(ctx, "stat", name, fmt.Errorf("the root is not a file: %w", filestore.ErrNotExist))
 	}
 	var fi filestore.FileInfo
-	err = s.with(ctx, func(c *conn) error {
+	err = s.pool.Do(ctx, func(c *conn) error {
 		size, err := c.fileSize(c.abs(n))
 		if err != nil {
 			return err
@@ -508,12 +493,9 @@ func (r *reader) Close() error {
 }
 
 func (s *Store) Write(ctx context.Context, name string, body io.Reader) error {
-	n, err := filestore.CleanName(name)
+	n, err := filestore.CleanFileName("ftp write", name)
 	if err != nil {
 		return err
-	}
-	if n == "" {
-		return &filestore.PathError{Op: "ftp write", Name: name, Err: filestore.ErrBadName}
 	}
 	l, err := s.pool.Get(ctx)
 	if err != nil {
@@ -539,25 +521,18 @@ func (s *Store) Write(ctx context.Context, name string, body io.Reader) error {
 func (s *Store) removeTemp(tmp string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 	defer cancel()
-	err := s.with(ctx, func(c *conn) error { return notFound(c.sc.Delete(tmp)) })
+	err := s.pool.Do(ctx, func(c *conn) error { return notFound(c.sc.Delete(tmp)) })
 	if err != nil && !errors.Is(err, filestore.ErrNotExist) {
 		s.log.Warn("ftp: could not remove an abandoned upload", zap.String("path", tmp), zap.Error(err))
 	}
 }
 
 func (s *Store) Move(ctx context.Context, src, dst string) error {
-	from, err := filestore.CleanName(src)
+	from, to, err := filestore.CleanMoveNames("ftp move", src, dst)
 	if err != nil {
 		return err
 	}
-	to, err := filestore.CleanName(dst)
-	if err != nil {
-		return err
-	}
-	if from == "" || to == "" {
-		return &filestore.PathError{Op: "ftp move", Name: src, Err: filestore.ErrBadName}
-	}
-	err = s.with(ctx, func(c *conn) error {
+	err = s.pool.Do(ctx, func(c *conn) error {
 		if _, err := c.fileSize(c.abs(from)); err != nil {
 			return err
 		}
@@ -587,7 +562,7 @@ func (s *Store) MkdirAll(ctx context.Context, dir string) error {
 	if d == "" {
 		return nil
 	}
-	err = s.with(ctx, func(c *conn) error {
+	err = s.pool.Do(ctx, func(c *conn) error {
 		p := c.root
 		for _, part := range strings.Split(d, "/") {
 			p = path.Join(p, part)

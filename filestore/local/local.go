@@ -28,8 +28,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"slices"
-	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -105,11 +103,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 		name := e.Name()
 		// Symbolic links and other non-regular entries are left out: the
 		// store hands out regular files only, and never follows a link.
-		if !e.Type().IsRegular() || filestore.IsTempName(name) {
-			continue
-		}
-		if err := filestore.CheckListedName(name); err != nil {
-			s.log.Warn("local: skipping listed name", zap.String("dir", dir), zap.Error(err))
+		if !e.Type().IsRegular() || !filestore.Listed(s.log, "local", dir, name) {
 			continue
 		}
 		info, err := e.Info()
@@ -120,7 +114,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 		}
 		out = append(out, filestore.FileInfo{Name: name, Size: info.Size(), ModTime: info.ModTime()})
 	}
-	slices.SortFunc(out, func(a, b filestore.FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	filestore.SortByName(out)
 	return out, nil
 }
 
@@ -165,31 +159,16 @@ func (s *Store) Open(ctx context.Context, name string, offset int64) (io.ReadClo
 		f.Close()
 		return nil, pathErr("open", name, err)
 	}
-	return &ctxReader{ctx: ctx, f: f}, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{filestore.ContextReader(ctx, f), f}, nil
 }
-
-// ctxReader ends the stream when ctx ends, as the Store contract says.
-type ctxReader struct {
-	ctx context.Context
-	f   *os.File
-}
-
-func (r *ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.f.Read(p)
-}
-
-func (r *ctxReader) Close() error { return r.f.Close() }
 
 func (s *Store) Write(ctx context.Context, name string, r io.Reader) (err error) {
-	n, err := filestore.CleanName(name)
+	n, err := filestore.CleanFileName("local write", name)
 	if err != nil {
 		return err
-	}
-	if n == "" {
-		return &filestore.PathError{Op: "local write", Name: name, Err: filestore.ErrBadName}
 	}
 	dir := path.Dir(n)
 	tmp := path.Join(dir, filestore.TempName())
@@ -203,7 +182,7 @@ func (s *Store) Write(ctx context.Context, name string, r io.Reader) (err error)
 			_ = s.root.Remove(tmp)
 		}
 	}()
-	if _, err = io.Copy(f, &ctxSource{ctx: ctx, r: r}); err != nil {
+	if _, err = io.Copy(f, filestore.ContextReader(ctx, r)); err != nil {
 		return pathErr("write", name, err)
 	}
 	if err = f.Sync(); err != nil {
@@ -223,19 +202,6 @@ func (s *Store) Write(ctx context.Context, name string, r io.Reader) (err error)
 	return nil
 }
 
-// ctxSource stops a copy when ctx ends.
-type ctxSource struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxSource) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 func (s *Store) syncDir(dir string) error {
 	d, err := s.root.Open(dir)
 	if err != nil {
@@ -249,16 +215,9 @@ func (s *Store) syncDir(dir string) error {
 }
 
 func (s *Store) Move(ctx context.Context, src, dst string) error {
-	from, err := filestore.CleanName(src)
+	from, to, err := filestore.CleanMoveNames("local move", src, dst)
 	if err != nil {
 		return err
-	}
-	to, err := filestore.CleanName(dst)
-	if err != nil {
-		return err
-	}
-	if from == "" || to == "" {
-		return &filestore.PathError{Op: "local move", Name: src, Err: filestore.ErrBadName}
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -32,7 +32,6 @@ import (
 	"net/url"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"time"
 
@@ -218,19 +217,15 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 		}
 		for _, o := range page.Contents {
 			name := strings.TrimPrefix(aws.ToString(o.Key), p)
-			if name == "" || filestore.IsTempName(name) {
-				continue // the folder's own marker object
-			}
-			if err := filestore.CheckListedName(name); err != nil {
-				s.log.Warn("s3: skipping listed key", zap.String("dir", dir), zap.Error(err))
-				continue
+			if name == "" || !filestore.Listed(s.log, "s3", dir, name) {
+				continue // "": the folder's own marker object
 			}
 			out = append(out, filestore.FileInfo{
 				Name: name, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified), ETag: etag(o.ETag),
 			})
 		}
 	}
-	slices.SortFunc(out, func(a, b filestore.FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	filestore.SortByName(out)
 	return out, nil
 }
 
@@ -296,12 +291,9 @@ func (r *reader) Read(p []byte) (int, error) {
 func (r *reader) Close() error { return r.body.Close() }
 
 func (s *Store) Write(ctx context.Context, name string, body io.Reader) error {
-	n, err := filestore.CleanName(name)
+	n, err := filestore.CleanFileName("s3 write", name)
 	if err != nil {
 		return err
-	}
-	if n == "" {
-		return &filestore.PathError{Op: "s3 write", Name: name, Err: filestore.ErrBadName}
 	}
 	rs, ok := body.(io.ReadSeeker)
 	if !ok {
@@ -342,7 +334,7 @@ func (s *Store) spool(ctx context.Context, body io.Reader) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool upload: %w", err)
 	}
-	_, err = io.Copy(f, &ctxReader{ctx: ctx, r: body})
+	_, err = io.Copy(f, filestore.ContextReader(ctx, body))
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
@@ -352,18 +344,6 @@ func (s *Store) spool(ctx context.Context, body io.Reader) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // copySource is the x-amz-copy-source value: bucket and key, each path
@@ -377,16 +357,9 @@ func (s *Store) copySource(key string) string {
 }
 
 func (s *Store) Move(ctx context.Context, src, dst string) error {
-	from, err := filestore.CleanName(src)
+	from, to, err := filestore.CleanMoveNames("s3 move", src, dst)
 	if err != nil {
 		return err
-	}
-	to, err := filestore.CleanName(dst)
-	if err != nil {
-		return err
-	}
-	if from == "" || to == "" {
-		return &filestore.PathError{Op: "s3 move", Name: src, Err: filestore.ErrBadName}
 	}
 	bucket := aws.String(s.cfg.Bucket)
 	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: bucket, Key: aws.String(s.key(from))})

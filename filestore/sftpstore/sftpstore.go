@@ -261,17 +261,6 @@ func broken(err error) bool {
 	return true
 }
 
-// with runs f on a pooled connection.
-func (s *Store) with(ctx context.Context, f func(c *conn) error) error {
-	l, err := s.pool.Get(ctx)
-	if err != nil {
-		return err
-	}
-	err = f(l.C)
-	l.Release(err)
-	return err
-}
-
 func (s *Store) abs(clean string) string {
 	root := s.cfg.Root
 	if root == "" {
@@ -299,7 +288,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 		return nil, err
 	}
 	var out []filestore.FileInfo
-	err = s.with(ctx, func(c *conn) error {
+	err = s.pool.Do(ctx, func(c *conn) error {
 		entries, err := c.sftp.ReadDirContext(ctx, s.abs(d))
 		if err != nil {
 			// Listing a file rather than a folder: report it as no folder.
@@ -312,11 +301,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 		for _, e := range entries {
 			name := e.Name()
 			// Symbolic links are left out like other non-regular entries.
-			if !e.Mode().IsRegular() || filestore.IsTempName(name) {
-				continue
-			}
-			if err := filestore.CheckListedName(name); err != nil {
-				s.log.Warn("sftp: skipping listed name", zap.String("dir", dir), zap.Error(err))
+			if !e.Mode().IsRegular() || !filestore.Listed(s.log, "sftp", dir, name) {
 				continue
 			}
 			out = append(out, filestore.FileInfo{Name: name, Size: e.Size(), ModTime: e.ModTime()})
@@ -326,7 +311,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]filestore.FileInfo, err
 	if err != nil {
 		return nil, s.pathErr(ctx, "list", dir, err)
 	}
-	slices.SortFunc(out, func(a, b filestore.FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	filestore.SortByName(out)
 	return out, nil
 }
 
@@ -336,7 +321,7 @@ func (s *Store) Stat(ctx context.Context, name string) (filestore.FileInfo, erro
 		return filestore.FileInfo{}, err
 	}
 	var fi filestore.FileInfo
-	err = s.with(ctx, func(c *conn) error {
+	err = s.pool.Do(ctx, func(c *conn) error {
 		st, err := c.sftp.Stat(s.abs(n))
 		if err != nil {
 			return err
@@ -424,12 +409,9 @@ func (r *reader) Close() error {
 }
 
 func (s *Store) Write(ctx context.Context, name string, body io.Reader) error {
-	n, err := filestore.CleanName(name)
+	n, err := filestore.CleanFileName("sftp write", name)
 	if err != nil {
 		return err
-	}
-	if n == "" {
-		return &filestore.PathError{Op: "sftp write", Name: name, Err: filestore.ErrBadName}
 	}
 	final := s.abs(n)
 	tmp := path.Join(path.Dir(final), filestore.TempName())
@@ -478,25 +460,18 @@ func (s *Store) Write(ctx context.Context, name string, body io.Reader) error {
 func (s *Store) removeTemp(tmp string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 	defer cancel()
-	err := s.with(ctx, func(c *conn) error { return c.sftp.Remove(tmp) })
+	err := s.pool.Do(ctx, func(c *conn) error { return c.sftp.Remove(tmp) })
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("sftp: could not remove an abandoned upload", zap.String("path", tmp), zap.Error(err))
 	}
 }
 
 func (s *Store) Move(ctx context.Context, src, dst string) error {
-	from, err := filestore.CleanName(src)
+	from, to, err := filestore.CleanMoveNames("sftp move", src, dst)
 	if err != nil {
 		return err
 	}
-	to, err := filestore.CleanName(dst)
-	if err != nil {
-		return err
-	}
-	if from == "" || to == "" {
-		return &filestore.PathError{Op: "sftp move", Name: src, Err: filestore.ErrBadName}
-	}
-	err = s.with(ctx, func(c *conn) error {
+	err = s.pool.Do(ctx, func(c *conn) error {
 		if _, err := c.sftp.Lstat(s.abs(from)); err != nil {
 			return err
 		}
@@ -529,7 +504,7 @@ func (s *Store) MkdirAll(ctx context.Context, dir string) error {
 	if d == "" {
 		return nil
 	}
-	err = s.with(ctx, func(c *conn) error { return c.sftp.MkdirAll(s.abs(d)) })
+	err = s.pool.Do(ctx, func(c *conn) error { return c.sftp.MkdirAll(s.abs(d)) })
 	if err != nil {
 		return s.pathErr(ctx, "mkdir", dir, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +69,7 @@ func TestHostKeyChecked(t *testing.T) {
 
 	// A known_hosts file with another key for this address must refuse.
 	other := filepath.Join(t.TempDir(), "known_hosts")
-	line := "[127.0.0.1]:" + itoa(srv.Port) + " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+	line := "[127.0.0.1]:" + strconv.Itoa(srv.Port) + " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
 	if err := os.WriteFile(other, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func TestBadPasswordIsPermanentAndNotLeaked(t *testing.T) {
 	if !filestore.IsPermanent(err) {
 		t.Errorf("auth failure should be permanent: %v", err)
 	}
-	if contains(err.Error(), secret) {
+	if strings.Contains(err.Error(), secret) {
 		t.Errorf("error leaks the password: %v", err)
 	}
 }
@@ -159,8 +161,6 @@ func BenchmarkDownload(b *testing.B) {
 	defer s.Close()
 	storetest.BenchmarkDownload(b, s)
 }
-
-func itoa(i int) string { return fmtInt(i) }
 
 // Move relies on OpenSSH's plain rename refusing an existing target (the
 // check in Move is only a second line of defence). Prove the server does.

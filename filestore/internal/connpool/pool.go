@@ -194,3 +194,14 @@ func (p *Pool[C]) Close() error {
 	}
 	return nil
 }
+
+// Do runs f on a leased connection and releases it with f's outcome.
+func (p *Pool[C]) Do(ctx context.Context, f func(c C) error) error {
+	l, err := p.Get(ctx)
+	if err != nil {
+		return err
+	}
+	err = f(l.C)
+	l.Release(err)
+	return err
+}

@@ -90,7 +90,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			// The machine is shared: alternate the two sides and keep each
 			// side's best of IHR_BENCH_REPEAT rounds, so a burst of someone
 			// else's load does not decide the comparison.
-			var lgRate, wRate float64
+			var lgRate, wRate, lgCPU, wCPU float64
 			var rss int64
 			for b.Loop() {
 				for range envInt("IHR_BENCH_REPEAT", 2) {
@@ -103,6 +103,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 					}
 					api.Stop()
 					lgRate = max(lgRate, float64(rows)/lg.Elapsed.Seconds())
+					lgCPU = float64(lg.CPU.Microseconds()) / float64(rows)
 
 					api = harness.StartAPI(b, harness.APIOptions{Integrations: []string{"ERP-BENCH"}})
 					src, env := harness.NewSource(b, kind)
@@ -110,6 +111,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 						fmt.Sprintf("  rate_limit: 0\n  concurrency: %d\n", conc), file, rows)
 					api.Stop()
 					wRate = max(wRate, float64(rows)/r.Elapsed.Seconds())
+					wCPU = float64(r.CPU.Microseconds()) / float64(rows)
 					rss = max(rss, r.MaxRSS)
 				}
 			}
@@ -118,6 +120,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(wRate, "worker-rows/s")
 			b.ReportMetric(100*wRate/lgRate, "worker-%-of-loadgen")
 			b.ReportMetric(float64(rss)/(1<<20), "worker-peak-RSS-MiB")
+			// Client CPU per row: on a 2-core machine the client's CPU is
+			// taken from the server's, so it bounds the comparison.
+			b.ReportMetric(lgCPU, "loadgen-CPU-µs/row")
+			b.ReportMetric(wCPU, "worker-CPU-µs/row")
 			if wRate < 0.8*lgRate {
 				b.Logf("TARGET MISSED: worker at %.0f%% of ihr-loadgen (want >= 80%%)", 100*wRate/lgRate)
 			}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,6 +64,7 @@ func Binaries(t testing.TB) Bins {
 		}
 		for _, name := range []string{"ihr-api", "ihr-worker", "ihr-loadgen"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(build.dir, name), "github.com/ihr-tools/ihr/cmd/"+name)
+			cmd.Dir = moduleRoot() // a test binary may run from anywhere (go test -c)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				build.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
 				return
@@ -78,6 +80,15 @@ func Binaries(t testing.TB) Bins {
 		t.Fatal(build.err)
 	}
 	return build.bins
+}
+
+// moduleRoot is the repository root, two folders above this file.
+func moduleRoot() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "."
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // FreePort returns a loopback port that was free a moment ago.

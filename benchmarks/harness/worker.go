@@ -84,6 +84,8 @@ type Run struct {
 	// MaxRSS is the process's peak resident set (getrusage ru_maxrss,
 	// the same figure as /proc/PID/status VmHWM at exit), in bytes.
 	MaxRSS int64
+	// CPU is the process's user plus system time.
+	CPU time.Duration
 }
 
 // Exec runs bin with args and extra environment, waits at most timeout
@@ -118,6 +120,7 @@ func ExecTo(t testing.TB, timeout time.Duration, env []string, w io.Writer, bin 
 		t.Fatalf("%s %v: %v", bin, args, err)
 	}
 	r.Code = cmd.ProcessState.ExitCode()
+	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.MaxRSS = ru.Maxrss * 1024 // kilobytes on Linux
 	}

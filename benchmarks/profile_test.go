@@ -1,0 +1,68 @@
+package benchmarks_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/benchmarks/harness"
+	"github.com/ihr-tools/ihr/filestore/local"
+	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/state"
+)
+
+// BenchmarkPipelineInProcess is BenchmarkEndToEnd/store=local with the
+// worker's pipeline in the benchmark process (the same importer, client,
+// SQLite ledger and local store the CLI wires up, against the built ihr-api),
+// so -cpuprofile, -blockprofile and -mutexprofile show where the worker's
+// time goes:
+//
+//	go test ./benchmarks -run '^$' -bench PipelineInProcess -benchtime 1x \
+//	    -cpuprofile cpu.out -blockprofile block.out -mutexprofile mutex.out
+func BenchmarkPipelineInProcess(b *testing.B) {
+	rows := envInt("IHR_BENCH_ROWS", 100000)
+	conc := envInt("IHR_BENCH_CONCURRENCY", 8)
+	file := filepath.Join(b.TempDir(), "bench.csv")
+	if _, err := harness.WriteCSV(file, "W", rows); err != nil {
+		b.Fatal(err)
+	}
+	var rate float64
+	for b.Loop() {
+		b.StopTimer()
+		api := harness.StartAPI(b, harness.APIOptions{Integrations: []string{"ERP-BENCH"}})
+		src, _ := harness.NewSource(b, "local")
+		src.Put(b, "inbox/bench.csv", file)
+		client, err := apiclient.New(apiclient.Config{BaseURL: api.URL, APIKey: api.Key, RateLimit: -1}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ledger, err := state.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "state.db"), state.SQLiteOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		store, err := local.New(src.Local, zap.NewNop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		im := importer.New(importer.Config{Concurrency: conc}, importer.ClientAPI(client), ledger, nil, nil)
+		b.StartTimer()
+		start := time.Now()
+		sum, err := im.RunSource(context.Background(), importer.Source{Name: "bench", Store: store, Integration: "ERP-BENCH"})
+		el := time.Since(start)
+		b.StopTimer()
+		if err != nil || sum.Rows.Created != int64(rows) {
+			b.Fatalf("%+v %v", sum.Rows, err)
+		}
+		rate = float64(rows) / el.Seconds()
+		ledger.Close()
+		store.Close()
+		api.Stop()
+		b.StartTimer()
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(rate, "rows/s")
+}

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -50,43 +49,24 @@ func StartFTP(t testing.TB) *FTP {
 	}
 	// vsftpd's default secure_chroot_dir; the package creates it, but
 	// /var/run may be a fresh tmpfs.
-	if err := os.MkdirAll("/var/run/vsftpd/empty", 0o755); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
-	pw, err := ensureUser(ftpUser, true)
-	if err != nil {
-		t.Fatalf("testservers: ftp user: %v", err)
-	}
-	uid, gid, _, err := lookupUser(ftpUser)
-	if err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, os.MkdirAll("/var/run/vsftpd/empty", 0o755))
+	pw, _, root := userRoot(t, ftpUser, true, "ihr-ftp-*")
 
 	dir := t.TempDir()
-	f := &FTP{Host: "127.0.0.1", User: ftpUser, Password: pw, LogFile: filepath.Join(dir, "vsftpd.log")}
-	f.Root = filepath.Join(sharedDir(t, "ihr-ftp-*"), "root")
-	if err := os.Mkdir(f.Root, 0o755); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
-	if err := os.Chown(f.Root, uid, gid); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	f := &FTP{Host: "127.0.0.1", User: ftpUser, Password: pw, Root: root, LogFile: filepath.Join(dir, "vsftpd.log")}
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := writeSelfSigned(certFile, keyFile); err != nil {
 		t.Fatalf("testservers: certificate: %v", err)
 	}
 	f.CAFile = certFile
 
-	var p *proc
-	for attempt := 1; ; attempt++ {
-		f.Port = freePort(t)
-		f.Addr = net.JoinHostPort(f.Host, strconv.Itoa(f.Port))
+	srv := &server{name: "vsftpd", bin: bin, logFile: f.LogFile, args: func(port int) ([]string, error) {
 		lo := pasvRange()
 		conf := strings.Join([]string{
 			"listen=YES",
 			"listen_ipv6=NO",
 			"listen_address=127.0.0.1",
-			"listen_port=" + strconv.Itoa(f.Port),
+			"listen_port=" + strconv.Itoa(port),
 			"background=NO",
 			"anonymous_enable=NO",
 			"local_enable=YES",
@@ -130,23 +110,11 @@ func StartFTP(t testing.TB) *FTP {
 			"",
 		}, "\n")
 		cfg := filepath.Join(dir, "vsftpd.conf")
-		if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
-		p, err = startProc("vsftpd", f.LogFile, bin, []string{cfg}, os.Environ(), nil, syscall.SIGTERM)
-		if err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
-		err = waitReady(p, startTimeout, dialReady(f.Addr))
-		if err == nil {
-			break
-		}
-		p.stop()
-		if attempt < startAttempts && portClash(p.log()) {
-			continue
-		}
-		t.Fatalf("testservers: vsftpd on %s: %v\n--- vsftpd log ---\n%s", f.Addr, err, p.log())
-	}
+		return []string{cfg}, os.WriteFile(cfg, []byte(conf), 0o600)
+	}}
+	p, port, err := srv.start(0)
+	must(t, err)
+	f.Port, f.Addr = port, net.JoinHostPort(f.Host, strconv.Itoa(port))
 	f.Stop = p.stop
 	t.Cleanup(p.stop)
 	return f

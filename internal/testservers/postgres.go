@@ -52,10 +52,17 @@ func Main(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	defer sharePostgres()()
+	return m.Run()
+}
+
+// sharePostgres makes StartPostgres share one cluster until the returned
+// function stops that cluster and ends the sharing.
+func sharePostgres() (stop func()) {
 	pgShared.mu.Lock()
 	pgShared.enabled = true
 	pgShared.mu.Unlock()
-	defer func() {
+	return func() {
 		pgShared.mu.Lock()
 		defer pgShared.mu.Unlock()
 		pgShared.enabled = false
@@ -63,8 +70,7 @@ func runMain(m *testing.M) int {
 			pgShared.pg.stop()
 			pgShared.pg = nil
 		}
-	}()
-	return m.Run()
+	}
 }
 
 // pgBinDir finds the directory with initdb and postgres: the newest
@@ -163,45 +169,34 @@ func startCluster(bindir string) (*Postgres, error) {
 		return nil, fmt.Errorf("initdb: %v\n--- initdb log ---\n%s", err, log)
 	}
 
-	for attempt := 1; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		pg.Port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		p, err := startProc("postgres", pg.LogFile, filepath.Join(bindir, "postgres"), []string{
-			"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(pg.Port), "-k", dir,
-			"-c", "listen_addresses=127.0.0.1",
-			// Durability is worthless for a throw-away cluster; speed is not.
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=150",
-		}, env, cred, syscall.SIGINT) // SIGINT: fast shutdown
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		err = waitReady(p, startTimeout, func(ctx context.Context) error {
-			c, err := pgx.Connect(ctx, pg.DSN("postgres"))
-			if err != nil {
-				return err
+	srv := &server{name: "postgres", bin: filepath.Join(bindir, "postgres"), logFile: pg.LogFile,
+		env: env, cred: cred, stopSig: syscall.SIGINT, // SIGINT: fast shutdown
+		args: func(port int) ([]string, error) {
+			return []string{
+				"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir,
+				"-c", "listen_addresses=127.0.0.1",
+				// Durability is worthless for a throw-away cluster; speed is not.
+				"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+				"-c", "max_connections=150",
+			}, nil
+		},
+		ready: func(port int) func(ctx context.Context) error {
+			pg.Port = port
+			return func(ctx context.Context) error {
+				c, err := pgx.Connect(ctx, pg.DSN("postgres"))
+				if err != nil {
+					return err
+				}
+				defer c.Close(context.Background())
+				return c.QueryRow(ctx, "select current_setting('server_version_num')::int").Scan(&pg.version)
 			}
-			defer c.Close(context.Background())
-			return c.QueryRow(ctx, "select current_setting('server_version_num')::int").Scan(&pg.version)
-		})
-		if err == nil {
-			pg.p = p
-			return pg, nil
-		}
-		p.stop()
-		log := p.log()
-		if attempt < startAttempts && portClash(log) {
-			continue
-		}
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("postgres on 127.0.0.1:%d: %v\n--- postgres log ---\n%s", pg.Port, err, log)
+		},
 	}
+	if pg.p, _, err = srv.start(0); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return pg, nil
 }
 
 // stop stops the server and removes its files.

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 )
 
@@ -22,7 +21,7 @@ type S3 struct {
 	Port      int
 	LogFile   string
 
-	bin string
+	srv *server
 	mu  sync.Mutex
 	p   *proc
 }
@@ -42,50 +41,20 @@ func StartS3(t testing.TB) *S3 {
 		Bucket:    "ihr-test",
 		Root:      filepath.Join(dir, "root"),
 		LogFile:   filepath.Join(dir, "versitygw.log"),
-		bin:       bin,
 	}
+	s.srv = &server{name: "versitygw", bin: bin, logFile: s.LogFile, args: func(port int) ([]string, error) {
+		// The credentials go on the command line, not in the log.
+		return []string{"--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
+			"--port", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "--quiet", "posix", s.Root}, nil
+	}}
 	// A bucket is a directory under the backend root.
-	if err := os.MkdirAll(filepath.Join(s.Root, s.Bucket), 0o755); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
-	for attempt := 1; ; attempt++ {
-		s.Port = freePort(t)
-		err, clash := s.start()
-		if err == "" {
-			break
-		}
-		if attempt < startAttempts && clash {
-			continue
-		}
-		t.Fatalf("testservers: versitygw on port %d: %s", s.Port, err)
-	}
+	must(t, os.MkdirAll(filepath.Join(s.Root, s.Bucket), 0o755))
+	p, port, err := s.srv.start(0)
+	must(t, err)
+	s.Port, s.p = port, p
 	s.Endpoint = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
 	t.Cleanup(s.Stop)
 	return s
-}
-
-// start launches the gateway on s.Port and waits until it accepts
-// connections. On failure it returns the error with the log and whether the
-// failure looks like a port clash.
-func (s *S3) start() (errMsg string, clash bool) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
-	p, err := startProc("versitygw", s.LogFile, s.bin,
-		[]string{"--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
-			"--port", addr, "--quiet", "posix", s.Root},
-		// The credentials go on the command line, not in the log.
-		os.Environ(), nil, syscall.SIGTERM)
-	if err != nil {
-		return err.Error(), false
-	}
-	if err := waitReady(p, startTimeout, dialReady(addr)); err != nil {
-		p.stop()
-		log := p.log()
-		return err.Error() + "\n--- versitygw log ---\n" + log, portClash(log)
-	}
-	s.mu.Lock()
-	s.p = p
-	s.mu.Unlock()
-	return "", false
 }
 
 // Stop stops the gateway (idempotent). The files under Root stay until the
@@ -119,7 +88,11 @@ func (s *S3) Start(t testing.TB) {
 	if running {
 		return
 	}
-	if err, _ := s.start(); err != "" {
-		t.Fatalf("testservers: restart versitygw on port %d: %s", s.Port, err)
+	p, _, err := s.srv.start(s.Port)
+	if err != nil {
+		t.Fatalf("testservers: restart: %v", err)
 	}
+	s.mu.Lock()
+	s.p = p
+	s.mu.Unlock()
 }

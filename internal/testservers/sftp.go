@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,9 +56,7 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 	}
 	if isRoot() {
 		// The privilege-separation directory sshd insists on.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
+		must(t, os.MkdirAll("/run/sshd", 0o755))
 	}
 
 	dir := t.TempDir()
@@ -71,54 +68,30 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 	authKeys := filepath.Join(dir, "authorized_keys")
 
 	if opt.Password {
-		pw, err := ensureUser(sftpUser, false)
-		if err != nil {
-			t.Fatalf("testservers: sftp user: %v", err)
-		}
-		uid, gid, _, err := lookupUser(sftpUser)
-		if err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
-		s.User, s.Password = sftpUser, pw
-		shared := sharedDir(t, "ihr-sftp-*")
+		var shared string
+		s.User = sftpUser
+		s.Password, shared, s.Root = userRoot(t, sftpUser, false, "ihr-sftp-*")
 		// sshd reads authorized_keys as the user, who cannot enter
 		// t.TempDir (0700 root).
 		authKeys = filepath.Join(shared, "authorized_keys")
-		s.Root = filepath.Join(shared, "root")
-		if err := os.Mkdir(s.Root, 0o755); err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
-		if err := os.Chown(s.Root, uid, gid); err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
 	} else {
 		u, err := user.Current()
-		if err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
+		must(t, err)
 		s.User = u.Username
 		s.Root = filepath.Join(dir, "root")
-		if err := os.Mkdir(s.Root, 0o755); err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
+		must(t, os.Mkdir(s.Root, 0o755))
 	}
-
-	if err := os.WriteFile(authKeys, ssh.MarshalAuthorizedKey(userPub), 0o644); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, os.WriteFile(authKeys, ssh.MarshalAuthorizedKey(userPub), 0o644))
 
 	s.LogFile = filepath.Join(dir, "sshd.log")
-	var p *proc
-	for attempt := 1; ; attempt++ {
-		s.Port = freePort(t)
-		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+	pwAuth := "no"
+	if opt.Password {
+		pwAuth = "yes"
+	}
+	srv := &server{name: "sshd", bin: bin, logFile: s.LogFile, args: func(port int) ([]string, error) {
 		cfg := filepath.Join(dir, "sshd_config")
-		pwAuth := "no"
-		if opt.Password {
-			pwAuth = "yes"
-		}
 		conf := strings.Join([]string{
-			"Port " + strconv.Itoa(s.Port),
+			"Port " + strconv.Itoa(port),
 			"ListenAddress 127.0.0.1",
 			"HostKey " + filepath.Join(dir, "host_key"),
 			"AuthorizedKeysFile " + authKeys,
@@ -137,32 +110,17 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 			"LogLevel VERBOSE",
 			"",
 		}, "\n")
-		if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
-		var err error
-		p, err = startProc("sshd", s.LogFile, bin, []string{"-D", "-e", "-f", cfg}, os.Environ(), nil, syscall.SIGTERM)
-		if err != nil {
-			t.Fatalf("testservers: %v", err)
-		}
-		err = waitReady(p, startTimeout, dialReady(s.Addr))
-		if err == nil {
-			break
-		}
-		p.stop()
-		if attempt < startAttempts && portClash(p.log()) {
-			continue
-		}
-		t.Fatalf("testservers: sshd on %s: %v\n--- sshd log ---\n%s", s.Addr, err, p.log())
-	}
+		return []string{"-D", "-e", "-f", cfg}, os.WriteFile(cfg, []byte(conf), 0o600)
+	}}
+	p, port, err := srv.start(0)
+	must(t, err)
+	s.Port, s.Addr = port, net.JoinHostPort(s.Host, strconv.Itoa(port))
 	s.Stop = p.stop
 	t.Cleanup(p.stop)
 
 	s.KnownHostsFile = filepath.Join(dir, "known_hosts")
 	line := fmt.Sprintf("[%s]:%d %s", s.Host, s.Port, ssh.MarshalAuthorizedKey(hostPub))
-	if err := os.WriteFile(s.KnownHostsFile, []byte(line), 0o644); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, os.WriteFile(s.KnownHostsFile, []byte(line), 0o644))
 	return s
 }
 
@@ -171,23 +129,13 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 func writeKey(t testing.TB, path string) ssh.PublicKey {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, err)
 	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, err)
+	must(t, os.WriteFile(path, pem.EncodeToMemory(block), 0o600))
 	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
-	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644); err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, err)
+	must(t, os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644))
 	return sp
 }
 
@@ -197,24 +145,14 @@ func writeKey(t testing.TB, path string) ssh.PublicKey {
 func (s *SFTP) ClientConfig(t testing.TB) *ssh.ClientConfig {
 	t.Helper()
 	pem, err := os.ReadFile(s.KeyFile)
-	if err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, err)
 	signer, err := ssh.ParsePrivateKey(pem)
-	if err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
-	hk, err := knownHostsCallback(s.KnownHostsFile)
-	if err != nil {
-		t.Fatalf("testservers: %v", err)
-	}
+	must(t, err)
+	hk, err := knownhosts.New(s.KnownHostsFile)
+	must(t, err)
 	auth := []ssh.AuthMethod{ssh.PublicKeys(signer)}
 	if s.Password != "" {
 		auth = []ssh.AuthMethod{ssh.Password(s.Password)}
 	}
 	return &ssh.ClientConfig{User: s.User, Auth: auth, HostKeyCallback: hk, Timeout: 10 * time.Second}
-}
-
-func knownHostsCallback(file string) (ssh.HostKeyCallback, error) {
-	return knownhosts.New(file)
 }

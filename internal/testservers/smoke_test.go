@@ -38,6 +38,11 @@ func TestSFTPKey(t *testing.T) {
 	if s.Password != "" {
 		t.Fatal("key variant must not have a password")
 	}
+	smokeSFTP(t, s, ssh.PublicKeys(userKey(t, s)))
+}
+
+func userKey(t *testing.T, s *SFTP) ssh.Signer {
+	t.Helper()
 	pemBytes, err := os.ReadFile(s.KeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +51,7 @@ func TestSFTPKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	smokeSFTP(t, s, ssh.PublicKeys(signer))
+	return signer
 }
 
 func TestSFTPPassword(t *testing.T) {
@@ -60,15 +65,7 @@ func TestSFTPPassword(t *testing.T) {
 
 	// The key works for the password user too.
 	cfg := s.ClientConfig(t)
-	pemBytes, err := os.ReadFile(s.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.ParsePrivateKey(pemBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(signer)}
+	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(userKey(t, s))}
 	conn, err := ssh.Dial("tcp", s.Addr, cfg)
 	if err != nil {
 		t.Fatalf("key auth for the password user: %v\n--- sshd log ---\n%s", err, tailFile(s.LogFile, 4<<10))
@@ -299,18 +296,7 @@ func TestPostgresShared(t *testing.T) {
 	if pgBinDir() == "" {
 		t.Skip("no PostgreSQL")
 	}
-	pgShared.mu.Lock()
-	pgShared.enabled = true
-	pgShared.mu.Unlock()
-	t.Cleanup(func() {
-		pgShared.mu.Lock()
-		defer pgShared.mu.Unlock()
-		pgShared.enabled = false
-		if pgShared.pg != nil {
-			pgShared.pg.stop()
-			pgShared.pg = nil
-		}
-	})
+	t.Cleanup(sharePostgres())
 	var a, b *Postgres
 	t.Run("first", func(t *testing.T) { a = StartPostgres(t); a.NewDatabase(t) })
 	t.Run("second", func(t *testing.T) {

@@ -116,16 +116,23 @@ func findGoTool(name string) string {
 
 func isRoot() bool { return os.Geteuid() == 0 }
 
-// freePort asks the kernel for a free loopback port. The port is free only
-// at this moment, so callers retry the start when the bind fails.
-func freePort(t testing.TB) int {
+// must ends the test on a setup error.
+func must(t testing.TB, err error) {
 	t.Helper()
+	if err != nil {
+		t.Fatalf("testservers: %v", err)
+	}
+}
+
+// freePort asks the kernel for a free loopback port. The port is free only
+// at this moment, so server.start retries when the bind fails.
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testservers: find a free port: %v", err)
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // randomHex returns n random bytes hex-encoded, for passwords and keys.
@@ -250,6 +257,67 @@ func waitReady(p *proc, deadline time.Duration, ready func(ctx context.Context) 
 		case <-p.done:
 		case <-time.After(delay):
 		}
+	}
+}
+
+// server says how to start one server process.
+type server struct {
+	name    string // in logs and errors: "sshd"
+	bin     string
+	logFile string              // stdout and stderr
+	env     []string            // nil: os.Environ()
+	cred    *syscall.Credential // nil: run as ourselves
+	stopSig syscall.Signal      // 0: SIGTERM
+	// args returns the command line for a server on port, writing any
+	// configuration file that names the port first.
+	args func(port int) ([]string, error)
+	// ready checks that the server on port serves; nil: the port accepts
+	// a TCP connection.
+	ready func(port int) func(ctx context.Context) error
+}
+
+// start starts srv on port and waits until it is ready. Port 0 picks a
+// free one, and a start that lost the race for it (another process bound
+// it between our probe and the server's bind) is retried on another. The
+// error carries the end of the server's log.
+func (srv *server) start(port int) (*proc, int, error) {
+	env, sig := srv.env, srv.stopSig
+	if env == nil {
+		env = os.Environ()
+	}
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	pick := port == 0
+	for attempt := 1; ; attempt++ {
+		if pick {
+			var err error
+			if port, err = freePort(); err != nil {
+				return nil, 0, err
+			}
+		}
+		args, err := srv.args(port)
+		if err != nil {
+			return nil, 0, err
+		}
+		p, err := startProc(srv.name, srv.logFile, srv.bin, args, env, srv.cred, sig)
+		if err != nil {
+			return nil, 0, err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ready := dialReady(addr)
+		if srv.ready != nil {
+			ready = srv.ready(port)
+		}
+		if err = waitReady(p, startTimeout, ready); err == nil {
+			return p, port, nil
+		}
+		p.stop()
+		log := p.log()
+		if pick && attempt < startAttempts && portClash(log) {
+			continue
+		}
+		return nil, 0, fmt.Errorf("%s on %s: %v\n--- %s log ---\n%s", srv.name, addr, err, srv.name, log)
 	}
 }
 

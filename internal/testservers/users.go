@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
 )
 
 // Local users the password-authenticated servers log in as. They are
@@ -35,6 +36,24 @@ func secretsDir() (string, error) {
 		return "", fmt.Errorf("%s is not a private directory of this user", d)
 	}
 	return d, nil
+}
+
+// userRoot makes sure the local user name exists (see ensureUser) and
+// gives it a fresh folder root inside a new directory shared (see
+// sharedDir, made from pattern) that the user can enter.
+func userRoot(t testing.TB, name string, withHome bool, pattern string) (pw, shared, root string) {
+	t.Helper()
+	pw, err := ensureUser(name, withHome)
+	if err != nil {
+		t.Fatalf("testservers: user %s: %v", name, err)
+	}
+	uid, gid, _, err := lookupUser(name)
+	must(t, err)
+	shared = sharedDir(t, pattern)
+	root = filepath.Join(shared, "root")
+	must(t, os.Mkdir(root, 0o755))
+	must(t, os.Chown(root, uid, gid))
+	return pw, shared, root
 }
 
 // ensureUser makes sure the local user name exists and has a known

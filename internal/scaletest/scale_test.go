@@ -27,6 +27,9 @@ const (
 	nFiles      = 30
 	replicas    = 3
 	lease       = 4 * time.Second
+	// splitRows splits the larger files (about a third of the rows) into
+	// ranges the replicas share.
+	splitRows = 1000
 )
 
 func TestMain(m *testing.M) { testservers.Main(m) }
@@ -214,7 +217,8 @@ sources:
     known_hosts: %s
     integration: %s
     stable_for: 0s
-`, api.URL, api.APIKey, ledgerDSN, lease, sftp.User, sftp.Addr, sftp.Root, sftp.KeyFile, sftp.KnownHostsFile, integration)
+    split_rows: %d
+`, api.URL, api.APIKey, ledgerDSN, lease, sftp.User, sftp.Addr, sftp.Root, sftp.KeyFile, sftp.KnownHostsFile, integration, splitRows)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -258,12 +262,14 @@ sources:
 		}
 	}()
 
-	// Kill replica 0 once it is well inside a file: it holds the claim,
-	// has dispatched rows, and has rows left to send.
+	// Kill replica 0 once it is well inside a range of a split file (or,
+	// if it never is, inside a whole file): it holds the claim, has
+	// dispatched rows, and has rows left to send.
 	victim := reps[0]
-	var killedFile string
+	var killedFile, killedWhere string
 	var killedMark, killedRows int64
 	deadline := time.Now().Add(90 * time.Second)
+	var busySince time.Time
 	for killedFile == "" {
 		// Let a few files finish first, so the kill lands in a busy
 		// steady state rather than at start-up.
@@ -275,20 +281,31 @@ sources:
 			t.Fatal("replica 0 never got well inside a file")
 		}
 		if pid := victim.currentPid(); pid != 0 && done >= 4 {
-			var name string
+			if busySince.IsZero() {
+				busySince = time.Now()
+			}
+			owner := fmt.Sprint(pid)
+			var name, where string
 			var mark, rows int64
-			err := db.QueryRow(ctx, `SELECT name, dispatch_mark, rows FROM ihr_worker_files
-				WHERE owner LIKE '%:' || $1::text || ':%' AND status = 'processing' AND dispatch_mark > 0
-				AND dispatch_mark < rows AND rows >= 300`, fmt.Sprint(pid)).Scan(&name, &mark, &rows)
+			err := db.QueryRow(ctx, `SELECT name, 'range ' || idx, dispatch_mark - first_row + 1, last_row - first_row + 1
+				FROM ihr_worker_ranges WHERE owner LIKE '%:' || $1::text || ':%' AND NOT done
+				AND dispatch_mark >= first_row AND dispatch_mark < last_row AND last_row - first_row >= 300`, owner).Scan(&name, &where, &mark, &rows)
+			if err != nil && time.Since(busySince) > 5*time.Second {
+				where = "whole file"
+				err = db.QueryRow(ctx, `SELECT name, dispatch_mark, rows FROM ihr_worker_files
+					WHERE owner LIKE '%:' || $1::text || ':%' AND status = 'processing' AND dispatch_mark > 0
+					AND dispatch_mark < rows AND rows >= 300`, owner).Scan(&name, &mark, &rows)
+			}
 			if err == nil {
 				if _, ok := victim.kill(); ok {
-					killedFile, killedMark, killedRows = name, mark, rows
+					killedFile, killedWhere, killedMark, killedRows = name, where, mark, rows
 				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("SIGKILLed replica 0 after %v in %s (dispatch mark %d of %d rows)", time.Since(start).Round(time.Millisecond), killedFile, killedMark, killedRows)
+	t.Logf("SIGKILLed replica 0 after %v in %s, %s (dispatch mark %d of %d rows)", time.Since(start).Round(time.Millisecond),
+		killedFile, killedWhere, killedMark, killedRows)
 
 	// The survivors go on until every file is done; the killed replica's
 	// file waits for its lease to expire, then one of them resumes it.
@@ -337,6 +354,17 @@ sources:
 	if runs != 1 {
 		t.Errorf("%s: run %d; the survivor should have resumed run 1, not started over", killedFile, runs)
 	}
+
+	// The larger files were split and every range was finished; the
+	// report checks below hold for them as for the others.
+	var splitFiles, openRanges int
+	if err := db.QueryRow(ctx, `SELECT count(DISTINCT name), count(*) FILTER (WHERE NOT done) FROM ihr_worker_ranges`).Scan(&splitFiles, &openRanges); err != nil {
+		t.Fatal(err)
+	}
+	if splitFiles == 0 || openRanges != 0 {
+		t.Errorf("split files: %d, ranges not done: %d", splitFiles, openRanges)
+	}
+	t.Logf("%d files split into ranges of %d rows", splitFiles, splitRows)
 
 	// The replicas drew on one shared rate budget (api.rate_limit with a
 	// postgres:// state), keyed by a hash of the credential.

@@ -17,6 +17,13 @@
 // process are cleared when the next one opens the database; with PostgreSQL
 // they simply expire after their lease.
 //
+// Ranges. A large file's run may be split into ranges of rows (SplitFile,
+// under the file's claim); each range is then claimed, heartbeated and
+// released on its own (ClaimRange, HeartbeatRange, ReleaseRange), and its
+// writes (SetRangeMark, RecordRangeOutcomes) are fenced by the range's
+// claim, so several workers share one file without holding its claim.
+// Outcomes are stored under the file either way.
+//
 // Durability. Every method returns only once its transaction is durable.
 // Row outcomes are written in batches (RecordOutcomes) so one commit covers
 // many rows; the importer's dispatch high-water mark (SetDispatchMark) is

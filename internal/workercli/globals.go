@@ -1,6 +1,7 @@
 package workercli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/importer"
 )
 
 // globals are the flags every command shares and what they produce.
@@ -82,6 +84,35 @@ func (g *globals) loadConfig(fs *pflag.FlagSet) (*config.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// source looks up the source a --source flag names; an unknown name is a
+// usage error.
+func (g *globals) source(cfg *config.Config, name string) (*config.Source, error) {
+	s, ok := cfg.Source(name)
+	if !ok {
+		return nil, usageErr("--source: no source named %q in %s", name, g.configPath)
+	}
+	return s, nil
+}
+
+// runWorker builds the logger and worker of a command that runs once (run,
+// reprocess), with a progress bar on a terminal unless noProgress. done
+// closes the worker and flushes the logger.
+func (g *globals) runWorker(ctx context.Context, cfg *config.Config, noProgress bool) (w *worker, done func(), err error) {
+	log, err := g.newLogger(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	var prog importer.Observer
+	if !noProgress && isTerminal(g.st.Err) {
+		prog = newProgress(g.st.Err)
+	}
+	if w, err = newWorker(ctx, cfg, log, newMetrics(), prog); err != nil {
+		_ = log.Sync()
+		return nil, nil, err
+	}
+	return w, func() { w.Close(); _ = log.Sync() }, nil
 }
 
 // isTerminal reports whether w is an interactive terminal.

@@ -31,24 +31,15 @@ configuration error, 3 the source or the API unreachable.`,
 			if err != nil {
 				return err
 			}
-			s, ok := cfg.Source(source)
-			if !ok {
-				return usageErr("--source: no source named %q in %s", source, g.configPath)
-			}
-			log, err := g.newLogger(false)
+			s, err := g.source(cfg, source)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = log.Sync() }()
-			var prog importer.Observer
-			if isTerminal(g.st.Err) {
-				prog = newProgress(g.st.Err)
-			}
-			w, err := newWorker(cmd.Context(), cfg, log, newMetrics(), prog)
+			w, done, err := g.runWorker(cmd.Context(), cfg, false)
 			if err != nil {
 				return err
 			}
-			defer w.Close()
+			defer done()
 			ctx := cmd.Context()
 			sr := &sourceRun{Name: s.Name, URL: s.RedactedURL(), src: s}
 			store, err := w.store(ctx, s)

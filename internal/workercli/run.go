@@ -37,9 +37,9 @@ stopped).`,
 			}
 			var sources []*config.Source
 			if source != "" {
-				s, ok := cfg.Source(source)
-				if !ok {
-					return usageErr("--source: no source named %q in %s", source, g.configPath)
+				s, err := g.source(cfg, source)
+				if err != nil {
+					return err
 				}
 				sources = append(sources, s)
 			} else {
@@ -47,20 +47,11 @@ stopped).`,
 					sources = append(sources, &cfg.Sources[i])
 				}
 			}
-			log, err := g.newLogger(false)
+			w, done, err := g.runWorker(cmd.Context(), cfg, noProgress)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = log.Sync() }()
-			var prog importer.Observer
-			if !noProgress && isTerminal(g.st.Err) {
-				prog = newProgress(g.st.Err)
-			}
-			w, err := newWorker(cmd.Context(), cfg, log, newMetrics(), prog)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			defer done()
 			return g.finish(w.runOnce(cmd.Context(), sources))
 		},
 	}

@@ -32,8 +32,8 @@ rows of unfinished files that have no recorded outcome yet.`,
 				return err
 			}
 			if source != "" {
-				if _, ok := cfg.Source(source); !ok {
-					return usageErr("--source: no source named %q in %s", source, g.configPath)
+				if _, err := g.source(cfg, source); err != nil {
+					return err
 				}
 			}
 			return g.status(cmd.Context(), cfg, source)

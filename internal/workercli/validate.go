@@ -8,10 +8,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/local"
 	"github.com/ihr-tools/ihr/importer"
@@ -47,16 +49,11 @@ when the source cannot be reached.`,
 			if err != nil {
 				return err
 			}
-			s, ok := cfg.Source(source)
-			if !ok {
-				return usageErr("--source: no source named %q in %s", source, g.configPath)
+			s, err := g.source(cfg, source)
+			if err != nil {
+				return err
 			}
-			i := 0
-			for i = range cfg.Sources {
-				if cfg.Sources[i].Name == s.Name {
-					break
-				}
-			}
+			i := slices.IndexFunc(cfg.Sources, func(c config.Source) bool { return c.Name == s.Name })
 			if err := checkMapping(s, i); err != nil {
 				return err
 			}

@@ -268,15 +268,7 @@ func goodRows(prefix string, n int) string {
 // readReport parses a response report into its lines (header dropped).
 func readReport(t *testing.T, path string) [][]string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, path)
 	if len(rows) == 0 || strings.Join(rows[0], ",") != "row,external-id,document-type,document-id,action,result,record-id,http-status,message" {
 		t.Fatalf("report %s: bad header %v", path, rows)
 	}

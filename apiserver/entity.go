@@ -95,26 +95,19 @@ var (
 // and returns the row to print, or an error fail maps to a status.
 func (e *entity[T]) serve(s *Server, how single, act func(r *http.Request, id int64, body map[string]any) (*T, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		x, out, err := func() (*T, outputOpts, error) {
-			out, err := parseOutput(r.URL.Query())
-			if err != nil {
-				return nil, out, err
-			}
-			var id int64
-			if how.id {
-				if id, err = pathID(r); err != nil {
-					return nil, out, err
-				}
-			}
-			var body map[string]any
-			if how.body {
-				if body, err = s.readBody(w, r, e.root()); err != nil {
-					return nil, out, err
-				}
-			}
-			x, err := act(r, id, body)
-			return x, out, err
-		}()
+		out, err := parseOutput(r.URL.Query())
+		var id int64
+		if err == nil && how.id {
+			id, err = pathID(r)
+		}
+		var body map[string]any
+		if err == nil && how.body {
+			body, err = s.readBody(w, r, e.root())
+		}
+		var x *T
+		if err == nil {
+			x, err = act(r, id, body)
+		}
 		if err != nil {
 			s.fail(w, r, e.root(), err)
 			return

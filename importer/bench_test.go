@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,4 +120,81 @@ func TestLargeFileMemory(t *testing.T) {
 		}
 	}
 	t.Logf("%d rows (%d MB) in %v: %.0f rows/s, peak RSS %s", n, fi.Size()>>20, el.Round(time.Millisecond), float64(n)/el.Seconds(), hwm)
+}
+
+// slowAPI is fastAPI with a fixed latency per create, like a remote API
+// whose round trip, not its throughput, bounds one worker.
+type slowAPI struct {
+	fastAPI
+	latency time.Duration
+}
+
+func (a *slowAPI) Create(ctx context.Context, act record.Action, r *record.Record) (*record.Record, error) {
+	select {
+	case <-time.After(a.latency):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return a.fastAPI.Create(ctx, act, r)
+}
+
+// BenchmarkSplitWorkers: one op is one 6,000-row file split into 6 ranges,
+// taken by 1 or 3 workers sharing the ledger, against an API with 5 ms per
+// create and 4 calls in flight per worker. It shows what splitting buys
+// when round trips bound a worker: rows/s should grow with the workers.
+func BenchmarkSplitWorkers(b *testing.B) {
+	const rows = 6000
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
+			root := b.TempDir()
+			store, err := local.New(root, zap.NewNop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			ledger, err := state.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "state.db"), state.SQLiteOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ledger.Close()
+			api := &slowAPI{latency: 5 * time.Millisecond}
+			var ims []*importer.Importer
+			for w := range n {
+				ims = append(ims, importer.New(importer.Config{Owner: fmt.Sprintf("w%d", w), Concurrency: 4}, api, ledger, nil, nil))
+			}
+			src := importer.Source{Name: "bench", Store: store, SplitRows: rows / 6}
+			if err := os.MkdirAll(filepath.Join(root, "inbox"), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			total := 0
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				name := fmt.Sprintf("f%06d.csv", i)
+				content, _ := csvRows(fmt.Sprintf("B%d", i), 1, rows)
+				if err := os.WriteFile(filepath.Join(root, "inbox", name), []byte(content), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				var wg sync.WaitGroup
+				for w, im := range ims {
+					wg.Go(func() {
+						time.Sleep(time.Duration(w) * 5 * time.Millisecond) // w0 splits
+						for {
+							if _, err := im.RunSource(context.Background(), src); err != nil {
+								b.Error(err)
+								return
+							}
+							if f, err := ledger.File(context.Background(), "bench", name); err == nil && f.Status == state.Done {
+								return
+							}
+							time.Sleep(5 * time.Millisecond)
+						}
+					})
+				}
+				wg.Wait()
+				total += rows
+			}
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -94,6 +95,20 @@ func (g *globals) source(cfg *config.Config, name string) (*config.Source, error
 		return nil, usageErr("--source: no source named %q in %s", name, g.configPath)
 	}
 	return s, nil
+}
+
+// loadSource is the start of a command about one source (validate,
+// reprocess): --source is required, then the configuration and the source.
+func (g *globals) loadSource(cmd *cobra.Command, name string) (*config.Config, *config.Source, error) {
+	if err := requireFlags(cmd, "source"); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := g.loadConfig(cmd.Flags())
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := g.source(cfg, name)
+	return cfg, s, err
 }
 
 // runWorker builds the logger and worker of a command that runs once (run,

@@ -24,14 +24,7 @@ configuration error, 3 the source or the API unreachable.`,
 		Example: `  ihr-worker reprocess --config worker.yaml --source erp-invoices invoices-2024-06-01.csv`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireFlags(cmd, "source"); err != nil {
-				return err
-			}
-			cfg, err := g.loadConfig(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			s, err := g.source(cfg, source)
+			cfg, s, err := g.loadSource(cmd, source)
 			if err != nil {
 				return err
 			}

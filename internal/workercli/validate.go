@@ -42,14 +42,7 @@ when the source cannot be reached.`,
   ihr-worker validate --config worker.yaml --source erp-invoices inbox/invoices.csv --json`,
 		Args: exactArgs("PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireFlags(cmd, "source"); err != nil {
-				return err
-			}
-			cfg, err := g.loadConfig(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			s, err := g.source(cfg, source)
+			cfg, s, err := g.loadSource(cmd, source)
 			if err != nil {
 				return err
 			}

@@ -148,6 +148,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"missing env", strings.Replace(minimal, "api_key: k", "api_key: ${COUPA_API_KEY}", 1),
 			`w.yaml:3: api.api_key: environment variable COUPA_API_KEY is not set`},
 		{"bad duration", minimal + "    poll: 30\n", `w.yaml:8: sources[0].poll: invalid duration "30"`},
+		{"negative split", minimal + "    split_rows: -5\n", `sources[0].split_rows: must not be negative (0 = never split), got -5`},
 		{"bad bool", minimal + "    resolve_previous: maybe\n", `sources[0].resolve_previous: expected true or false`},
 		{"bad int", strings.Replace(minimal, "api_key: k", "api_key: k\n  concurrency: lots", 1), `api.concurrency: expected a whole number`},
 		{"missing url", strings.Replace(minimal, "  url: http://127.0.0.1:8080\n", "", 1), `api.url: is required`},

@@ -259,6 +259,9 @@ func (s *Source) validate(v *validator, p string) {
 	if s.StableFor < 0 {
 		v.add(p+".stable_for", "must not be negative, got %s", s.StableFor)
 	}
+	if s.SplitRows < 0 {
+		v.add(p+".split_rows", "must not be negative (0 = never split), got %d", s.SplitRows)
+	}
 	s.validateFolders(v, p)
 	s.validateMapping(v, p)
 }

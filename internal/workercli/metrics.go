@@ -179,6 +179,8 @@ func fileResult(s state.Status) string {
 		return "failed"
 	case state.Skipped:
 		return "skipped"
+	case state.Claimed:
+		return "elsewhere" // another live worker holds it
 	}
 	return "pending"
 }

@@ -163,8 +163,12 @@ func (g *globals) printSourceRun(s *sourceRun) {
 		g.say("%s: %v\n", s.Name, s.err)
 		return
 	}
-	g.say("%s: %d file(s): %d archived, %d failed, %d skipped, %d pending; rows: %d created, %d already recorded, %d invalid, %d failed\n",
-		s.Name, len(sum.Files), sum.Archived, sum.Rejected, sum.Skipped, sum.Pending,
+	elsewhere := ""
+	if sum.Elsewhere > 0 {
+		elsewhere = fmt.Sprintf(", %d held by another worker", sum.Elsewhere)
+	}
+	g.say("%s: %d file(s): %d archived, %d failed, %d skipped, %d pending%s; rows: %d created, %d already recorded, %d invalid, %d failed\n",
+		s.Name, len(sum.Files), sum.Archived, sum.Rejected, sum.Skipped, sum.Pending, elsewhere,
 		sum.Rows.Created, sum.Rows.AlreadyRecorded, sum.Rows.Invalid, sum.Rows.Failed)
 	for _, f := range sum.Files {
 		line := fmt.Sprintf("  %-8s %s (%d rows", fileResult(f.Status), f.Name, f.Rows)

@@ -32,7 +32,7 @@ func TestKill9Binary(t *testing.T) {
 	env = append(env, "K="+api.Key)
 
 	files := map[string][]string{}
-	for i, n := range []int{3000, 40, 40, 1500} {
+	for i, n := range []int{6000, 40, 40, 2000} {
 		name := fmt.Sprintf("crash-%d.csv", i)
 		content, ids := harness.CSV(fmt.Sprintf("K%d", i), n)
 		src.PutString(t, "inbox/"+name, content)

@@ -1,7 +1,7 @@
 // Command benchtable turns `go test -bench` output on stdin into the
-// Markdown table `make bench` prints and BENCHMARKS.md keeps: one row per
-// benchmark, one column per reported unit (ns/op, B/op and allocs/op are
-// left out; MB/s kept). The parse ratio against encoding/csv is derived
+// Markdown tables `make bench` prints and BENCHMARKS.md keeps: one table
+// per benchmark function, one row per sub-benchmark, one column per unit it
+// reports (ns/op, B/op and allocs/op are left out; MB/s kept). The parse ratio against encoding/csv is derived
 // when both BenchmarkEncodingCSV and BenchmarkParse are in the input.
 //
 //	go test ./benchmarks -run '^$' -bench . -benchtime 1x | go run ./benchmarks/cmd/benchtable
@@ -91,15 +91,47 @@ func write(w io.Writer, rows []*row, units []string) {
 		fmt.Fprintln(w, "benchtable: no benchmark results in the input")
 		return
 	}
-	fmt.Fprintf(w, "| benchmark | %s |\n|---|%s\n", strings.Join(units, " | "), strings.Repeat("---|", len(units)))
+	// Group by function (the name before the first "/"), in input order;
+	// the parse benchmarks share one table.
+	group := func(name string) string {
+		g, _, _ := strings.Cut(name, "/")
+		if g == "EncodingCSV" || g == "Parse" {
+			return "Parse"
+		}
+		return g
+	}
+	var order []string
+	members := map[string][]*row{}
 	for _, r := range rows {
-		cells := make([]string, len(units))
-		for i, u := range units {
-			if v, ok := r.values[u]; ok {
-				cells[i] = format(v)
+		g := group(r.name)
+		if _, ok := members[g]; !ok {
+			order = append(order, g)
+		}
+		members[g] = append(members[g], r)
+	}
+	for i, g := range order {
+		var cols []string
+		for _, u := range units {
+			for _, r := range members[g] {
+				if _, ok := r.values[u]; ok {
+					cols = append(cols, u)
+					break
+				}
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s |\n", r.name, strings.Join(cells, " | "))
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "| %s | %s |\n|---|%s\n", g, strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
+		for _, r := range members[g] {
+			cells := make([]string, len(cols))
+			for j, u := range cols {
+				if v, ok := r.values[u]; ok {
+					cells[j] = format(v)
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s |\n", r.name, strings.Join(cells, " | "))
+		}
 	}
 }
 

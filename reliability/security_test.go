@@ -172,7 +172,8 @@ func (s traversalStore) List(ctx context.Context, dir string) ([]filestore.FileI
 
 // TestPathTraversalNames gives the pipeline a listing with names that
 // climb out of the inbox or the store root, and a real file whose name
-// holds a backslash: only the honest file is processed; files the hostile
+// holds a backslash, and a symbolic link out of the root: only the honest
+// file is processed; files the hostile
 // names point at are neither read, posted, moved nor changed.
 func TestPathTraversalNames(t *testing.T) {
 	t.Parallel()
@@ -192,6 +193,10 @@ func TestPathTraversalNames(t *testing.T) {
 		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A symbolic link in the inbox to a file outside the root.
+	if err := os.Symlink(filepath.Join(parent, "outside.csv"), filepath.Join(root, "inbox", "link.csv")); err != nil {
+		t.Fatal(err)
 	}
 	ls, err := local.New(root, zap.NewNop())
 	if err != nil {
@@ -217,7 +222,7 @@ func TestPathTraversalNames(t *testing.T) {
 			t.Errorf("%s was moved or changed: %v", p, err)
 		}
 	}
-	for _, n := range []string{"escape.csv", "outside.csv", "archive.csv", `..\evil.csv`, "evil.csv", "passwd.csv"} {
+	for _, n := range []string{"escape.csv", "outside.csv", "archive.csv", `..\evil.csv`, "evil.csv", "passwd.csv", "link.csv"} {
 		checkServer(t, direct, n, nil)
 	}
 	if ents, _ := os.ReadDir(parent); len(ents) != 2 {

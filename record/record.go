@@ -144,18 +144,25 @@ func NormalizeKey(k string) string {
 // every depth, so the client reads Coupa's output and ours alike.
 func (r *Record) UnmarshalJSON(b []byte) error {
 	type plain Record
+	// Fast path, one decode: every key is already in its canonical spelling.
+	// An underscore key, or an element this package does not know, fails
+	// it, and only then are the keys rewritten.
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	var p plain
+	if err := d.Decode(&p); err == nil {
+		*r = Record(p)
+		return nil
+	}
 	nb, err := normalizeJSONKeys(b)
 	if err != nil {
 		return err
 	}
+	*r = Record{}
 	return json.Unmarshal(nb, (*plain)(r))
 }
 
 func normalizeJSONKeys(b []byte) ([]byte, error) {
-	// Fast path: nothing to rewrite.
-	if !bytes.ContainsRune(b, '_') {
-		return b, nil
-	}
 	var v any
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()

@@ -51,7 +51,10 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 		markers := map[string]bool{}
 		var names []string
 		for _, fi := range infos {
-			if filestore.IsTempName(fi.Name) || strings.HasPrefix(fi.Name, ".") {
+			// The stores already drop names that would escape the folder;
+			// checking again here keeps one faulty store from turning a
+			// hostile name into a claim and a failed pass on every run.
+			if !filestore.Listed(im.log, "importer", src.Folders.Inbox, fi.Name) || strings.HasPrefix(fi.Name, ".") {
 				continue
 			}
 			if isMarker(fi.Name) {

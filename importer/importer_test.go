@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/fixtures"
@@ -511,4 +512,28 @@ func TestResolvePreviousWithinOneFile(t *testing.T) {
 			t.Errorf("%s resolved=%v", r.ExternalID, r.Resolved)
 		}
 	}
+}
+
+// hostileLister adds names to every listing that a faulty store might let
+// through; the importer must pass over them, not claim them.
+type hostileLister struct{ filestore.Store }
+
+func (h hostileLister) List(ctx context.Context, dir string) ([]filestore.FileInfo, error) {
+	fis, err := h.Store.List(ctx, dir)
+	for _, n := range []string{"a\x00.csv", "../up.csv", "x/y.csv", "..", `c:\evil.csv`} {
+		fis = append(fis, filestore.FileInfo{Name: n, Size: 10, ModTime: time.Now().Add(-time.Hour)})
+	}
+	return fis, err
+}
+
+func TestHostileListedNamesAreSkipped(t *testing.T) {
+	e := newEnv(t)
+	content, ids := csvRows("H", 1, 3)
+	e.drop("good.csv", content)
+	e.src.Store = hostileLister{e.store}
+	sum := e.run()
+	if sum.Archived != 1 || len(sum.Files) != 1 || !sum.Clean() {
+		t.Fatalf("summary: %+v", sum)
+	}
+	e.exactlyOnce("good.csv", ids)
 }

@@ -190,7 +190,8 @@ func nullAPI(b *testing.B) string {
 // ledger, report and archive; `validate` parses, maps and validates the
 // file without the API. 10M rows run only through validate (posting 10M
 // rows takes too long for a benchmark; IHR_BENCH_RSS_RUN_10M=1 forces it).
-// Files are generated into a temp dir (10M rows ≈ 700 MB).
+// Files are generated into a temp dir (10M rows ≈ 700 MB;
+// IHR_BENCH_RSS_PAD=145 adds that many bytes a row: 10M rows ≈ 2 GB).
 func BenchmarkPeakRSS(b *testing.B) {
 	bins := harness.Binaries(b)
 	sizes := []int{10000, 1000000, 10000000}
@@ -212,7 +213,7 @@ func BenchmarkPeakRSS(b *testing.B) {
 			b.Run(fmt.Sprintf("rows=%d/%s", n, mode), func(b *testing.B) {
 				dir := b.TempDir()
 				file := filepath.Join(dir, "rss.csv")
-				size, err := harness.WriteCSV(file, "R", n)
+				size, err := harness.WritePaddedCSV(file, "R", n, envInt("IHR_BENCH_RSS_PAD", 0))
 				if err != nil {
 					b.Fatal(err)
 				}

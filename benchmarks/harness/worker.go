@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,14 @@ const Header = "external-id,document-type,document-id,status,contact-alert-type,
 // id i, Success or every 5th row Error, Functional, "message i"). It
 // returns the file's size.
 func WriteCSV(path, prefix string, n int) (int64, error) {
+	return WritePaddedCSV(path, prefix, n, 0)
+}
+
+// WritePaddedCSV is WriteCSV with pad extra bytes of text in every row's
+// response-message, to reach a file size (a 2 GB file of 10M rows) without
+// changing the number of rows.
+func WritePaddedCSV(path, prefix string, n, pad int) (int64, error) {
+	padding := strings.Repeat("x", pad)
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, err
@@ -44,6 +53,7 @@ func WriteCSV(path, prefix string, n int) (int64, error) {
 		b = append(b, status...)
 		b = append(b, ",Functional,message "...)
 		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, padding...)
 		b = append(b, '\r', '\n')
 		w.Write(b)
 	}

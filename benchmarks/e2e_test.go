@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ihr-tools/ihr/benchmarks/harness"
+	"github.com/ihr-tools/ihr/internal/binharness"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+func TestMain(m *testing.M) { binharness.Main(m) }
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -43,7 +43,7 @@ type summary struct {
 	ExitCode int `json:"exit_code"`
 }
 
-func parseSummary(b testing.TB, r harness.Run) summary {
+func parseSummary(b testing.TB, r binharness.Run) summary {
 	b.Helper()
 	var s summary
 	if err := json.Unmarshal([]byte(r.Stdout), &s); err != nil || len(s.Sources) != 1 {
@@ -55,14 +55,14 @@ func parseSummary(b testing.TB, r harness.Run) summary {
 // runWorker stages file in src's inbox and times `ihr-worker run` on it
 // (process start to exit: hashing, posting, report, archive). It fails
 // unless every row was created.
-func runWorker(b *testing.B, src *harness.Source, env []string, apiURL, apiKey, apiYAML, file string, rows int) harness.Run {
+func runWorker(b *testing.B, src *binharness.Source, env []string, apiURL, apiKey, apiYAML, file string, rows int) binharness.Run {
 	b.Helper()
-	bins := harness.Binaries(b)
+	bins := binharness.Binaries(b)
 	dir := b.TempDir()
 	src.Put(b, "inbox/bench.csv", file)
-	cfg := harness.WorkerConfig(b, dir, apiURL, "  api_key: ${BENCH_API_KEY}\n"+apiYAML, src, "")
+	cfg := binharness.WorkerConfig(b, dir, apiURL, "  api_key: ${BENCH_API_KEY}\n"+apiYAML, src, "")
 	env = append(env, "BENCH_API_KEY="+apiKey)
-	r := harness.Exec(b, 30*time.Minute, env, bins.Worker, "run", "--config", cfg, "--json", "--no-progress", "--log-level", "warn")
+	r := binharness.Exec(b, 30*time.Minute, env, bins.Worker, "run", "--config", cfg, "--json", "--no-progress", "--log-level", "warn")
 	s := parseSummary(b, r)
 	if r.Code != 0 || s.Sources[0].Summary.Rows.Created != rows {
 		b.Fatalf("worker exit %d: %+v\nstderr:\n%s", r.Code, s, r.Stderr)
@@ -81,10 +81,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 	rows := envInt("IHR_BENCH_ROWS", 100000)
 	conc := envInt("IHR_BENCH_CONCURRENCY", 8)
 	file := filepath.Join(b.TempDir(), "bench.csv")
-	if _, err := harness.WriteCSV(file, "W", rows); err != nil {
+	if _, err := binharness.WriteCSV(file, "W", rows); err != nil {
 		b.Fatal(err)
 	}
-	bins := harness.Binaries(b)
+	bins := binharness.Binaries(b)
 	for _, kind := range []string{"local", "sftp", "s3"} {
 		b.Run("store="+kind, func(b *testing.B) {
 			// The machine is shared: alternate the two sides and keep each
@@ -94,8 +94,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 			var rss int64
 			for b.Loop() {
 				for range envInt("IHR_BENCH_REPEAT", 2) {
-					api := harness.StartAPI(b, harness.APIOptions{Integrations: []string{"ERP-BENCH"}})
-					lg := harness.Exec(b, 30*time.Minute, []string{"IHR_LOADGEN_API_KEY=" + api.Key}, bins.Loadgen,
+					api := binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
+					lg := binharness.Exec(b, 30*time.Minute, []string{"IHR_LOADGEN_API_KEY=" + api.Key}, bins.Loadgen,
 						"--url", api.URL, "--rows", strconv.Itoa(rows), "--concurrency", strconv.Itoa(conc),
 						"--integration", "ERP-BENCH", "--filename", "loadgen.csv", "--json")
 					if lg.Code != 0 {
@@ -105,8 +105,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 					lgRate = max(lgRate, float64(rows)/lg.Elapsed.Seconds())
 					lgCPU = float64(lg.CPU.Microseconds()) / float64(rows)
 
-					api = harness.StartAPI(b, harness.APIOptions{Integrations: []string{"ERP-BENCH"}})
-					src, env := harness.NewSource(b, kind)
+					api = binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
+					src, env := binharness.NewSource(b, kind)
 					r := runWorker(b, src, env, api.URL, api.Key,
 						fmt.Sprintf("  rate_limit: 0\n  concurrency: %d\n", conc), file, rows)
 					api.Stop()
@@ -141,13 +141,13 @@ func BenchmarkCoupaBudget(b *testing.B) {
 	}
 	rows := envInt("IHR_BENCH_BUDGET_ROWS", 5000)
 	file := filepath.Join(b.TempDir(), "budget.csv")
-	if _, err := harness.WriteCSV(file, "B", rows); err != nil {
+	if _, err := binharness.WriteCSV(file, "B", rows); err != nil {
 		b.Fatal(err)
 	}
 	var secs, throttled float64
 	for b.Loop() {
-		api := harness.StartAPI(b, harness.APIOptions{RateLimit: 25, Burst: 20, Integrations: []string{"ERP-BENCH"}})
-		src, env := harness.NewSource(b, "local")
+		api := binharness.StartAPI(b, binharness.APIOptions{RateLimit: 25, Burst: 20, Integrations: []string{"ERP-BENCH"}})
+		src, env := binharness.NewSource(b, "local")
 		before := api.Statuses(b)["429"]
 		r := runWorker(b, src, env, api.URL, api.Key, "  rate_limit: 25\n  burst: 20\n  concurrency: 8\n", file, rows)
 		throttled = api.Statuses(b)["429"] - before
@@ -193,7 +193,7 @@ func nullAPI(b *testing.B) string {
 // Files are generated into a temp dir (10M rows ≈ 700 MB;
 // IHR_BENCH_RSS_PAD=145 adds that many bytes a row: 10M rows ≈ 2 GB).
 func BenchmarkPeakRSS(b *testing.B) {
-	bins := harness.Binaries(b)
+	bins := binharness.Binaries(b)
 	sizes := []int{10000, 1000000, 10000000}
 	if v := os.Getenv("IHR_BENCH_RSS_ROWS"); v != "" {
 		sizes = nil
@@ -213,18 +213,18 @@ func BenchmarkPeakRSS(b *testing.B) {
 			b.Run(fmt.Sprintf("rows=%d/%s", n, mode), func(b *testing.B) {
 				dir := b.TempDir()
 				file := filepath.Join(dir, "rss.csv")
-				size, err := harness.WritePaddedCSV(file, "R", n, envInt("IHR_BENCH_RSS_PAD", 0))
+				size, err := binharness.WritePaddedCSV(file, "R", n, envInt("IHR_BENCH_RSS_PAD", 0))
 				if err != nil {
 					b.Fatal(err)
 				}
-				var r harness.Run
+				var r binharness.Run
 				for b.Loop() {
-					src, env := harness.NewSource(b, "local")
+					src, env := binharness.NewSource(b, "local")
 					if mode == "validate" {
-						cfg := harness.WorkerConfig(b, b.TempDir(), "http://127.0.0.1:1", "  api_key: unused\n", src, "")
-						r = harness.ExecTo(b, time.Hour, env, io.Discard, bins.Worker, "validate", "--config", cfg, "--source", "bench", file)
+						cfg := binharness.WorkerConfig(b, b.TempDir(), "http://127.0.0.1:1", "  api_key: unused\n", src, "")
+						r = binharness.ExecTo(b, time.Hour, env, io.Discard, bins.Worker, "validate", "--config", cfg, "--source", "bench", file)
 						if r.Code != 0 {
-							b.Fatalf("validate exit %d:\n%s", r.Code, harness.Tail(r.Stderr, 2000))
+							b.Fatalf("validate exit %d:\n%s", r.Code, binharness.Tail(r.Stderr, 2000))
 						}
 						continue
 					}

@@ -9,9 +9,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/apiclient"
-	"github.com/ihr-tools/ihr/benchmarks/harness"
 	"github.com/ihr-tools/ihr/filestore/local"
 	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/internal/binharness"
 	"github.com/ihr-tools/ihr/state"
 )
 
@@ -27,14 +27,14 @@ func BenchmarkPipelineInProcess(b *testing.B) {
 	rows := envInt("IHR_BENCH_ROWS", 100000)
 	conc := envInt("IHR_BENCH_CONCURRENCY", 8)
 	file := filepath.Join(b.TempDir(), "bench.csv")
-	if _, err := harness.WriteCSV(file, "W", rows); err != nil {
+	if _, err := binharness.WriteCSV(file, "W", rows); err != nil {
 		b.Fatal(err)
 	}
 	var rate float64
 	for b.Loop() {
 		b.StopTimer()
-		api := harness.StartAPI(b, harness.APIOptions{Integrations: []string{"ERP-BENCH"}})
-		src, _ := harness.NewSource(b, "local")
+		api := binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
+		src, _ := binharness.NewSource(b, "local")
 		src.Put(b, "inbox/bench.csv", file)
 		client, err := apiclient.New(apiclient.Config{BaseURL: api.URL, APIKey: api.Key, RateLimit: -1}, nil)
 		if err != nil {

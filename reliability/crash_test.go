@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ihr-tools/ihr/benchmarks/harness"
+	"github.com/ihr-tools/ihr/internal/binharness"
 )
 
 // TestKill9Binary starts the built ihr-worker on a local source against
@@ -25,16 +25,16 @@ func TestKill9Binary(t *testing.T) {
 		t.Skip("kill -9 loop skipped in -short mode")
 	}
 	t.Parallel()
-	bins := harness.Binaries(t)
-	api := harness.StartAPI(t, harness.APIOptions{Integrations: []string{integration}})
-	src, env := harness.NewSource(t, "local")
-	cfg := harness.WorkerConfig(t, t.TempDir(), api.URL, "  api_key: ${K}\n  rate_limit: 0\n  concurrency: 4\n", src, "")
+	bins := binharness.Binaries(t)
+	api := binharness.StartAPI(t, binharness.APIOptions{Integrations: []string{integration}})
+	src, env := binharness.NewSource(t, "local")
+	cfg := binharness.WorkerConfig(t, t.TempDir(), api.URL, "  api_key: ${K}\n  rate_limit: 0\n  concurrency: 4\n", src, "")
 	env = append(env, "K="+api.Key)
 
 	files := map[string][]string{}
 	for i, n := range []int{6000, 40, 40, 2000} {
 		name := fmt.Sprintf("crash-%d.csv", i)
-		content, ids := harness.CSV(fmt.Sprintf("K%d", i), n)
+		content, ids := binharness.CSV(fmt.Sprintf("K%d", i), n)
 		src.PutString(t, "inbox/"+name, content)
 		files[name] = ids
 	}
@@ -46,9 +46,9 @@ func TestKill9Binary(t *testing.T) {
 	for round := 0; round < 30 && kills < 10; round++ {
 		cmd := exec.Command(bins.Worker, "run", "--config", cfg, "--no-progress", "--log-level", "warn")
 		cmd.Env = append(os.Environ(), env...)
-		var out harness.SyncBuffer
+		var out binharness.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		binharness.DieWithTest(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -70,9 +70,9 @@ func TestKill9Binary(t *testing.T) {
 	if kills < 5 {
 		t.Fatalf("only %d kills landed; the worker was too fast for the test", kills)
 	}
-	var last harness.Run
+	var last binharness.Run
 	for range 4 {
-		last = harness.Exec(t, 2*time.Minute, env, bins.Worker, "run", "--config", cfg, "--no-progress", "--log-level", "warn")
+		last = binharness.Exec(t, 2*time.Minute, env, bins.Worker, "run", "--config", cfg, "--no-progress", "--log-level", "warn")
 		if last.Code == 0 && len(src.Names(t, "inbox")) == 0 {
 			break
 		}

@@ -16,14 +16,14 @@ import (
 
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/apiserver/apitest"
-	"github.com/ihr-tools/ihr/benchmarks/harness"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/internal/binharness"
 	"github.com/ihr-tools/ihr/record"
 	"github.com/ihr-tools/ihr/state"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+func TestMain(m *testing.M) { binharness.Main(m) }
 
 const integration = "ERP-BENCH"
 
@@ -263,6 +263,6 @@ func (c *countingAPI) Create(ctx context.Context, a record.Action, r *record.Rec
 	return out, err
 }
 
-func rows(prefix string, n int) (string, []string) { return harness.CSV(prefix, n) }
+func rows(prefix string, n int) (string, []string) { return binharness.CSV(prefix, n) }
 
 func fmtName(kind, what string) string { return fmt.Sprintf("%s-%s.csv", kind, what) }

@@ -15,10 +15,10 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/ihr-tools/ihr/benchmarks/harness"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/local"
 	"github.com/ihr-tools/ihr/filestore/sftpstore"
+	"github.com/ihr-tools/ihr/internal/binharness"
 	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
@@ -35,9 +35,9 @@ func secret(prefix string) string {
 // validate, reports, the ledger file, the server's logs) for the secrets.
 func TestSecretsNeverLeak(t *testing.T) {
 	t.Parallel()
-	bins := harness.Binaries(t)
+	bins := binharness.Binaries(t)
 	oauthID, oauthSecret := "ihr-worker", secret("oauth-secret-")
-	api := harness.StartAPI(t, harness.APIOptions{OAuthID: oauthID, OAuthSecret: oauthSecret, Integrations: []string{integration}})
+	api := binharness.StartAPI(t, binharness.APIOptions{OAuthID: oauthID, OAuthSecret: oauthSecret, Integrations: []string{integration}})
 	sftp := testservers.StartSFTP(t, testservers.SFTPOptions{Password: true})
 	if sftp.Password == "" {
 		t.Fatal("the SFTP server has no password")
@@ -83,25 +83,25 @@ func TestSecretsNeverLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bad := harness.Header + "S-1,InvoiceHeader,abc,Success,Functional,x\r\nS-2,NoSuchType,2,Success,Functional,y\r\n"
+	bad := binharness.Header + "S-1,InvoiceHeader,abc,Success,Functional,x\r\nS-2,NoSuchType,2,Success,Functional,y\r\n"
 
 	var outputs []string
 	run := func(wantCode int, args ...string) {
 		t.Helper()
-		r := harness.Exec(t, 2*time.Minute, env, bins.Worker, append(args, "--log-level", "debug", "--log-format", "json")...)
+		r := binharness.Exec(t, 2*time.Minute, env, bins.Worker, append(args, "--log-level", "debug", "--log-format", "json")...)
 		outputs = append(outputs, fmt.Sprintf("$ ihr-worker %s\n%s\n%s", strings.Join(args, " "), r.Stdout, r.Stderr))
 		if wantCode >= 0 && r.Code != wantCode {
 			t.Errorf("ihr-worker %v: exit %d, want %d\n%s", args, r.Code, wantCode, r.Stderr)
 		}
 	}
-	good, _ := harness.CSV("SEC", 50)
+	good, _ := binharness.CSV("SEC", 50)
 	put("a-good.csv", good)
 	put("b-bad.csv", bad)
 	run(1, "run", "--config", keyCfg, "--json")
-	good2, _ := harness.CSV("SEC2", 50)
+	good2, _ := binharness.CSV("SEC2", 50)
 	put("c-oauth.csv", good2)
 	run(0, "run", "--config", oauthCfg, "--json")
-	good3, _ := harness.CSV("SEC3", 50) // not good's content: that would be skipped as a duplicate
+	good3, _ := binharness.CSV("SEC3", 50) // not good's content: that would be skipped as a duplicate
 	put("d-later.csv", good3)
 	run(3, "run", "--config", wrongKeyCfg, "--json")
 	run(3, "run", "--config", wrongPwCfg)
@@ -236,7 +236,7 @@ func TestPathTraversalNames(t *testing.T) {
 // reason, and touches nothing.
 func TestSFTPUnknownHostKeyRefused(t *testing.T) {
 	t.Parallel()
-	bins := harness.Binaries(t)
+	bins := binharness.Binaries(t)
 	sftp := testservers.StartSFTP(t, testservers.SFTPOptions{})
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -255,7 +255,7 @@ func TestSFTPUnknownHostKeyRefused(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(sftp.Root, "inbox"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	content, _ := harness.CSV("HK", 5)
+	content, _ := binharness.CSV("HK", 5)
 	if err := os.WriteFile(filepath.Join(sftp.Root, "inbox", "hk.csv"), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +266,8 @@ func TestSFTPUnknownHostKeyRefused(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := harness.Exec(t, 2*time.Minute, nil, bins.Worker, "run", "--config", cfg, "--no-progress")
-	t.Logf("exit %d: %s", r.Code, harness.Tail(r.Stderr, 600))
+	r := binharness.Exec(t, 2*time.Minute, nil, bins.Worker, "run", "--config", cfg, "--no-progress")
+	t.Logf("exit %d: %s", r.Code, binharness.Tail(r.Stderr, 600))
 	if r.Code != 3 {
 		t.Errorf("exit %d, want 3 (source unreachable)", r.Code)
 	}

@@ -12,155 +12,51 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/internal/binharness"
 	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+func TestMain(m *testing.M) { binharness.Main(m) }
 
-// binaries builds ihr-worker and ihr-api once per test process. With
-// IHR_E2E_API_BIN set, that ihr-api binary is used instead of a build.
-func binaries(t *testing.T) (worker, api string) {
+// apiKey is the ihr-api key; worker configurations read it from
+// E2E_API_KEY.
+const apiKey = "e2e-key"
+
+// startAPI starts the ihr-api binary (IHR_E2E_API_BIN, if set, instead of
+// a build) with the integrations created.
+func startAPI(t *testing.T, integrations ...string) *binharness.API {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "ihr-worker-e2e-")
-		if buildErr != nil {
-			return
-		}
-		pkgs := []string{"ihr-worker", "ihr-api"}
-		if os.Getenv("IHR_E2E_API_BIN") != "" {
-			pkgs = pkgs[:1]
-		}
-		for _, pkg := range pkgs {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/ihr-tools/ihr/cmd/"+pkg)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	api = filepath.Join(binDir, "ihr-api")
-	if b := os.Getenv("IHR_E2E_API_BIN"); b != "" {
-		api = b // a given ihr-api build, e.g. a released one
-	}
-	return filepath.Join(binDir, "ihr-worker"), api
+	return binharness.StartAPI(t, binharness.APIOptions{Key: apiKey, Integrations: integrations})
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// apiServer is a running ihr-api binary.
-type apiServer struct {
-	URL, Key string
-	client   *apiclient.Client
-}
-
-func startAPI(t *testing.T, integrations ...string) *apiServer {
-	t.Helper()
-	_, apiBin := binaries(t)
-	port := freePort(t)
-	key := "e2e-key"
-	dir := t.TempDir()
-	cmd := exec.Command(apiBin, "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--api-key", key, "--db", "sqlite:"+filepath.Join(dir, "api.db"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	dieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("ihr-api logs:\n%s", logs.String())
-		}
-	})
-	s := &apiServer{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Key: key}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		req, _ := http.NewRequest("GET", s.URL+"/api/integration_history_records?limit=1", nil)
-		req.Header.Set("X-COUPA-API-KEY", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ihr-api did not come up: %v\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	var err error
-	s.client, err = apiclient.New(apiclient.Config{BaseURL: s.URL, APIKey: key, RateLimit: -1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, code := range integrations {
-		s.createIntegration(t, code)
-	}
-	return s
-}
-
-func (s *apiServer) createIntegration(t *testing.T, code string) {
+func createIntegration(t *testing.T, api *binharness.API, code string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.client.CreateIntegration(ctx, &apiclient.Integration{Code: code, Name: code}); err != nil {
+	if _, err := api.Client().CreateIntegration(ctx, &apiclient.Integration{Code: code, Name: code}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // records returns every record of the server by external-id (counting
 // duplicates).
-func (s *apiServer) records(t *testing.T) map[string]int {
+func records(t *testing.T, api *binharness.API) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out := map[string]int{}
-	for r, err := range s.client.All(ctx, apiclient.NewQuery()) {
+	for r, err := range api.Client().All(ctx, apiclient.NewQuery()) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,10 +72,10 @@ type env struct {
 	dir    string
 	src    string // the source's root folder
 	config string
-	api    *apiServer
+	api    *binharness.API
 }
 
-func newEnv(t *testing.T, api *apiServer, sourceExtra string, apiExtra string) *env {
+func newEnv(t *testing.T, api *binharness.API, sourceExtra string, apiExtra string) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, src: filepath.Join(dir, "erp"), api: api}
@@ -227,21 +123,9 @@ type result struct {
 // worker runs the ihr-worker binary and waits for it.
 func (e *env) worker(args ...string) result {
 	e.t.Helper()
-	bin, _ := binaries(e.t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "E2E_API_KEY=e2e-key", "IHR_WORKER_CONFIG=")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("ihr-worker %v: %v", args, err)
-	}
-	return result{code, out.String(), errb.String()}
+	r := binharness.Exec(e.t, 60*time.Second, []string{"E2E_API_KEY=" + apiKey, "IHR_WORKER_CONFIG="},
+		binharness.Binary(e.t, "ihr-worker"), args...)
+	return result{r.Code, r.Stdout, r.Stderr}
 }
 
 func (r result) expect(t *testing.T, code int) result {
@@ -327,7 +211,7 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 		}
 	}
 	// Missing environment variable: the key that uses it is named.
-	bin, _ := binaries(t)
+	bin := binharness.Binary(t, "ihr-worker")
 	cmd := exec.Command(bin, "status", "--config", e.config)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, _ := cmd.CombinedOutput()
@@ -417,7 +301,7 @@ func TestRunExitCodes(t *testing.T) {
 	if !strings.Contains(r.stderr, "good.csv") || !strings.Contains(r.stderr, "failed/bad.csv") {
 		t.Errorf("status:\n%s", r.stderr)
 	}
-	if got := api.records(t); len(got) != 6 {
+	if got := records(t, api); len(got) != 6 {
 		t.Errorf("server has %d distinct records, want 6: %v", len(got), got)
 	}
 }
@@ -460,7 +344,7 @@ func TestReprocessValidateExport(t *testing.T) {
 
 	// reprocess: once the integration exists, the failed rows go through
 	// and the recorded ones are not posted again.
-	api.createIntegration(t, "ERP-LATER")
+	createIntegration(t, api, "ERP-LATER")
 	r = e.worker("reprocess", "--config", e.config, "--source", "erp", "mixed.csv", "--json").expect(t, 0)
 	var sum struct {
 		Sources []struct {
@@ -482,7 +366,7 @@ func TestReprocessValidateExport(t *testing.T) {
 		t.Error("mixed.csv not archived after reprocess")
 	}
 	e.worker("reprocess", "--config", e.config, "--source", "erp", "mixed.csv").expect(t, 0)
-	recs := api.records(t)
+	recs := records(t, api)
 	for i := 1; i <= 4; i++ {
 		if n := recs[fmt.Sprintf("R-%d", i)]; n != 1 {
 			t.Errorf("R-%d has %d records, want exactly 1", i, n)
@@ -531,13 +415,13 @@ func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 	os.WriteFile(e.config, bytes.Replace(cfg, []byte("rate_limit: 0"), []byte("rate_limit: 150\n  burst: 5"), 1), 0o600)
 	e.drop("first.csv", goodRows("F", 3))
 
-	bin, _ := binaries(t)
-	port := freePort(t)
+	bin := binharness.Binary(t, "ihr-worker")
+	port := binharness.FreePort(t)
 	cmd := exec.Command(bin, "serve", "--config", e.config, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))
-	cmd.Env = append(os.Environ(), "E2E_API_KEY=e2e-key")
-	var logs syncBuffer
+	cmd.Env = append(os.Environ(), "E2E_API_KEY="+apiKey)
+	var logs binharness.SyncBuffer
 	cmd.Stderr = &logs
-	dieWithTest(cmd)
+	binharness.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -636,14 +520,14 @@ func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 			t.Errorf("serve never processed %s", f)
 		}
 	}
-	before := api.records(t)
+	before := records(t, api)
 	if len(before) <= 3 || len(before) >= 3+big {
 		t.Fatalf("SIGTERM did not land mid-file: %d records", len(before))
 	}
 
 	// A run finishes the file; no row is lost or recorded twice.
 	r := e.worker("run", "--config", e.config, "--rate-limit", "0", "--json").expect(t, 0)
-	recs := api.records(t)
+	recs := records(t, api)
 	if len(recs) != 3+big {
 		t.Errorf("server has %d distinct records, want %d", len(recs), 3+big)
 	}
@@ -664,25 +548,6 @@ func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 	if !strings.Contains(r.stdout, `"archived": 1`) {
 		t.Errorf("run summary: %s", r.stdout)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine of exec and
-// the test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // mkdirOwned creates dir (and parents below root) owned like root, so the
@@ -777,7 +642,7 @@ sources:
 			t.Errorf("missing %s\n%s", p, r.stdout)
 		}
 	}
-	if got := api.records(t); len(got) != 9 {
+	if got := records(t, api); len(got) != 9 {
 		t.Errorf("server has %d records, want 9", len(got))
 	}
 

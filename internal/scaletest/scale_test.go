@@ -18,6 +18,7 @@ import (
 
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/apiserver/apitest"
+	"github.com/ihr-tools/ihr/internal/binharness"
 	"github.com/ihr-tools/ihr/internal/testservers"
 	"github.com/ihr-tools/ihr/state"
 )
@@ -32,18 +33,10 @@ const (
 	splitRows = 1000
 )
 
-func TestMain(m *testing.M) { testservers.Main(m) }
-
-// buildWorker builds cmd/ihr-worker, as deployed.
-func buildWorker(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ihr-worker")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/ihr-tools/ihr/cmd/ihr-worker")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ihr-worker: %v\n%s", err, out)
-	}
-	return bin
-}
+// binharness.Main, not testservers.Main: the one test starts a single
+// PostgreSQL cluster, so sharing one buys nothing, while the worker build
+// must be removed after the run.
+func TestMain(m *testing.M) { binharness.Main(m) }
 
 // dropFiles writes nFiles canonical CSV files of 100 to 5,000 rows into
 // inbox/ and returns each file's external-ids in row order. Sizes are
@@ -189,7 +182,7 @@ func TestThreeWorkersOneKilled(t *testing.T) {
 	if _, err := client.CreateIntegration(setup, &apiclient.Integration{Code: integration, Name: "ERP scale-out"}); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildWorker(t)
+	bin := binharness.Binary(t, "ihr-worker") // as deployed
 
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)

@@ -1,4 +1,4 @@
-package harness
+package binharness
 
 import (
 	"context"
@@ -66,7 +66,7 @@ func NewSource(t testing.TB, kind string) (*Source, []string) {
 			Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true, AccessKeyID: srv.AccessKey,
 			SecretAccessKey: srv.SecretKey, Timeout: 30 * time.Second}, zap.NewNop())
 	default:
-		t.Fatalf("harness: unknown store kind %q", kind)
+		t.Fatalf("binharness: unknown store kind %q", kind)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,15 @@
-// Package harness runs the project's commands as separate processes for
-// the end-to-end benchmarks and the reliability suite: it builds ihr-api,
-// ihr-worker and ihr-loadgen, starts ihr-api on a loopback port over a
-// fresh SQLite file, writes benchmark CSV files and runs the worker,
-// measuring wall time and peak RSS.
+// Package binharness runs the project's commands as separate processes
+// for the tests that need the real binaries (the end-to-end benchmarks,
+// the reliability suite, cmd/ihr-worker's end-to-end tests, the scale-out
+// test): it builds ihr-api, ihr-worker and ihr-loadgen, starts ihr-api on
+// a loopback port over a fresh SQLite file, writes benchmark CSV files and
+// runs the worker, measuring wall time and peak RSS.
 //
-// Binaries are built once per test binary into a temporary folder; call
-// Main from TestMain so the folder is removed afterwards.
-package harness
+// Each binary is built at most once per test binary, on first use, into a
+// temporary folder; call Main from TestMain so the folder is removed
+// afterwards. With IHR_E2E_API_BIN set, that ihr-api binary (e.g. a
+// released build) is used instead of building one.
+package binharness
 
 import (
 	"bufio"
@@ -35,51 +38,79 @@ type Bins struct {
 	API, Worker, Loadgen string
 }
 
-// The build is shared by every test of one test binary: linking three
-// commands costs seconds on the 2-core machine, and they do not change
-// during a run.
-var build struct {
-	once sync.Once
+// The builds are shared by every test of one test binary: linking a
+// command costs seconds on the 2-core machine, and they do not change
+// during a run. Each command is built on first use, so a test binary that
+// runs only the worker does not link ihr-loadgen.
+var builds struct {
+	mu   sync.Mutex
 	dir  string
-	bins Bins
+	bins map[string]*built
+}
+
+type built struct {
+	once sync.Once
+	path string
 	err  error
 }
 
 // Main runs the tests and then removes the built binaries.
 func Main(m *testing.M) {
 	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
+	builds.mu.Lock()
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
 	}
+	builds.mu.Unlock()
 	os.Exit(code)
 }
 
-// Binaries builds the three commands (once per process).
+// Binaries builds the three commands (each once per process).
 func Binaries(t testing.TB) Bins {
 	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "ihr-harness-")
-		if build.err != nil {
-			return
+	return Bins{API: Binary(t, "ihr-api"), Worker: Binary(t, "ihr-worker"), Loadgen: Binary(t, "ihr-loadgen")}
+}
+
+// Binary returns the path of the command cmd/NAME, building it on first
+// use; ihr-api is IHR_E2E_API_BIN when that is set.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	if p := os.Getenv("IHR_E2E_API_BIN"); p != "" && name == "ihr-api" {
+		return p
+	}
+	builds.mu.Lock()
+	if builds.dir == "" {
+		dir, err := os.MkdirTemp("", "ihr-binharness-")
+		if err != nil {
+			builds.mu.Unlock()
+			t.Fatal(err)
 		}
-		for _, name := range []string{"ihr-api", "ihr-worker", "ihr-loadgen"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(build.dir, name), "github.com/ihr-tools/ihr/cmd/"+name)
-			cmd.Dir = moduleRoot() // a test binary may run from anywhere (go test -c)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				build.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
-				return
-			}
-		}
-		build.bins = Bins{
-			API:     filepath.Join(build.dir, "ihr-api"),
-			Worker:  filepath.Join(build.dir, "ihr-worker"),
-			Loadgen: filepath.Join(build.dir, "ihr-loadgen"),
+		builds.dir, builds.bins = dir, map[string]*built{}
+	}
+	b := builds.bins[name]
+	if b == nil {
+		b = &built{path: filepath.Join(builds.dir, name)}
+		builds.bins[name] = b
+	}
+	builds.mu.Unlock()
+	b.once.Do(func() {
+		cmd := exec.Command("go", "build", "-o", b.path, "github.com/ihr-tools/ihr/cmd/"+name)
+		cmd.Dir = moduleRoot() // a test binary may run from anywhere (go test -c)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
 		}
 	})
-	if build.err != nil {
-		t.Fatal(build.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return build.bins
+	return b.path
+}
+
+// DieWithTest makes cmd's process die with the test binary (Linux
+// PR_SET_PDEATHSIG), so a test killed by its timeout leaves no server or
+// worker behind. It replaces cmd.SysProcAttr.
+func DieWithTest(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // moduleRoot is the repository root, two folders above this file.
@@ -123,6 +154,8 @@ func (s *SyncBuffer) String() string {
 
 // APIOptions configure an ihr-api process.
 type APIOptions struct {
+	// Key is the API key (default: a fresh random one).
+	Key       string
 	RateLimit float64 // --rate-limit (0: off)
 	Burst     int     // --burst
 	// OAuthID and OAuthSecret add an OAuth client.
@@ -147,17 +180,19 @@ type API struct {
 // then SIGKILL) at cleanup.
 func StartAPI(t testing.TB, opt APIOptions) *API {
 	t.Helper()
-	bins := Binaries(t)
+	bin := Binary(t, "ihr-api")
 	dir := t.TempDir()
-	a := &API{Key: "bench-key-" + strconv.FormatInt(time.Now().UnixNano(), 36), Logs: &SyncBuffer{},
-		DB: filepath.Join(dir, "api.db"), done: make(chan struct{})}
+	a := &API{Key: opt.Key, Logs: &SyncBuffer{}, DB: filepath.Join(dir, "api.db"), done: make(chan struct{})}
+	if a.Key == "" {
+		a.Key = "bench-key-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
 	port := FreePort(t)
 	a.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--db", "sqlite:" + a.DB}
 	if opt.RateLimit > 0 {
 		args = append(args, "--rate-limit", strconv.FormatFloat(opt.RateLimit, 'f', -1, 64), "--burst", strconv.Itoa(opt.Burst))
 	}
-	a.cmd = exec.Command(bins.API, args...)
+	a.cmd = exec.Command(bin, args...)
 	// Credentials through the environment, not argv, so they do not show
 	// in a process listing (the security test greps for them).
 	a.cmd.Env = append(os.Environ(), "IHR_API_KEYS="+a.Key)
@@ -165,7 +200,7 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 		a.cmd.Env = append(a.cmd.Env, "IHR_API_OAUTH_CLIENTS="+opt.OAuthID+":"+opt.OAuthSecret)
 	}
 	a.cmd.Stdout, a.cmd.Stderr = a.Logs, a.Logs
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	DieWithTest(a.cmd)
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

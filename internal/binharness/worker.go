@@ -1,4 +1,4 @@
-package harness
+package binharness
 
 import (
 	"bufio"
@@ -114,7 +114,7 @@ func ExecTo(t testing.TB, timeout time.Duration, env []string, w io.Writer, bin 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	DieWithTest(cmd)
 	var out, errb SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if w != nil {

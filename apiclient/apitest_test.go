@@ -405,3 +405,41 @@ func TestUserAgent(t *testing.T) {
 		t.Errorf("User-Agent %q", got)
 	}
 }
+
+// With CreateFields the server sends only what the caller keeps, and the
+// client still learns whether the server stores integration_filename.
+func TestRealServerCreateFields(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("strict=%v", strict), func(t *testing.T) {
+			var opts []apitest.Option
+			if strict {
+				opts = append(opts, apitest.WithStrict())
+			}
+			ts := apitest.Start(t, opts...)
+			cfg := Config{BaseURL: ts.URL, APIKey: ts.APIKey, RateLimit: -1, CreateFields: []string{"id"}}
+			c := mustNew(t, cfg)
+			ctx := context.Background()
+			got, err := c.Create(ctx, record.MarkExported, testRecord(1, "trim.csv"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ID == 0 || got.DocumentType != "" || got.ExternalID != "" {
+				t.Fatalf("answer not trimmed to the id: %+v", got)
+			}
+			wantFile, wantMode := "trim.csv", int32(filenameKept)
+			if strict {
+				wantFile, wantMode = "", filenameNotStored
+			}
+			if got.IntegrationFilename != wantFile || c.filenameStored.Load() != wantMode {
+				t.Fatalf("integration-filename %q, mode %d; want %q, %d", got.IntegrationFilename, c.filenameStored.Load(), wantFile, wantMode)
+			}
+			full, err := c.Show(ctx, got.ID)
+			if err != nil || full.ExternalID != "ERP-00001" || full.DocumentType != "InvoiceHeader" {
+				t.Fatalf("stored record: %+v %v", full, err)
+			}
+			if f, err := c.FindExisting(ctx, testRecord(1, "trim.csv")); err != nil || f == nil || f.ID != got.ID {
+				t.Fatalf("FindExisting after a trimmed create: %+v %v", f, err)
+			}
+		})
+	}
+}

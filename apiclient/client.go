@@ -29,6 +29,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,6 +37,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/ihr-tools/ihr/record"
 )
 
 // Defaults, from Coupa's documented limits where Coupa documents them.
@@ -110,6 +113,13 @@ type Config struct {
 	// lookup misses it and the re-send duplicates it. Default 2 s.
 	Settle time.Duration
 
+	// CreateFields trims Create's answers to these elements with Coupa's
+	// fields parameter (allowed on POST too), so neither side spends time
+	// on elements the caller drops: the worker keeps only the id. "id" and
+	// "integration-filename", which the client reads itself, are always
+	// asked for. Nil: whole records.
+	CreateFields []string
+
 	HTTPClient *http.Client // default: a pooled transport sized for concurrency
 	UserAgent  string       // default "ihr-worker/<module version>"
 	Observer   Observer     // optional metrics hook
@@ -130,6 +140,8 @@ type Client struct {
 	// (ours does unless strict; Coupa does not), so lookups use one query
 	// instead of two once known.
 	filenameStored atomic.Int32 // 0 unknown, 1 stored, 2 not stored
+
+	createQuery url.Values // fields= for Create, from Config.CreateFields
 }
 
 // New builds a Client. It makes no request.
@@ -184,6 +196,16 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		// posting churn through connections (and TIME_WAIT sockets).
 		t.MaxIdleConnsPerHost = 64
 		c.hc = &http.Client{Transport: t}
+	}
+	if len(cfg.CreateFields) > 0 {
+		fields := []string{"id", "integration-filename"}
+		for _, f := range cfg.CreateFields {
+			if f = record.NormalizeKey(f); !slices.Contains(fields, f) {
+				fields = append(fields, f)
+			}
+		}
+		b, _ := json.Marshal(fields) // strings always marshal
+		c.createQuery = url.Values{"fields": {string(b)}}
 	}
 	c.limiter = cfg.Limiter
 	if c.limiter == nil {

@@ -42,6 +42,7 @@ func (cl *Client) Create(ctx context.Context, action record.Action, r *record.Re
 	var found *record.Record
 	c := &call{
 		action: string(action), method: http.MethodPost, path: recordsPath + action.Path(), body: body,
+		query: cl.createQuery,
 		onUnknown: func(ctx context.Context) (bool, error) {
 			f, err := cl.FindExisting(ctx, r)
 			found = f

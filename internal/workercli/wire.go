@@ -50,6 +50,8 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 		Timeout:    cfg.API.Timeout,
 		MaxRetries: cfg.API.MaxRetries,
 		Observer:   obs,
+		// The ledger keeps only the record id of a create.
+		CreateFields: []string{"id"},
 	}
 	if lim != nil {
 		ac.Limiter = lim

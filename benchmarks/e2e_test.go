@@ -97,6 +97,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 					api := binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
 					lg := binharness.Exec(b, 30*time.Minute, []string{"IHR_LOADGEN_API_KEY=" + api.Key}, bins.Loadgen,
 						"--url", api.URL, "--rows", strconv.Itoa(rows), "--concurrency", strconv.Itoa(conc),
+						"--fields", `["id","integration-filename"]`, // what the worker asks for
 						"--integration", "ERP-BENCH", "--filename", "loadgen.csv", "--json")
 					if lg.Code != 0 {
 						b.Fatalf("ihr-loadgen exit %d:\n%s%s", lg.Code, lg.Stdout, lg.Stderr)

@@ -309,15 +309,8 @@ func (p *Postgres) queryFiles(ctx context.Context, what, where string, args ...a
 		return nil, fmt.Errorf("state: %s: %w", what, err)
 	}
 	defer rows.Close()
-	var out []File
-	for rows.Next() {
-		f, err := scanFile(rows)
-		if err != nil {
-			return nil, fmt.Errorf("state: %s: %w", what, err)
-		}
-		out = append(out, f)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanFile)
+	if err != nil {
 		return nil, fmt.Errorf("state: %s: %w", what, err)
 	}
 	return out, nil
@@ -495,25 +488,8 @@ func (p *Postgres) RowCounts(ctx context.Context, source, filename string, run i
 		return Counts{}, fmt.Errorf("state: row counts of %s/%s: %w", source, filename, err)
 	}
 	defer rows.Close()
-	var c Counts
-	for rows.Next() {
-		var r string
-		var n int64
-		if err := rows.Scan(&r, &n); err != nil {
-			return Counts{}, fmt.Errorf("state: row counts of %s/%s: %w", source, filename, err)
-		}
-		switch Result(r) {
-		case Created:
-			c.Created = n
-		case AlreadyRecorded:
-			c.AlreadyRecorded = n
-		case Invalid:
-			c.Invalid = n
-		case FailedRow:
-			c.Failed = n
-		}
-	}
-	if err := rows.Err(); err != nil {
+	c, err := countRows(rows)
+	if err != nil {
 		return Counts{}, fmt.Errorf("state: row counts of %s/%s: %w", source, filename, err)
 	}
 	return c, nil
@@ -580,15 +556,7 @@ func (p *Postgres) queryRanges(ctx context.Context, q interface {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Range
-	for rows.Next() {
-		g, err := scanPGRange(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return collect(rows, scanPGRange)
 }
 
 func scanPGRange(r scanner) (Range, error) {

@@ -248,6 +248,50 @@ const fileCols = `source, name, size, mtime, sha256, status, skip_reason, run, r
 
 type scanner interface{ Scan(...any) error }
 
+// resultRows is what database/sql's and pgx's result sets have in common,
+// so both ledgers read rows through one loop.
+type resultRows interface {
+	scanner
+	Next() bool
+	Err() error
+}
+
+// collect scans every row of rows with scan.
+func collect[T any](rows resultRows, scan func(scanner) (T, error)) ([]T, error) {
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// countRows reads (result, count) rows of a GROUP BY result query.
+func countRows(rows resultRows) (Counts, error) {
+	var c Counts
+	for rows.Next() {
+		var r string
+		var n int64
+		if err := rows.Scan(&r, &n); err != nil {
+			return Counts{}, err
+		}
+		switch Result(r) {
+		case Created:
+			c.Created = n
+		case AlreadyRecorded:
+			c.AlreadyRecorded = n
+		case Invalid:
+			c.Invalid = n
+		case FailedRow:
+			c.Failed = n
+		}
+	}
+	return c, rows.Err()
+}
+
 func scanFile(r scanner) (File, error) {
 	var f File
 	var mtime, lease, first, started, finished, updated int64
@@ -341,15 +385,8 @@ func (s *SQLite) queryFiles(ctx context.Context, what, q string, args ...any) ([
 		return nil, fmt.Errorf("state: %s: %w", what, err)
 	}
 	defer rows.Close()
-	var out []File
-	for rows.Next() {
-		f, err := scanFile(rows)
-		if err != nil {
-			return nil, fmt.Errorf("state: %s: %w", what, err)
-		}
-		out = append(out, f)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanFile)
+	if err != nil {
 		return nil, fmt.Errorf("state: %s: %w", what, err)
 	}
 	return out, nil
@@ -510,25 +547,11 @@ func (s *SQLite) RowCounts(ctx context.Context, source, filename string, run int
 		return Counts{}, fmt.Errorf("state: row counts of %s/%s: %w", source, filename, err)
 	}
 	defer rows.Close()
-	var c Counts
-	for rows.Next() {
-		var r string
-		var n int64
-		if err := rows.Scan(&r, &n); err != nil {
-			return Counts{}, fmt.Errorf("state: row counts of %s/%s: %w", source, filename, err)
-		}
-		switch Result(r) {
-		case Created:
-			c.Created = n
-		case AlreadyRecorded:
-			c.AlreadyRecorded = n
-		case Invalid:
-			c.Invalid = n
-		case FailedRow:
-			c.Failed = n
-		}
+	c, err := countRows(rows)
+	if err != nil {
+		return Counts{}, fmt.Errorf("state: row counts of %s/%s: %w", source, filename, err)
 	}
-	return c, rows.Err()
+	return c, nil
 }
 
 // rangeOwnedWhere fences writes to a range as ownedWhere does for files.
@@ -610,15 +633,8 @@ func (s *SQLite) queryRanges(ctx context.Context, q queryer, source, name string
 		return nil, fmt.Errorf("state: ranges of %s/%s: %w", source, name, err)
 	}
 	defer rows.Close()
-	var out []Range
-	for rows.Next() {
-		g, err := scanRange(rows)
-		if err != nil {
-			return nil, fmt.Errorf("state: ranges of %s/%s: %w", source, name, err)
-		}
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanRange)
+	if err != nil {
 		return nil, fmt.Errorf("state: ranges of %s/%s: %w", source, name, err)
 	}
 	return out, nil

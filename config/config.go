@@ -90,6 +90,13 @@ type Source struct {
 	AllowDuplicateContent bool          `yaml:"allow_duplicate_content"`
 	SplitRows             int           `yaml:"split_rows"` // > 0: split files above this many rows among workers (importer.Source.SplitRows)
 
+	// Encrypted, compressed and manifest-checked drops (config/unwrap.go).
+	Decrypt          *Decrypt       `yaml:"decrypt"`
+	Verify           *PublicKey     `yaml:"verify"`
+	EncryptReportsTo *PublicKey     `yaml:"encrypt_reports_to"`
+	Completeness     *Completeness  `yaml:"completeness"`
+	Decompression    *Decompression `yaml:"decompression"`
+
 	// SFTP (password also FTP/FTPS).
 	Password              Secret `yaml:"password"` // or password_file
 	KeyFile               string `yaml:"key_file" path:"true"`

@@ -83,9 +83,12 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 		for _, m := range markersOf(n) {
 			marked = marked || markers[m]
 		}
-		if marked || src.StableFor <= 0 {
+		switch {
+		case marked || (src.StableFor <= 0 && !src.RequireManifest):
 			ready = append(ready, fi)
-		} else {
+		case src.RequireManifest:
+			// Waits for its control file.
+		default:
 			waiting = append(waiting, fi)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/state"
+	"github.com/ihr-tools/ihr/unwrap"
 )
 
 // processFile runs one file, found at loc, whose original name is name.
@@ -148,7 +149,10 @@ func (im *Importer) firstPass(ctx context.Context, src Source, name, loc string)
 
 // scanFile is firstPass with its results spelled out.
 func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string) (sum string, rows int64, unique bool, fileErr, err error) {
-	rc, err := src.Store.Open(ctx, loc, 0)
+	rc, err := im.openContent(ctx, src, src.Store, name, loc)
+	if unwrap.IsFileError(err) {
+		return "", 0, false, fmt.Errorf("%s: %w", name, err), nil
+	}
 	if err != nil {
 		return "", 0, false, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, loc, err)
 	}
@@ -157,6 +161,20 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string) 
 	tee := io.TeeReader(rc, h)
 	ioErr := func(err error) error {
 		return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, loc, err)
+	}
+	if rc.Archive {
+		// Read whole: its signature and manifest are settled now.
+		if _, err := io.Copy(io.Discard, tee); unwrap.IsFileError(err) {
+			return "", 0, false, fmt.Errorf("%s: %w", name, err), nil
+		} else if err != nil {
+			return "", 0, false, nil, ioErr(err)
+		}
+		return hex.EncodeToString(h.Sum(nil)), 0, false, errArchive, nil
+	}
+	// A decryption, signature, decompression or completeness failure is
+	// the file's: it is rejected as a whole, before any row is posted.
+	wrapped := func(err error) (string, int64, bool, error, error) {
+		return "", 0, false, fmt.Errorf("%s: %w", name, err), nil
 	}
 	rd, perr := parse.NewReader(tee, src.Encoding, parse.Options{File: name})
 	switch {
@@ -184,6 +202,9 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string) 
 				break
 			}
 			var pe *parse.ParseError
+			if unwrap.IsFileError(err) {
+				return wrapped(err)
+			}
 			if err != nil && !errors.As(err, &pe) {
 				return "", 0, false, nil, ioErr(err)
 			}
@@ -200,13 +221,22 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string) 
 		}
 	case errors.Is(perr, parse.ErrUnknownEncoding):
 		return "", 0, false, nil, fmt.Errorf("importer: %s: %w", src.Name, perr)
+	case unwrap.IsFileError(perr):
+		return wrapped(perr)
 	case isFileError(perr):
 		fileErr = perr
 	default:
 		return "", 0, false, nil, ioErr(perr)
 	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
+	if _, err := io.Copy(io.Discard, tee); unwrap.IsFileError(err) {
+		return wrapped(err)
+	} else if err != nil {
 		return "", 0, false, nil, ioErr(err)
+	}
+	if fileErr == nil {
+		if err := rc.CheckRows(rows); err != nil {
+			return wrapped(err)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), rows, unique, fileErr, nil
 }
@@ -237,6 +267,10 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
 	pi, fileErr, err := im.firstPass(ctx, src, f.Name, loc)
+	archive := errors.Is(fileErr, errArchive)
+	if archive {
+		fileErr = nil
+	}
 	sum, rows := pi.sum, pi.rows
 	if errors.Is(err, filestore.ErrNotExist) {
 		return gone()
@@ -247,7 +281,7 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 
 	resume := f.Status == state.Processing && f.SHA256 == sum && f.Run > 0
 	var skip string
-	if !resume && fileErr == nil && !src.AllowDuplicateContent {
+	if !resume && fileErr == nil && !archive && !src.AllowDuplicateContent {
 		same, err := im.ledger.FilesByHash(ctx, src.Name, sum)
 		if err != nil {
 			return im.result(*f, err)
@@ -283,6 +317,8 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 		return im.rejectWhole(ctx, src, f, state.Failed, fileErr.Error(), exporter.Invalid)
 	case skip != "":
 		return im.rejectWhole(ctx, src, f, state.Skipped, skip, exporter.Failed)
+	case archive:
+		return im.runArchive(ctx, src, f)
 	}
 	switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
 	case err != nil:
@@ -323,13 +359,14 @@ func (im *Importer) rejectWhole(ctx context.Context, src Source, f *state.File, 
 		}
 		pw.CloseWithError(err)
 	}()
-	if err := src.Store.Write(ctx, rp, pr); err != nil {
+	rp, err := im.putReport(ctx, src, rp, pr)
+	if err != nil {
 		pr.CloseWithError(err)
 		return im.result(*f, fmt.Errorf("%w: %s: write %s: %w", ErrSourceUnavailable, src.Name, rp, err))
 	}
 	f.ReportPath = rp
 	im.log.Warn("file rejected", zap.String("source", src.Name), zap.String("file", f.Name), zap.String("reason", reason))
-	err := im.finish(ctx, src, f, status, state.Counts{}, reason)
+	err = im.finish(ctx, src, f, status, state.Counts{}, reason)
 	return im.result(*f, err)
 }
 
@@ -345,7 +382,7 @@ func (im *Importer) writeReport(ctx context.Context, src Source, f *state.File) 
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	werr := src.Store.Write(ctx, rp, pr)
+	rp, werr := im.putReport(ctx, src, rp, pr)
 	pr.CloseWithError(errUploadEnded)
 	gerr := <-done
 	switch {

@@ -108,7 +108,13 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		log.Error("source unavailable", zap.Error(err))
 		return sr
 	}
-	sum, err := w.imp.RunSource(ctx, importerSource(s, store))
+	src, err := importerSource(s, store)
+	if err != nil {
+		sr.err, sr.Error = err, err.Error()
+		log.Error("source keys", zap.Error(err))
+		return sr
+	}
+	sum, err := w.imp.RunSource(ctx, src)
 	sr.Summary = sum
 	if sr.Summary.Files == nil {
 		sr.Summary.Files = []importer.FileResult{}

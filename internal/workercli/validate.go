@@ -100,7 +100,11 @@ when the source cannot be reached.`,
 			}
 			// An importer without API or ledger: Validate uses neither.
 			imp := importer.New(importer.Config{}, nil, nil, log, nil)
-			res, err := imp.Validate(ctx, importerSource(s, store), store, name, out)
+			src, err := importerSource(s, store)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			res, err := imp.Validate(ctx, src, store, name, out)
 			if rf != nil {
 				if cerr := rf.Close(); cerr != nil && err == nil {
 					err = cerr

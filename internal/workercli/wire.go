@@ -17,6 +17,7 @@ import (
 	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/ratebudget"
 	"github.com/ihr-tools/ihr/state"
+	"github.com/ihr-tools/ihr/unwrap"
 )
 
 // worker is everything a pass needs, built once per command.
@@ -174,9 +175,26 @@ func mappingConfig(s *config.Source) mapping.Config {
 }
 
 // importerSource describes a configured source to the pipeline, on an
-// opened store.
-func importerSource(s *config.Source, store filestore.Store) importer.Source {
+// opened store. It fails when the source's OpenPGP keys cannot be loaded.
+func importerSource(s *config.Source, store filestore.Store) (importer.Source, error) {
+	keys, err := s.LoadKeys()
+	if err != nil {
+		return importer.Source{}, fmt.Errorf("source %s: %w", s.Name, err)
+	}
+	uw := unwrap.Config{Decrypt: keys.Decrypt, Verify: keys.Verify, Limits: s.Limits()}
+	requireManifest := false
+	if c := s.Completeness; c != nil {
+		requireManifest = c.Manifest == config.ManifestRequired
+		if c.Trailer != "" {
+			if uw.Trailer, err = unwrap.ParseTrailer(c.Trailer); err != nil {
+				return importer.Source{}, fmt.Errorf("source %s: %w", s.Name, err)
+			}
+		}
+	}
 	return importer.Source{
+		Unwrap:           uw,
+		RequireManifest:  requireManifest,
+		EncryptReportsTo: keys.ReportsTo,
 		Name:  s.Name,
 		Store: store,
 		Folders: importer.Folders{
@@ -190,7 +208,7 @@ func importerSource(s *config.Source, store filestore.Store) importer.Source {
 		ResolvePrevious:       s.ResolvePrevious,
 		AllowDuplicateContent: s.AllowDuplicateContent,
 		SplitRows:             int64(s.SplitRows),
-	}
+	}, nil
 }
 
 // storeLocation is where a name inside a source's store is, for humans:

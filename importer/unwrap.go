@@ -217,7 +217,6 @@ type entryStore struct {
 	mod     time.Time
 }
 
-
 func (s *entryStore) isVirtual(name string) bool {
 	d := path.Dir(name)
 	for _, v := range s.virtual {

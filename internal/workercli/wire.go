@@ -195,8 +195,8 @@ func importerSource(s *config.Source, store filestore.Store) (importer.Source, e
 		Unwrap:           uw,
 		RequireManifest:  requireManifest,
 		EncryptReportsTo: keys.ReportsTo,
-		Name:  s.Name,
-		Store: store,
+		Name:             s.Name,
+		Store:            store,
 		Folders: importer.Folders{
 			Inbox: s.Folders.Inbox, Archive: s.Folders.Archive, Failed: s.Folders.Failed, Reports: s.Folders.Reports,
 		},

@@ -183,20 +183,29 @@ func pgpError(err error, md *openpgp.MessageDetails) error {
 type pgpReader struct {
 	md  *openpgp.MessageDetails
 	cfg Config
+	end error // sticky: the message must not be read past its end
 }
 
 func (p *pgpReader) Read(b []byte) (int, error) {
-	n, err := p.md.UnverifiedBody.Read(b)
-	if err == nil {
-		return n, nil
+	if p.end != nil {
+		return 0, p.end
 	}
+	n, err := p.md.UnverifiedBody.Read(b)
+	if err != nil {
+		err = p.settle(err)
+		p.end = err
+	}
+	return n, err
+}
+
+func (p *pgpReader) settle(err error) error {
 	if err != io.EOF {
-		return n, pgpError(err, p.md)
+		return pgpError(err, p.md)
 	}
 	if verr := p.verdict(); verr != nil {
-		return n, verr
+		return verr
 	}
-	return n, io.EOF
+	return io.EOF
 }
 
 // verdict: the message was read whole; is its signature acceptable?

@@ -195,6 +195,9 @@ func (c *Content) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
+	if c.eof {
+		return 0, io.EOF
+	}
 	n, err := c.r.Read(p)
 	if err == io.EOF && !c.eof {
 		c.eof = true

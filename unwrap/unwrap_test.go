@@ -377,3 +377,22 @@ func (o oneByte) Read(p []byte) (int, error) {
 	}
 	return o.r.Read(p)
 }
+
+// TestReadPastEOF: readers (bufio, parsers) may call Read again after
+// io.EOF; a signed message must still end cleanly.
+func TestReadPastEOF(t *testing.T) {
+	k := newKeys(t, testservers.KeyCurve25519, testservers.KeyCurve25519, true)
+	msg := k.gpg.Encrypt([]byte(csvText), k.ihrUID, k.erpUID, k.erpPass, false)
+	c, err := unwrap.Open(bytes.NewReader(msg), unwrap.Config{Decrypt: k.decrypt, Verify: k.verify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(c); err != nil || string(got) != csvText {
+		t.Fatalf("%q %v", got, err)
+	}
+	for range 3 {
+		if n, err := c.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+			t.Fatalf("after EOF: %d %v", n, err)
+		}
+	}
+}

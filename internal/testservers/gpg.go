@@ -182,3 +182,12 @@ func (g *GPG) Sign(plain []byte, signer, signerPass string, armored bool, extra 
 func (g *GPG) Decrypt(msg []byte, passphrase string) ([]byte, error) {
 	return g.Try(msg, "--passphrase", passphrase, "-d")
 }
+
+// EncryptFile encrypts the file in for the recipient to into out,
+// streaming (for files too big to hold in memory); extra are more gpg
+// options, such as "--compress-algo", "none" for content that is already
+// compressed.
+func (g *GPG) EncryptFile(in, out, to string, extra ...string) {
+	g.t.Helper()
+	g.Run(nil, append(append([]string{"-r", to, "-o", out}, extra...), "-e", in)...)
+}

@@ -126,23 +126,6 @@ func (s *Source) validateUnwrap(v *validator, p string) {
 	if s.EncryptReportsTo != nil && s.EncryptReportsTo.PublicKeyFile == "" {
 		v.add(p+".encrypt_reports_to.public_key_file", "is required")
 	}
-	// The keys are loaded now, so a wrong path or passphrase is a
-	// configuration error, not a failed file later.
-	if d := s.Decrypt; d != nil && d.KeyFile != "" {
-		if _, err := s.loadDecrypt(); err != nil {
-			v.add(p+".decrypt.key_file", "%v", err)
-		}
-	}
-	if r := s.Verify; r != nil && r.PublicKeyFile != "" {
-		if _, err := loadPublic(r.PublicKeyFile, false); err != nil {
-			v.add(p+".verify.public_key_file", "%v", err)
-		}
-	}
-	if r := s.EncryptReportsTo; r != nil && r.PublicKeyFile != "" {
-		if _, err := loadPublic(r.PublicKeyFile, true); err != nil {
-			v.add(p+".encrypt_reports_to.public_key_file", "%v", err)
-		}
-	}
 	if c := s.Completeness; c != nil {
 		switch c.Manifest {
 		case "", ManifestOptional, ManifestRequired:

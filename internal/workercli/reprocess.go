@@ -41,7 +41,7 @@ configuration error, 3 the source or the API unreachable.`,
 			}
 			src, err := importerSource(s, store)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			fr, err := w.imp.Reprocess(ctx, src, args[0])
 			if errors.Is(err, importer.ErrNotFound) {

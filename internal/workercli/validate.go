@@ -102,7 +102,7 @@ when the source cannot be reached.`,
 			imp := importer.New(importer.Config{}, nil, nil, log, nil)
 			src, err := importerSource(s, store)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			res, err := imp.Validate(ctx, src, store, name, out)
 			if rf != nil {

@@ -175,11 +175,12 @@ func mappingConfig(s *config.Source) mapping.Config {
 }
 
 // importerSource describes a configured source to the pipeline, on an
-// opened store. It fails when the source's OpenPGP keys cannot be loaded.
+// opened store. It fails (a usage error, exit 2) when the source's
+// OpenPGP keys cannot be loaded or unlocked.
 func importerSource(s *config.Source, store filestore.Store) (importer.Source, error) {
 	keys, err := s.LoadKeys()
 	if err != nil {
-		return importer.Source{}, fmt.Errorf("source %s: %w", s.Name, err)
+		return importer.Source{}, usageErr("source %s: %v", s.Name, err)
 	}
 	uw := unwrap.Config{Decrypt: keys.Decrypt, Verify: keys.Verify, Limits: s.Limits()}
 	requireManifest := false
@@ -187,7 +188,7 @@ func importerSource(s *config.Source, store filestore.Store) (importer.Source, e
 		requireManifest = c.Manifest == config.ManifestRequired
 		if c.Trailer != "" {
 			if uw.Trailer, err = unwrap.ParseTrailer(c.Trailer); err != nil {
-				return importer.Source{}, fmt.Errorf("source %s: %w", s.Name, err)
+				return importer.Source{}, usageErr("source %s: %v", s.Name, err)
 			}
 		}
 	}

@@ -435,3 +435,43 @@ func TestValidateDrops(t *testing.T) {
 	e.drop("short.csv.done", "rows=7")
 	check("short.csv", []byte(plain), state.Failed, "expects 7 data rows, found 6")
 }
+
+// TestArchiveResumes: a run over a zip stopped in its second entry
+// resumes with the entries not yet done; every row ends with exactly one
+// record and the archive moves once, at the end.
+func TestArchiveResumes(t *testing.T) {
+	e := newEnv(t)
+	e.src.Include = "*"
+	a, aIDs := csvRows("RA", 1, 40)
+	b, bIDs := csvRows("RB", 1, 40)
+	c, cIDs := csvRows("RC", 1, 40)
+	e.drop("resume.zip", string(zipped(t, [2]string{"a.csv", a}, [2]string{"b.csv", b}, [2]string{"c.csv", c})))
+	ctx, cancel := context.WithCancel(context.Background())
+	api := &countingAPI{API: e.api, onCreate: func(n int) {
+		if n == 55 {
+			cancel()
+		}
+	}}
+	e.api = api
+	sum, err := e.importer().RunSource(ctx, e.src)
+	if err == nil || sum.Pending != 1 || !e.exists("inbox/resume.zip") {
+		t.Fatalf("interrupted run: %+v %v", sum, err)
+	}
+	if f, err := e.ledger.File(context.Background(), "erp", "a.csv"); err != nil || f.Status != state.Done {
+		t.Fatalf("a.csv after the stop: %+v %v", f, err)
+	}
+	sum = e.run()
+	if sum.Archived != 1 || !e.exists("archive/resume.zip") || e.exists("inbox/resume.zip") {
+		t.Fatalf("resumed run: %+v", sum)
+	}
+	for name, ids := range map[string][]string{"a.csv": aIDs, "b.csv": bIDs, "c.csv": cIDs} {
+		e.exactlyOnce(name, ids)
+		ls := e.report("resume.zip/" + strings.TrimSuffix(name, ".csv") + ".response.csv")
+		if r := results(ls); len(ls) != 40 || r["created"]+r["already-recorded"] != 40 {
+			t.Errorf("%s report: %v", name, r)
+		}
+	}
+	if creates, _ := api.counts(); creates != 120 {
+		t.Errorf("%d creates for 120 rows", creates)
+	}
+}

@@ -204,32 +204,34 @@ func parseQuery(res *resource, d dialect, vals url.Values) (*listQuery, error) {
 			}
 			continue
 		}
-		// Rails' to_query writes a list as repeated key[]=v; the values
+		// Rails' to_query writes a list as repeated key[]=v: the values
 		// are the items of one in/not_in list, as a comma list would be.
-		base, isList := strings.CutSuffix(k, "[]")
-		if isList {
-			vs = []string{""}
-		}
-		for _, v := range vs {
-			var cond string
-			var args []any
-			var err error
-			if isList {
-				cond, args, err = parseCondition(res, d, base, v, vals[k])
-			} else {
-				cond, args, err = parseCondition(res, d, k, v, nil)
-			}
-			if err != nil {
+		if base, isList := strings.CutSuffix(k, "[]"); isList {
+			if err := q.add(parseCondition(res, d, base, "", vs)); err != nil {
 				return nil, err
 			}
-			q.where = append(q.where, cond)
-			q.args = append(q.args, args...)
-			if len(q.where) > maxConditions || len(q.args) > maxArgs {
-				return nil, qerr("too many conditions (at most %d, with %d values)", maxConditions, maxArgs)
+			continue
+		}
+		for _, v := range vs {
+			if err := q.add(parseCondition(res, d, k, v, nil)); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return q, nil
+}
+
+// add ANDs one parsed condition to the query, within the bounds.
+func (q *listQuery) add(cond string, args []any, err error) error {
+	if err != nil {
+		return err
+	}
+	q.where = append(q.where, cond)
+	q.args = append(q.args, args...)
+	if len(q.where) > maxConditions || len(q.args) > maxArgs {
+		return qerr("too many conditions (at most %d, with %d values)", maxConditions, maxArgs)
+	}
+	return nil
 }
 
 // splitKey splits "a[b][c]" into ["a","b","c"].

@@ -69,6 +69,7 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 			ClientID:     o.ClientID,
 			ClientSecret: o.ClientSecret.Reveal(),
 			Scopes:       o.Scopes,
+			AuthMethod:   o.AuthMethod,
 		}
 	}
 	c, err := apiclient.New(ac, log.Named("api"))

@@ -112,6 +112,9 @@ var migrations = []string{
 		updated_at INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (source, name, idx)
 	);`,
+	// 3: row fingerprints (issue: same name, new content). Outcomes
+	// stored before have none and are matched by LegacyMatch.
+	`ALTER TABLE row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';`,
 }
 
 // OpenSQLite opens (creating if needed) the ledger at path and brings its
@@ -475,11 +478,12 @@ func (s *SQLite) recordOutcomes(ctx context.Context, source, name string, outs [
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, ErrLeaseLost)
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO row_outcomes (source, filename, key, row, run, external_id,
-			document_type, document_id, action, result, record_id, http_status, message, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+			document_type, document_id, action, fingerprint, result, record_id, http_status, message, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (source, filename, key) DO UPDATE SET row=excluded.row, run=excluded.run,
 			external_id=excluded.external_id, document_type=excluded.document_type,
-			document_id=excluded.document_id, action=excluded.action, result=excluded.result,
+			document_id=excluded.document_id, action=excluded.action, fingerprint=excluded.fingerprint,
+			result=excluded.result,
 			record_id=excluded.record_id, http_status=excluded.http_status, message=excluded.message,
 			updated_at=excluded.updated_at`)
 	if err != nil {
@@ -488,7 +492,7 @@ func (s *SQLite) recordOutcomes(ctx context.Context, source, name string, outs [
 	defer stmt.Close()
 	for _, o := range outs {
 		if _, err := stmt.ExecContext(ctx, source, name, o.Key, o.Row, o.Run, o.ExternalID, o.DocumentType,
-			o.DocumentID, o.Action, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, ns(now)); err != nil {
+			o.DocumentID, o.Action, o.Fingerprint, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, ns(now)); err != nil {
 			return fmt.Errorf("state: record row %d of %s/%s: %w", o.Row, source, name, err)
 		}
 	}
@@ -513,7 +517,7 @@ func (s *SQLite) Outcomes(ctx context.Context, source, filename string, keys []s
 			args = append(args, k)
 		}
 		rows, err := s.db.QueryContext(ctx, `SELECT key, row, run, external_id, document_type, document_id, action,
-				result, record_id, http_status, message, updated_at
+				fingerprint, result, record_id, http_status, message, updated_at
 			FROM row_outcomes WHERE source=? AND filename=? AND key IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
@@ -523,7 +527,7 @@ func (s *SQLite) Outcomes(ctx context.Context, source, filename string, keys []s
 			var result string
 			var updated int64
 			if err := rows.Scan(&o.Key, &o.Row, &o.Run, &o.ExternalID, &o.DocumentType, &o.DocumentID, &o.Action,
-				&result, &o.RecordID, &o.HTTPStatus, &o.Message, &updated); err != nil {
+				&o.Fingerprint, &result, &o.RecordID, &o.HTTPStatus, &o.Message, &updated); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
 			}

@@ -155,11 +155,25 @@ type Outcome struct {
 	DocumentType string
 	DocumentID   string
 	Action       string
-	Result       Result
-	RecordID     int64
-	HTTPStatus   int
-	Message      string
-	UpdatedAt    time.Time
+	// Fingerprint is the hash of what the row posted (action and every
+	// element, see package importer): a row is already recorded only when
+	// its key and its fingerprint both match. Empty for outcomes written
+	// before fingerprints existed (ledger schema 2); see LegacyMatch.
+	Fingerprint string
+	Result      Result
+	RecordID    int64
+	HTTPStatus  int
+	Message     string
+	UpdatedAt   time.Time
+}
+
+// LegacyMatch reports whether an outcome stored without a fingerprint
+// (before the ledger kept them) was for a row with this external-id,
+// document type, document id and action: the elements such outcomes did
+// keep. It lets a ledger upgraded in place still recognise its old rows.
+func (o Outcome) LegacyMatch(externalID, documentType, documentID, action string) bool {
+	return o.Fingerprint == "" && o.ExternalID == externalID && o.DocumentType == documentType &&
+		o.DocumentID == documentID && o.Action == action
 }
 
 // RowKey is the key of a row without external-id.

@@ -187,7 +187,7 @@ func Run(t *testing.T, newLedger Factory) {
 		for i := int64(1); i <= 1000; i++ {
 			o := state.Outcome{Key: fmt.Sprintf("EXT-%d", i), Row: i, Run: 1, ExternalID: fmt.Sprintf("EXT-%d", i),
 				DocumentType: "InvoiceHeader", DocumentID: fmt.Sprint(i), Action: "create", Result: state.Created,
-				RecordID: 100 + i, HTTPStatus: 201}
+				RecordID: 100 + i, HTTPStatus: 201, Fingerprint: fmt.Sprintf("fp-%d", i)}
 			if i%10 == 0 {
 				o.Result, o.RecordID, o.HTTPStatus, o.Message = state.FailedRow, 0, 400, "Document type can't be blank"
 			}
@@ -211,19 +211,19 @@ func Run(t *testing.T, newLedger Factory) {
 		if o.Row != 10 || o.Result != state.FailedRow || o.HTTPStatus != 400 || o.Message == "" || o.Source != "src" || o.Filename != "a.csv" {
 			t.Fatalf("EXT-10 = %+v", o)
 		}
-		if o := got["EXT-7"]; o.RecordID != 107 || o.DocumentType != "InvoiceHeader" || o.DocumentID != "7" || o.Action != "create" || o.Run != 1 {
+		if o := got["EXT-7"]; o.RecordID != 107 || o.DocumentType != "InvoiceHeader" || o.DocumentID != "7" || o.Action != "create" || o.Run != 1 || o.Fingerprint != "fp-7" {
 			t.Fatalf("EXT-7 = %+v", o)
 		}
 		// Upsert: a later run retries the failed row and moves a key.
 		up := []state.Outcome{
-			{Key: "EXT-10", Row: 3, Run: 2, ExternalID: "EXT-10", Result: state.Created, RecordID: 999, HTTPStatus: 201},
+			{Key: "EXT-10", Row: 3, Run: 2, ExternalID: "EXT-10", Result: state.Created, RecordID: 999, HTTPStatus: 201, Fingerprint: "fp-new"},
 			{Key: state.RowKey(1001), Row: 1001, Run: 2, Result: state.Created, RecordID: 1000},
 		}
 		if err := l.RecordOutcomes(ctx, "src", "a.csv", "w1", up); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = l.Outcomes(ctx, "src", "a.csv", []string{"EXT-10", state.RowKey(1001)})
-		if got["EXT-10"].RecordID != 999 || got["EXT-10"].Row != 3 || got["EXT-10"].Run != 2 || got["EXT-10"].Message != "" || got[state.RowKey(1001)].RecordID != 1000 {
+		if got["EXT-10"].RecordID != 999 || got["EXT-10"].Row != 3 || got["EXT-10"].Run != 2 || got["EXT-10"].Message != "" || got["EXT-10"].Fingerprint != "fp-new" || got[state.RowKey(1001)].RecordID != 1000 {
 			t.Fatalf("after upsert: %+v", got)
 		}
 		if c, err := l.RowCounts(ctx, "src", "a.csv", 0); err != nil || c != (state.Counts{Created: 902, Failed: 99}) {

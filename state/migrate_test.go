@@ -64,6 +64,9 @@ func checkUpgraded(t *testing.T, l state.Ledger) {
 	if got["INV-1"].Fingerprint != "abc" || got["INV-1"].RecordID != 77 {
 		t.Fatalf("new outcome: %+v", got["INV-1"])
 	}
+	if rec, err := l.Recorded(ctx, "erp", "daily.csv", []string{"INV-1"}, []string{"abc"}); err != nil || rec["INV-1"] != 77 {
+		t.Fatalf("Recorded after upgrade: %v, %v", rec, err)
+	}
 }
 
 // TestSQLiteUpgradeInPlace: a ledger created by the schema-2 worker opens

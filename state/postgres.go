@@ -107,7 +107,15 @@ var pgMigrations = []string{
 		PRIMARY KEY (source, name, idx)
 	);`,
 	// 3: row fingerprints; outcomes stored before have none (LegacyMatch).
-	`ALTER TABLE ihr_worker_row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';`,
+	`ALTER TABLE ihr_worker_row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	CREATE TABLE ihr_worker_row_prints (
+		source TEXT NOT NULL,
+		filename TEXT NOT NULL,
+		key TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		record_id BIGINT NOT NULL,
+		PRIMARY KEY (source, filename, key, fingerprint)
+	);`,
 }
 
 // pgMigrateLock is the advisory lock key migrations take ("ihrw").
@@ -384,6 +392,12 @@ var pgRecordRangeSQL = pgRecordSQLFor(`SELECT 1 FROM ihr_worker_ranges WHERE sou
 func pgRecordSQLFor(held string) string {
 	return pgSQL(`WITH held AS (
 		` + held + `
+	), prints AS (
+		INSERT INTO ihr_worker_row_prints (source, filename, key, fingerprint, record_id)
+		SELECT DISTINCT ON (p.key, p.fp) $2::text, $3::text, p.key, p.fp, p.id
+		FROM unnest($5::text[], $16::text[], $13::bigint[], $12::text[]) AS p(key, fp, id, result)
+		WHERE EXISTS (SELECT 1 FROM held) AND p.fp <> '' AND p.result IN ('created', 'already-recorded')
+		ON CONFLICT DO NOTHING
 	)
 	INSERT INTO ihr_worker_row_outcomes AS o (source, filename, key, row, run, external_id,
 		document_type, document_id, action, result, record_id, http_status, message, fingerprint, updated_at)
@@ -478,6 +492,35 @@ func (p *Postgres) Outcomes(ctx context.Context, source, filename string, keys [
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
+	}
+	return out, nil
+}
+
+// Recorded implements Ledger.
+func (p *Postgres) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	ctx, cancel := p.op(ctx)
+	defer cancel()
+	rows, err := p.pool.Query(ctx, `SELECT r.key, r.record_id FROM ihr_worker_row_prints r
+		JOIN unnest($3::text[], $4::text[]) AS w(key, fp) ON r.key = w.key AND r.fingerprint = w.fp
+		WHERE r.source = $1 AND r.filename = $2`, source, filename, keys, fingerprints)
+	if err != nil {
+		return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var id int64
+		if err := rows.Scan(&k, &id); err != nil {
+			return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+		}
+		out[k] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
 	}
 	return out, nil
 }

@@ -114,7 +114,15 @@ var migrations = []string{
 	);`,
 	// 3: row fingerprints (issue: same name, new content). Outcomes
 	// stored before have none and are matched by LegacyMatch.
-	`ALTER TABLE row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';`,
+	`ALTER TABLE row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	CREATE TABLE row_prints (
+		source TEXT NOT NULL,
+		filename TEXT NOT NULL,
+		key TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		record_id INTEGER NOT NULL,
+		PRIMARY KEY (source, filename, key, fingerprint)
+	) WITHOUT ROWID;`,
 }
 
 // OpenSQLite opens (creating if needed) the ledger at path and brings its
@@ -490,10 +498,21 @@ func (s *SQLite) recordOutcomes(ctx context.Context, source, name string, outs [
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
 	}
 	defer stmt.Close()
+	prints, err := tx.PrepareContext(ctx, `INSERT INTO row_prints (source, filename, key, fingerprint, record_id)
+		VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
+	}
+	defer prints.Close()
 	for _, o := range outs {
 		if _, err := stmt.ExecContext(ctx, source, name, o.Key, o.Row, o.Run, o.ExternalID, o.DocumentType,
 			o.DocumentID, o.Action, o.Fingerprint, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, ns(now)); err != nil {
 			return fmt.Errorf("state: record row %d of %s/%s: %w", o.Row, source, name, err)
+		}
+		if o.Result.Recorded() && o.Fingerprint != "" {
+			if _, err := prints.ExecContext(ctx, source, name, o.Key, o.Fingerprint, o.RecordID); err != nil {
+				return fmt.Errorf("state: record row %d of %s/%s: %w", o.Row, source, name, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -538,6 +557,41 @@ func (s *SQLite) Outcomes(ctx context.Context, source, filename string, keys []s
 		rows.Close()
 		if err != nil {
 			return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
+		}
+	}
+	return out, nil
+}
+
+// Recorded implements Ledger.
+func (s *SQLite) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	const chunk = 200 // two parameters a pair, well under SQLite's limit
+	for len(keys) > 0 {
+		n := min(chunk, len(keys))
+		args := make([]any, 0, 2*n+2)
+		args = append(args, source, filename)
+		for i := range n {
+			args = append(args, keys[i], fingerprints[i])
+		}
+		keys, fingerprints = keys[n:], fingerprints[n:]
+		rows, err := s.db.QueryContext(ctx, `SELECT key, record_id FROM row_prints WHERE source=? AND filename=?
+			AND (key, fingerprint) IN (VALUES (?,?)`+strings.Repeat(",(?,?)", n-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+		}
+		for rows.Next() {
+			var k string
+			var id int64
+			if err := rows.Scan(&k, &id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+			}
+			out[k] = id
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
 		}
 	}
 	return out, nil

@@ -238,10 +238,18 @@ type Ledger interface {
 	SetDispatchMark(ctx context.Context, source, name, owner string, mark int64) error
 
 	// RecordOutcomes upserts a batch of row outcomes of file (source, name)
-	// in one transaction; owner must hold the file's claim.
+	// in one transaction; owner must hold the file's claim. Recorded
+	// outcomes with a fingerprint are also kept for Recorded.
 	RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error
-	// Outcomes returns the stored outcomes among keys, by key.
+	// Outcomes returns the stored outcomes among keys, by key: the last
+	// outcome of each.
 	Outcomes(ctx context.Context, source, filename string, keys []string) (map[string]Outcome, error)
+	// Recorded looks up rows by content: for each i it reports whether a
+	// record was ever made for keys[i] with fingerprints[i], whichever
+	// outcome came last, and returns those found as key → record id. (A
+	// row whose content came back after another drop changed it is the
+	// same row, already recorded.)
+	Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error)
 	// RowCounts counts a file's stored outcomes by result, only those
 	// written by run (run 0: all runs).
 	RowCounts(ctx context.Context, source, filename string, run int64) (Counts, error)

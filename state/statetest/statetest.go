@@ -236,6 +236,20 @@ func Run(t *testing.T, newLedger Factory) {
 		if other, _ := l.Outcomes(ctx, "src", "b.csv", keys[:5]); len(other) != 0 {
 			t.Fatalf("outcomes leaked to another file: %v", other)
 		}
+		// Content lookups: the first content of EXT-7 and EXT-10's new
+		// content were recorded; EXT-10's first attempt failed, and the
+		// upsert of EXT-10 did not forget what EXT-7 recorded.
+		rec, err := l.Recorded(ctx, "src", "a.csv", []string{"EXT-7", "EXT-10", "EXT-10", "EXT-8", "nope"},
+			[]string{"fp-7", "fp-10", "fp-new", "fp-other", "fp-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rec) != 2 || rec["EXT-7"] != 107 || rec["EXT-10"] != 999 {
+			t.Fatalf("Recorded = %v", rec)
+		}
+		if rec, _ := l.Recorded(ctx, "src", "b.csv", []string{"EXT-7"}, []string{"fp-7"}); len(rec) != 0 {
+			t.Fatalf("Recorded leaked to another file: %v", rec)
+		}
 	})
 
 	t.Run("ConcurrentWriters", func(t *testing.T) {

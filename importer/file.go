@@ -370,6 +370,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 	type line struct {
 		l   exporter.ReportLine
 		key string
+		it  item
 	}
 	chunk := make([]line, 0, im.cfg.Window)
 	var keys []string
@@ -387,8 +388,8 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 					l.Result, l.RecordID, l.HTTPStatus, l.Message = string(o.Result), o.RecordID, o.HTTPStatus, o.Message
 				case ok && o.Run == f.Run:
 					l.Result, l.Message = exporter.Invalid, fmt.Sprintf("duplicate external-id %q (first at row %d)", l.ExternalID, o.Row)
-				case ok && o.Result.Recorded():
-					l.Result, l.RecordID, l.Message = exporter.AlreadyRecorded, o.RecordID, "recorded by an earlier run"
+				case ok && o.Result.Recorded() && sameContent(o, ln.it):
+					l.Result, l.RecordID, l.Message = exporter.AlreadyRecorded, o.RecordID, "recorded by an earlier run with the same content"
 				default:
 					l.Result, l.Message = exporter.Failed, "row was not processed"
 				}
@@ -428,7 +429,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 				chunk = append(chunk, line{l: l})
 			} else {
 				k := state.Key(m.Record.ExternalID, int64(row.Number))
-				chunk = append(chunk, line{l: l, key: k})
+				chunk = append(chunk, line{l: l, key: k, it: item{row: int64(row.Number), key: k, fp: fingerprint(m), m: m}})
 				keys = append(keys, k)
 			}
 		}

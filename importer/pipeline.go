@@ -28,6 +28,7 @@ const ledgerTimeout = 30 * time.Second
 type item struct {
 	row int64
 	key string
+	fp  string // fingerprint(m)
 	m   mapping.Mapped
 }
 
@@ -223,7 +224,7 @@ dispatching:
 				invalid()
 				continue
 			}
-			it := item{row: int64(row.Number), key: state.Key(m.Record.ExternalID, int64(row.Number)), m: m}
+			it := item{row: int64(row.Number), key: state.Key(m.Record.ExternalID, int64(row.Number)), fp: fingerprint(m), m: m}
 			chunk = append(chunk, it)
 			keys = append(keys, it.key)
 		}
@@ -243,6 +244,25 @@ dispatching:
 			stop(err)
 			break
 		}
+		// A key whose last outcome is another content's may still have
+		// been recorded with this content by an older drop.
+		var pkeys, pfps []string
+		for _, it := range chunk {
+			if o, ok := outs[it.key]; ok && o.Run != f.Run && !(o.Result.Recorded() && sameContent(o, it)) {
+				pkeys, pfps = append(pkeys, it.key), append(pfps, it.fp)
+			}
+		}
+		var prior map[string]int64
+		if len(pkeys) > 0 {
+			lctx, cancel := context.WithTimeout(base, ledgerTimeout)
+			prior, err = im.ledger.Recorded(lctx, src.Name, f.Name, pkeys, pfps)
+			cancel()
+			if err != nil {
+				mu.Unlock()
+				stop(err)
+				break
+			}
+		}
 		for _, it := range chunk {
 			if r, ok := pending[it.key]; ok && r != it.row {
 				invalid() // duplicate of a row in flight
@@ -254,10 +274,14 @@ dispatching:
 				doneRows.Add(1) // checkpoint: done earlier in this run
 			case ok && o.Run == f.Run:
 				invalid() // duplicate of an earlier row of this file
-			case ok && o.Result.Recorded():
+			case ok && o.Result.Recorded() && sameContent(o, it):
 				pending[it.key] = it.row
 				direct = append(direct, outcome(f, it, state.AlreadyRecorded, o.RecordID, 0,
-					"recorded by an earlier run"))
+					"recorded by an earlier run with the same content"))
+			case prior[it.key] != 0:
+				pending[it.key] = it.row
+				direct = append(direct, outcome(f, it, state.AlreadyRecorded, prior[it.key], 0,
+					"recorded by an earlier run with the same content"))
 			default:
 				pending[it.key] = it.row
 				send = append(send, job{item: it, found: foundAs,
@@ -319,7 +343,7 @@ func outcome(f *state.File, it item, res state.Result, recordID int64, status in
 	o := state.Outcome{
 		Source: f.Source, Filename: f.Name, Key: it.key, Row: it.row, Run: f.Run,
 		ExternalID: it.m.Record.ExternalID, DocumentType: it.m.Record.DocumentType,
-		Action: string(it.m.Action), Result: res, RecordID: recordID, HTTPStatus: status, Message: msg,
+		Action: string(it.m.Action), Fingerprint: it.fp, Result: res, RecordID: recordID, HTTPStatus: status, Message: msg,
 	}
 	if it.m.Record.DocumentID != nil {
 		o.DocumentID = strconv.FormatInt(*it.m.Record.DocumentID, 10)

@@ -130,6 +130,10 @@ type Source struct {
 	// ResolvePrevious, whose per-document order ranges would break, nor
 	// for a file with a repeated external-id, whose first row must win.
 	SplitRows int64
+	// KeepFormulas writes report cells verbatim even when a spreadsheet
+	// would run them as formulas (report.escape_formulas: false); by
+	// default such cells get a leading ' (see package exporter).
+	KeepFormulas bool
 }
 
 func (s Source) include() string {
@@ -277,7 +281,7 @@ func (im *Importer) RunSource(ctx context.Context, src Source) (Summary, error) 
 		}
 		res := im.processFile(ctx, src, fi.Name, path.Join(src.Folders.Inbox, fi.Name))
 		if res.gone && res.Err == nil {
-			log.Debug("file left the inbox before it was claimed; nothing to do", zap.String("file", fi.Name))
+			log.Debug("file left the inbox before it was claimed; nothing to do", zap.String("file", SafeName(fi.Name)))
 			continue
 		}
 		sum.add(res)
@@ -362,13 +366,4 @@ func (im *Importer) ensureFolders(ctx context.Context, src Source) error {
 		}
 	}
 	return nil
-}
-
-// reportName maps inbox/NAME.csv to NAME.response.csv (other names keep
-// their extension: a.txt → a.txt.response.csv).
-func reportName(name string) string {
-	if ext := path.Ext(name); strings.EqualFold(ext, ".csv") {
-		name = strings.TrimSuffix(name, ext)
-	}
-	return name + ".response.csv"
 }

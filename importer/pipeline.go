@@ -39,12 +39,13 @@ type job struct {
 }
 
 // rowsReader opens the file and prepares its parser and mapper.
-func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File) (io.ReadCloser, *parse.Reader, *mapping.Mapper, error) {
+func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File, popts parse.Options) (io.ReadCloser, *parse.Reader, *mapping.Mapper, error) {
 	rc, err := src.Store.Open(ctx, f.Location, 0)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
+		return nil, nil, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, SafeName(f.Location), err)
 	}
-	rd, err := parse.NewReader(rc, src.Encoding, parse.Options{File: f.Name})
+	popts.File = f.Name
+	rd, err := parse.NewReader(rc, src.Encoding, popts)
 	if err != nil {
 		rc.Close()
 		return nil, nil, nil, fmt.Errorf("importer: %s: %s changed since it was hashed: %w", src.Name, f.Location, err)
@@ -62,12 +63,12 @@ func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File) (
 // every row of sp has a result in this run; otherwise the run stays
 // resumable.
 func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp *span) error {
-	rc, rd, mp, err := im.rowsReader(ctx, src, f)
+	rc, rd, mp, err := im.rowsReader(ctx, src, f, sp.parse)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name), zap.Int64("run", f.Run))
+	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)), zap.Int64("run", f.Run))
 
 	// stop ends reading and dispatching; calls and ledger writes already
 	// started run on base, which SIGTERM does not cancel.

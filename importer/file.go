@@ -231,7 +231,7 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, 
 				quote = &parse.Position{Line: pe.Line, Column: pe.Column}
 			}
 			if dups != nil && err == nil && !repeated {
-				if m, ferrs := mp.Map(row, name); len(ferrs) == 0 && dups.Check(m) != nil {
+				if m, ferrs := mp.Map(row, recordName(name)); len(ferrs) == 0 && dups.Check(m) != nil {
 					repeated = true
 				}
 			}
@@ -518,7 +518,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 		case err != nil:
 			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
 		default:
-			m, ferrs := mp.Map(row, f.Name)
+			m, ferrs := mp.Map(row, recordName(f.Name))
 			l := exporter.ReportLine{Row: row.Number, ExternalID: m.Record.ExternalID, DocumentType: m.Record.DocumentType,
 				Action: string(m.Action)}
 			if m.Record.DocumentID != nil {

@@ -120,3 +120,58 @@ func SafeName(name string) string {
 	}
 	return name
 }
+
+// SafeText is free text (a reason, an error) that may carry file names or
+// input, made safe for a terminal: printable characters stay as they are,
+// control characters, terminal escapes and invalid bytes become Go escapes
+// (\x1b, \n, \xff).
+func SafeText(s string) string {
+	safe := true
+	for _, r := range s {
+		if r == utf8.RuneError || (!strconv.IsPrint(r) && r != ' ') {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case strconv.IsPrint(r) || r == ' ':
+			b.WriteString(s[i : i+size])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// recordName is the integration_filename for a file named name. A valid
+// UTF-8 name is itself; the API speaks JSON, which cannot carry invalid
+// bytes (they would all become U+FFFD, and two files one name), so in an
+// invalid name each invalid byte is written %XX and a hash of the bytes
+// is added: two different names never share an integration_filename.
+func recordName(name string) string {
+	if utf8.ValidString(name) {
+		return name
+	}
+	var b strings.Builder
+	for i := 0; i < len(name); {
+		r, size := utf8.DecodeRuneInString(name[i:])
+		if r == utf8.RuneError && size <= 1 {
+			fmt.Fprintf(&b, "%%%02X", name[i])
+		} else {
+			b.WriteString(name[i : i+size])
+		}
+		i += size
+	}
+	sum := sha256.Sum256([]byte(name))
+	return b.String() + "~" + hex.EncodeToString(sum[:4])
+}

@@ -220,7 +220,7 @@ dispatching:
 				invalid()
 				continue
 			}
-			m, ferrs := mp.Map(row, f.Name)
+			m, ferrs := mp.Map(row, recordName(f.Name))
 			if len(ferrs) > 0 {
 				invalid()
 				continue

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,6 +41,11 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 	line := func(l exporter.ReportLine) error {
 		rec := []string{strconv.Itoa(l.Row), l.ExternalID, l.DocumentType, l.DocumentID, l.Action, l.Result, "", "",
 			strings.Join(strings.Fields(l.Message), " ")}
+		if !src.KeepFormulas {
+			for _, i := range []int{1, 2, 3, 4, 8} {
+				rec[i] = exporter.EscapeFormula(rec[i])
+			}
+		}
 		if l.Result == exporter.Invalid {
 			res.Counts.Invalid++
 			res.Status = state.Failed
@@ -75,6 +81,8 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 		return whole(fmt.Errorf("%s: %w", base, err))
 	}
 	dups := mapping.NewDupTracker(0)
+	var quotes []parse.Position
+	skip := 0 // rows already written, when the file is read again
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -83,8 +91,28 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 		if err == io.EOF {
 			break
 		}
+		if row.Number <= skip {
+			continue
+		}
 		res.Rows++
 		var pe *parse.ParseError
+		if errors.As(err, &pe) && errors.Is(pe, parse.ErrUnclosedQuote) && len(quotes) < maxQuotePasses &&
+			!slices.Contains(quotes, parse.Position{Line: pe.Line, Column: pe.Column}) {
+			// The quote swallowed the rest of the file (this is its last
+			// row): read the file again, knowing it, from the row after.
+			quotes = append(quotes, parse.Position{Line: pe.Line, Column: pe.Column})
+			rc.Close()
+			if rc, err = store.Open(ctx, name, 0); err != nil {
+				return res, fmt.Errorf("%w: open %s: %w", ErrSourceUnavailable, name, err)
+			}
+			defer rc.Close()
+			if rd, err = parse.NewReader(rc, src.Encoding, parse.Options{File: base, UnclosedQuotes: quotes}); err != nil {
+				return res, err
+			}
+			skip = row.Number - 1
+			res.Rows--
+			continue
+		}
 		if errors.As(err, &pe) {
 			if err := line(exporter.ReportLine{Row: row.Number, Result: exporter.Invalid, Message: pe.Error()}); err != nil {
 				return res, err
@@ -94,7 +122,7 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 		if err != nil {
 			return res, fmt.Errorf("%w: read %s: %w", ErrSourceUnavailable, name, err)
 		}
-		m, ferrs := mp.Map(row, base)
+		m, ferrs := mp.Map(row, recordName(base))
 		if len(ferrs) == 0 {
 			if fe := dups.Check(m); fe != nil {
 				ferrs = append(ferrs, *fe)

@@ -108,7 +108,7 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		log.Error("source unavailable", zap.Error(err))
 		return sr
 	}
-	sum, err := w.imp.RunSource(ctx, importerSource(s, store))
+	sum, err := w.imp.RunSource(ctx, importerSource(w.cfg, s, store))
 	sr.Summary = sum
 	if sr.Summary.Files == nil {
 		sr.Summary.Files = []importer.FileResult{}
@@ -160,7 +160,7 @@ func (g *globals) finish(r *runResult) error {
 func (g *globals) printSourceRun(s *sourceRun) {
 	sum := s.Summary
 	if s.err != nil && len(sum.Files) == 0 {
-		g.say("%s: %v\n", s.Name, s.err)
+		g.say("%s: %s\n", s.Name, importer.SafeText(s.err.Error()))
 		return
 	}
 	elsewhere := ""
@@ -171,20 +171,20 @@ func (g *globals) printSourceRun(s *sourceRun) {
 		s.Name, len(sum.Files), sum.Archived, sum.Rejected, sum.Skipped, sum.Pending, elsewhere,
 		sum.Rows.Created, sum.Rows.AlreadyRecorded, sum.Rows.Invalid, sum.Rows.Failed)
 	for _, f := range sum.Files {
-		line := fmt.Sprintf("  %-8s %s (%d rows", fileResult(f.Status), f.Name, f.Rows)
+		line := fmt.Sprintf("  %-8s %s (%d rows", fileResult(f.Status), importer.SafeName(f.Name), f.Rows)
 		if f.Counts.Invalid+f.Counts.Failed > 0 {
 			line += fmt.Sprintf(", %d invalid, %d failed", f.Counts.Invalid, f.Counts.Failed)
 		}
 		line += ")"
 		if f.Reason != "" {
-			line += ": " + oneLine(f.Reason)
+			line += ": " + oneLine(importer.SafeText(f.Reason))
 		}
 		if f.Err != nil && f.Status != state.Done {
-			line += ": " + f.Err.Error()
+			line += ": " + importer.SafeText(f.Err.Error())
 		}
 		g.say("%s\n", line)
 		if f.Report != "" {
-			g.say("           report: %s\n", storeLocation(s.src, f.Report))
+			g.say("           report: %s\n", importer.SafeName(storeLocation(s.src, f.Report)))
 		}
 	}
 	if s.err != nil {
@@ -193,6 +193,6 @@ func (g *globals) printSourceRun(s *sourceRun) {
 				return // already said on the file's line
 			}
 		}
-		g.say("%s: %v\n", s.Name, s.err)
+		g.say("%s: %s\n", s.Name, importer.SafeText(s.err.Error()))
 	}
 }

@@ -175,7 +175,7 @@ func mappingConfig(s *config.Source) mapping.Config {
 
 // importerSource describes a configured source to the pipeline, on an
 // opened store.
-func importerSource(s *config.Source, store filestore.Store) importer.Source {
+func importerSource(cfg *config.Config, s *config.Source, store filestore.Store) importer.Source {
 	return importer.Source{
 		Name:  s.Name,
 		Store: store,
@@ -190,6 +190,7 @@ func importerSource(s *config.Source, store filestore.Store) importer.Source {
 		ResolvePrevious:       s.ResolvePrevious,
 		AllowDuplicateContent: s.AllowDuplicateContent,
 		SplitRows:             int64(s.SplitRows),
+		KeepFormulas:          !cfg.Report.EscapeFormulas,
 	}
 }
 

@@ -148,23 +148,39 @@ func (im *Importer) reconcile(ctx context.Context, src Source) error {
 		}
 		err = im.finishMove(ctx, src, &cf)
 		im.release(src.Name, f.Name)
-		if err != nil {
+		if err != nil && !errors.Is(err, errReplaced) {
 			return err
 		}
 	}
 	return nil
 }
 
-// finishMove completes a planned move recorded in f.Destination.
+// errReplaced: a file whose move a crash interrupted was replaced at its
+// location by a new drop under the same name, which is not moved but
+// processed as a new drop.
+var errReplaced = errors.New("importer: file replaced by a new drop before it was moved")
+
+// finishMove completes a planned move recorded in f.Destination. If the
+// file at f.Location is no longer the one the run processed (another size
+// or mtime: a new drop under the same name), it is left there and
+// errReplaced returned: moving it would archive rows never posted.
 func (im *Importer) finishMove(ctx context.Context, src Source, f *state.File) error {
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)))
 	if _, err := src.Store.Stat(ctx, f.Destination); err == nil {
 		log.Info("finishing a move interrupted by a crash: already at destination", zap.String("to", SafeName(f.Destination)))
-	} else if _, serr := src.Store.Stat(ctx, f.Location); serr == nil {
+	} else if info, serr := src.Store.Stat(ctx, f.Location); serr == nil && (info.Size != f.Size || !info.ModTime.Equal(f.ModTime)) {
+		log.Warn("the file was replaced by a new drop before its move; the new drop is processed",
+			zap.String("location", SafeName(f.Location)))
+		f.Destination = ""
+		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
+			return err
+		}
+		return errReplaced
+	} else if serr == nil {
 		if err := im.moveTo(ctx, src, f, f.Destination); err != nil {
 			return err
 		}
-		log.Info("finished a move interrupted by a crash", zap.String("to", SafeName(f.Destination)))
+		log.Debug("moved", zap.String("to", SafeName(f.Destination)))
 	} else {
 		log.Error("file vanished: neither at its location nor at its destination",
 			zap.String("location", SafeName(f.Location)), zap.String("destination", SafeName(f.Destination)))

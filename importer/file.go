@@ -67,7 +67,9 @@ func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc strin
 
 	if f.Destination != "" {
 		err := im.finishMove(fctx, src, &f)
-		return im.result(f, err), nil
+		if !errors.Is(err, errReplaced) {
+			return im.result(f, err), nil
+		}
 	}
 	res = im.run(fctx, src, &f, loc)
 	if res.split {
@@ -581,12 +583,17 @@ func (im *Importer) finish(ctx context.Context, src Source, f *state.File, statu
 		return err
 	}
 	if dst != f.Location {
-		if err := im.moveTo(ctx, src, f, dst); err != nil {
+		from := path.Dir(f.Location)
+		// finishMove, not a plain move: a file replaced meanwhile by a
+		// new drop under its name stays for the next pass.
+		switch err := im.finishMove(ctx, src, f); {
+		case errors.Is(err, errReplaced):
+			return nil
+		case err != nil:
 			return err
 		}
-		im.moveMarkers(ctx, src, f.Name, path.Dir(f.Location), folder)
-	}
-	if err := im.settle(ctx, f); err != nil {
+		im.moveMarkers(ctx, src, f.Name, from, folder)
+	} else if err := im.settle(ctx, f); err != nil {
 		return err
 	}
 	im.log.Info("file finished", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)),

@@ -186,7 +186,11 @@ func (im *Importer) finishSplit(ctx context.Context, src Source, split state.Fil
 	})
 	defer stop()
 	if f.Destination != "" {
-		return im.result(f, im.finishMove(fctx, src, &f))
+		err := im.finishMove(fctx, src, &f)
+		if errors.Is(err, errReplaced) {
+			return elsewhere // the new drop is the next pass's
+		}
+		return im.result(f, err)
 	}
 	if f.Status != state.Processing || f.Run != split.Run {
 		log.Debug("the split file was finished by another worker", zap.String("status", string(f.Status)))

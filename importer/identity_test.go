@@ -8,11 +8,13 @@ package importer_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/sftpstore"
+	"github.com/ihr-tools/ihr/filestore/storetest"
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/internal/testservers"
 	"github.com/ihr-tools/ihr/record"
@@ -470,4 +473,56 @@ func TestUnprintableAndInvalidNames(t *testing.T) {
 		}
 	}
 	_ = os.Remove
+}
+
+// cutOnReport cuts the SFTP connection in the middle of the first report
+// upload (the store underneath filestore.WithRetry).
+type cutOnReport struct {
+	filestore.Store
+	faults *storetest.Faults
+	once   sync.Once
+	fired  bool
+}
+
+func (c *cutOnReport) Write(ctx context.Context, name string, r io.Reader) error {
+	if strings.HasPrefix(name, "reports/") {
+		c.once.Do(func() {
+			c.faults.CutWriteAfter(2000)
+			c.fired = true
+		})
+	}
+	return c.Store.Write(ctx, name, r)
+}
+
+// TestReportUploadRetried: a connection cut in the middle of the report's
+// upload is retried like every other write (the report is spooled, so it
+// can be sent again), and the report arrives whole.
+func TestReportUploadRetried(t *testing.T) {
+	srv := testservers.StartSFTP(t, testservers.SFTPOptions{})
+	e := newEnv(t)
+	faults := storetest.NewFaults()
+	st, err := sftpstore.New(sftpstore.Config{Addr: srv.Addr, User: srv.User, KeyFile: srv.KeyFile,
+		KnownHosts: srv.KnownHostsFile, Root: srv.Root, DialContext: faults.DialContext}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cut := &cutOnReport{Store: st, faults: faults}
+	e.src.Store = filestore.WithRetry(cut, filestore.RetryPolicy{Attempts: 5, Initial: 50 * time.Millisecond, Max: time.Second}, zap.NewNop())
+	e.root = srv.Root
+	content, ids := csvRows("UP", 1, 400) // a report of some 20 kB
+	e.drop("up.csv", content)
+	sum := e.run()
+	if sum.Archived != 1 || sum.Rows.Created != 400 || !sum.Clean() {
+		t.Fatalf("summary: %+v", sum)
+	}
+	if !cut.fired || faults.Cuts() != 1 {
+		t.Fatalf("the upload was not cut: fired %v, cuts %d", cut.fired, faults.Cuts())
+	}
+	lines := e.report("up.response.csv")
+	if len(lines) != 400 || results(lines)["created"] != 400 {
+		t.Fatalf("report after the retried upload: %d lines %v", len(lines), results(lines))
+	}
+	e.exactlyOnce("up.csv", ids)
+	t.Logf("connection cut %d time(s) during the report upload; report complete with %d lines", faults.Cuts(), len(lines))
 }

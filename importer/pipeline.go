@@ -285,10 +285,15 @@ dispatching:
 					"recorded by an earlier run with the same content"))
 			default:
 				pending[it.key] = it.row
-				send = append(send, job{item: it, found: foundAs,
-					lookupFirst: it.row <= resumeMark ||
-						(ok && o.Result == state.FailedRow && (o.HTTPStatus == 0 || o.HTTPStatus >= 500))})
-				if ok && it.row > resumeMark {
+				// A failed earlier attempt at this very content may have
+				// made its record after all (a 5xx or no answer): look it
+				// up first, and call it already recorded if found. A key
+				// whose earlier content differs has no record of this
+				// content (the lookups above say so), so a record found
+				// after a lost answer is this run's own: created.
+				retry := ok && sameContent(o, it) && o.Result == state.FailedRow && (o.HTTPStatus == 0 || o.HTTPStatus >= 500)
+				send = append(send, job{item: it, found: foundAs, lookupFirst: it.row <= resumeMark || retry})
+				if retry && it.row > resumeMark {
 					send[len(send)-1].found = state.AlreadyRecorded
 				}
 			}

@@ -95,7 +95,8 @@ func (cl *Client) FindExisting(ctx context.Context, r *record.Record) (*record.R
 			return nil, err
 		default:
 			for _, c := range page {
-				if sameIdentity(c, r) && (c.IntegrationFilename == "" || c.IntegrationFilename == r.IntegrationFilename) {
+				if sameIdentity(c, r) && sameContent(c, r) &&
+					(c.IntegrationFilename == "" || c.IntegrationFilename == r.IntegrationFilename) {
 					return c, nil
 				}
 			}
@@ -140,17 +141,47 @@ func sameIdentity(c, r *record.Record) bool {
 	return r.DocumentID == nil || (c.DocumentID != nil && *c.DocumentID == *r.DocumentID)
 }
 
-// sameContent compares what the server stores verbatim, to tell our record
-// from another event of the same document when file names are not kept.
+// sameContent compares what the server stores verbatim, so that only a
+// record with r's content counts as r's: another event of the same
+// document (or an earlier file of the same name whose row had the same
+// key) never passes for it. The action is not stored; everything else r
+// would post is compared. creation-method, which a server may fill in, and
+// responses, which later updates append to, are compared only as far as r
+// sets them.
 func sameContent(c, r *record.Record) bool {
-	if c.Status != r.Status || c.ContactAlertType != r.ContactAlertType {
+	if c.Status != r.Status || c.ContactAlertType != r.ContactAlertType || c.DocumentStatus != r.DocumentStatus {
+		return false
+	}
+	if r.CreationMethod != "" && c.CreationMethod != r.CreationMethod {
+		return false
+	}
+	if !sameInt(c.DocumentRevision, r.DocumentRevision) {
+		return false
+	}
+	if r.IntegrationRunID != nil && (c.IntegrationRunID == nil || *c.IntegrationRunID != *r.IntegrationRunID) &&
+		(c.IntegrationRun == nil || c.IntegrationRun.ID != *r.IntegrationRunID) {
 		return false
 	}
 	if r.Integration != nil && r.Integration.Code != "" && c.Integration != nil && c.Integration.Code != "" &&
 		c.Integration.Code != r.Integration.Code {
 		return false
 	}
+	if len(c.Responses) < len(r.Responses) {
+		return false
+	}
+	for i, want := range r.Responses {
+		if got := c.Responses[i]; got.ResponseCode != want.ResponseCode || got.ResponseMessage != want.ResponseMessage {
+			return false
+		}
+	}
 	return true
+}
+
+func sameInt(a, b *int64) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // Show fetches one record.

@@ -44,9 +44,19 @@ type Config struct {
 	// PostgreSQL state may resume the file; 0 means the pipeline's
 	// default (2m). An extension of the spec's keys.
 	Lease time.Duration `yaml:"lease"`
+	// Report tunes the response reports and export output.
+	Report Report `yaml:"report"`
 
 	file  string         // path given to Load, for messages
 	lines map[string]int // key path → line, for validation messages
+}
+
+// Report tunes the CSV the worker writes (response reports, export).
+type Report struct {
+	// EscapeFormulas writes a cell taken from input that begins with =, +,
+	// -, @, TAB or CR with a leading ' so spreadsheets do not run it
+	// (OWASP's CSV-injection rule). Default true.
+	EscapeFormulas bool `yaml:"escape_formulas"`
 }
 
 // API says how to reach the Integration History Records API.
@@ -176,7 +186,8 @@ func Parse(data []byte, opt Options) (*Config, error) {
 // defaults returns a Config holding every top-level default; sources get
 // theirs as the decoder creates them (see newSource).
 func defaults() *Config {
-	return &Config{API: API{RateLimit: DefaultRateLimit, Concurrency: DefaultConcurrency, Timeout: DefaultTimeout, MaxRetries: DefaultMaxRetries}}
+	return &Config{API: API{RateLimit: DefaultRateLimit, Concurrency: DefaultConcurrency, Timeout: DefaultTimeout, MaxRetries: DefaultMaxRetries},
+		Report: Report{EscapeFormulas: true}}
 }
 
 func newSource() Source {

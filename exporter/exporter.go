@@ -2,6 +2,12 @@
 // report (one line per input row, columns fixed by worker.md) and record
 // exports. Output is UTF-8, RFC 4180 (CRLF line ends, quoting only where
 // needed).
+//
+// Both writers escape formulas by default (OWASP's CSV-injection rule): a
+// cell that carries input text and begins with =, +, -, @, TAB or CR is
+// written with a leading ', so a spreadsheet shows it instead of running
+// it. SetEscapeFormulas(false) (report.escape_formulas: false) turns that
+// off for readers that want the values verbatim.
 package exporter
 
 import (
@@ -46,6 +52,7 @@ type ReportWriter struct {
 	w      *csv.Writer
 	cells  []string
 	header bool
+	keep   bool // formulas written verbatim
 }
 
 // NewReportWriter returns a writer to w. The header is written with the
@@ -55,6 +62,9 @@ func NewReportWriter(w io.Writer) *ReportWriter {
 	cw.UseCRLF = true
 	return &ReportWriter{w: cw, cells: make([]string, len(ReportHeader))}
 }
+
+// SetEscapeFormulas turns formula escaping on (the default) or off.
+func (rw *ReportWriter) SetEscapeFormulas(on bool) { rw.keep = !on }
 
 func (rw *ReportWriter) writeHeader() error {
 	if rw.header {
@@ -86,6 +96,11 @@ func (rw *ReportWriter) Write(l ReportLine) error {
 		c[7] = strconv.Itoa(l.HTTPStatus)
 	}
 	c[8] = oneLine(l.Message)
+	if !rw.keep {
+		for _, i := range []int{1, 2, 3, 4, 8} { // the cells that may carry input
+			c[i] = EscapeFormula(c[i])
+		}
+	}
 	return rw.w.Write(c)
 }
 
@@ -97,6 +112,15 @@ func (rw *ReportWriter) Flush() error {
 	}
 	rw.w.Flush()
 	return rw.w.Error()
+}
+
+// EscapeFormula prefixes s with ' when a spreadsheet would take it for a
+// formula: it begins with =, +, -, @, TAB or CR (OWASP, CSV injection).
+func EscapeFormula(s string) string {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
 }
 
 // oneLine keeps messages on one physical line, so that a report stays
@@ -194,8 +218,16 @@ func userCell(u *record.User) string {
 type RecordWriter struct {
 	w     *csv.Writer
 	cols  []func(*record.Record) string
+	ours  []bool // the column holds only values the server makes (id, times, resolved)
 	cells []string
+	keep  bool
 }
+
+// serverColumns never carry input text, so they are never escaped.
+var serverColumns = map[string]bool{"id": true, "created-at": true, "updated-at": true, "resolved": true}
+
+// SetEscapeFormulas turns formula escaping on (the default) or off.
+func (rw *RecordWriter) SetEscapeFormulas(on bool) { rw.keep = !on }
 
 // NewRecordWriter writes the header at once. columns chooses and orders
 // the columns (any spelling record.NormalizeKey accepts); nil means
@@ -214,6 +246,7 @@ func NewRecordWriter(w io.Writer, columns []string) (*RecordWriter, error) {
 			return nil, fmt.Errorf("exporter: unknown column %q (want any of %s)", c, strings.Join(RecordColumns, ", "))
 		}
 		rw.cols = append(rw.cols, f)
+		rw.ours = append(rw.ours, serverColumns[n])
 		names[i] = n
 	}
 	if err := rw.w.Write(names); err != nil {
@@ -226,6 +259,9 @@ func NewRecordWriter(w io.Writer, columns []string) (*RecordWriter, error) {
 func (rw *RecordWriter) Write(r *record.Record) error {
 	for i, f := range rw.cols {
 		rw.cells[i] = f(r)
+		if !rw.keep && !rw.ours[i] {
+			rw.cells[i] = EscapeFormula(rw.cells[i])
+		}
 	}
 	return rw.w.Write(rw.cells)
 }

@@ -124,3 +124,49 @@ func TestRecords(t *testing.T) {
 		t.Errorf("unknown column: %v", err)
 	}
 }
+
+func TestFormulaEscaping(t *testing.T) {
+	for in, want := range map[string]string{"=1+2": "'=1+2", "+1": "'+1", "-1": "'-1", "@SUM(A1)": "'@SUM(A1)",
+		"\tx": "'\tx", "\rx": "'\rx", "plain": "plain", "": "", "a=b": "a=b"} {
+		if got := EscapeFormula(in); got != want {
+			t.Errorf("EscapeFormula(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var b strings.Builder
+	w := NewReportWriter(&b)
+	if err := w.Write(ReportLine{Row: 1, ExternalID: "=cmd", DocumentType: "@x", Action: "+a", Result: Invalid, Message: "-m", RecordID: 5}); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	if line := strings.Split(b.String(), "\r\n")[1]; line != "1,'=cmd,'@x,,'+a,invalid,5,,'-m" {
+		t.Fatalf("escaped report line %q", line)
+	}
+	b.Reset()
+	w = NewReportWriter(&b)
+	w.SetEscapeFormulas(false)
+	w.Write(ReportLine{Row: 1, ExternalID: "=cmd", Result: Invalid})
+	w.Flush()
+	if line := strings.Split(b.String(), "\r\n")[1]; line != "1,=cmd,,,,invalid,,," {
+		t.Fatalf("verbatim report line %q", line)
+	}
+
+	b.Reset()
+	rw, err := NewRecordWriter(&b, []string{"id", "external-id", "status", "response-messages"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &record.Record{ID: 7, ExternalID: "=HYPERLINK(1)", Status: "\tSuccess", Responses: []record.Response{{ResponseMessage: "@here"}}}
+	rw.Write(r)
+	rw.Flush()
+	if line := strings.Split(b.String(), "\r\n")[1]; line != "7,'=HYPERLINK(1),'\tSuccess,'@here" {
+		t.Fatalf("escaped export line %q", line)
+	}
+	b.Reset()
+	rw, _ = NewRecordWriter(&b, []string{"external-id"})
+	rw.SetEscapeFormulas(false)
+	rw.Write(r)
+	rw.Flush()
+	if line := strings.Split(b.String(), "\r\n")[1]; line != "=HYPERLINK(1)" {
+		t.Fatalf("verbatim export line %q", line)
+	}
+}

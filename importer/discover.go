@@ -111,7 +111,7 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 		if ok && now.Size == fi.Size && now.ModTime.Equal(fi.ModTime) && now.ETag == fi.ETag {
 			ready = append(ready, fi)
 		} else {
-			im.log.Debug("file still changing", zap.String("source", src.Name), zap.String("file", fi.Name))
+			im.log.Debug("file still changing", zap.String("source", src.Name), zap.String("file", SafeName(fi.Name)))
 		}
 	}
 	// Keep name order whatever the path to readiness.
@@ -151,26 +151,42 @@ func (im *Importer) reconcile(ctx context.Context, src Source) error {
 		}
 		err = im.finishMove(ctx, src, &cf)
 		im.release(src.Name, f.Name)
-		if err != nil {
+		if err != nil && !errors.Is(err, errReplaced) {
 			return err
 		}
 	}
 	return nil
 }
 
-// finishMove completes a planned move recorded in f.Destination.
+// errReplaced: a file whose move a crash interrupted was replaced at its
+// location by a new drop under the same name, which is not moved but
+// processed as a new drop.
+var errReplaced = errors.New("importer: file replaced by a new drop before it was moved")
+
+// finishMove completes a planned move recorded in f.Destination. If the
+// file at f.Location is no longer the one the run processed (another size
+// or mtime: a new drop under the same name), it is left there and
+// errReplaced returned: moving it would archive rows never posted.
 func (im *Importer) finishMove(ctx context.Context, src Source, f *state.File) error {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name))
+	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)))
 	if _, err := src.Store.Stat(ctx, f.Destination); err == nil {
-		log.Info("finishing a move interrupted by a crash: already at destination", zap.String("to", f.Destination))
-	} else if _, serr := src.Store.Stat(ctx, f.Location); serr == nil {
+		log.Info("finishing a move interrupted by a crash: already at destination", zap.String("to", SafeName(f.Destination)))
+	} else if info, serr := src.Store.Stat(ctx, f.Location); serr == nil && (info.Size != f.Size || !info.ModTime.Equal(f.ModTime)) {
+		log.Warn("the file was replaced by a new drop before its move; the new drop is processed",
+			zap.String("location", SafeName(f.Location)))
+		f.Destination = ""
+		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
+			return err
+		}
+		return errReplaced
+	} else if serr == nil {
 		if err := im.moveTo(ctx, src, f, f.Destination); err != nil {
 			return err
 		}
-		log.Info("finished a move interrupted by a crash", zap.String("to", f.Destination))
+		log.Debug("moved", zap.String("to", SafeName(f.Destination)))
 	} else {
 		log.Error("file vanished: neither at its location nor at its destination",
-			zap.String("location", f.Location), zap.String("destination", f.Destination))
+			zap.String("location", SafeName(f.Location)), zap.String("destination", SafeName(f.Destination)))
 	}
 	return im.settle(ctx, f)
 }
@@ -206,37 +222,4 @@ func (im *Importer) moveTo(ctx context.Context, src Source, f *state.File, dst s
 			return err
 		}
 	}
-}
-
-// freeName returns dir/name, or, when taken, dir/STEM.<UTC time>EXT,
-// with a counter if even that is taken.
-func (im *Importer) freeName(ctx context.Context, src Source, dir, name string) (string, error) {
-	taken := func(p string) (bool, error) {
-		_, err := src.Store.Stat(ctx, p)
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, filestore.ErrNotExist):
-			return false, nil
-		}
-		return false, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, p, err)
-	}
-	p := path.Join(dir, name)
-	if t, err := taken(p); err != nil || !t {
-		return p, err
-	}
-	ext := path.Ext(name)
-	stem := strings.TrimSuffix(name, ext)
-	ts := im.cfg.Now().UTC().Format("20060102T150405Z")
-	for i := 1; i < 1000; i++ {
-		cand := stem + "." + ts + ext
-		if i > 1 {
-			cand = fmt.Sprintf("%s.%s-%d%s", stem, ts, i, ext)
-		}
-		p := path.Join(dir, cand)
-		if t, err := taken(p); err != nil || !t {
-			return p, err
-		}
-	}
-	return "", fmt.Errorf("importer: %s: no free name for %s in %s", src.Name, name, dir)
 }

@@ -143,6 +143,10 @@ type Source struct {
 	// EncryptReportsTo: reports are encrypted to these public keys and
 	// written with ".pgp" appended to their name.
 	EncryptReportsTo openpgp.EntityList
+	// KeepFormulas writes report cells verbatim even when a spreadsheet
+	// would run them as formulas (report.escape_formulas: false); by
+	// default such cells get a leading ' (see package exporter).
+	KeepFormulas bool
 }
 
 func (s Source) include() string {
@@ -290,7 +294,7 @@ func (im *Importer) RunSource(ctx context.Context, src Source) (Summary, error) 
 		}
 		res := im.processFile(ctx, src, fi.Name, path.Join(src.Folders.Inbox, fi.Name))
 		if res.gone && res.Err == nil {
-			log.Debug("file left the inbox before it was claimed; nothing to do", zap.String("file", fi.Name))
+			log.Debug("file left the inbox before it was claimed; nothing to do", zap.String("file", SafeName(fi.Name)))
 			continue
 		}
 		sum.add(res)
@@ -375,13 +379,4 @@ func (im *Importer) ensureFolders(ctx context.Context, src Source) error {
 		}
 	}
 	return nil
-}
-
-// reportName maps inbox/NAME.csv to NAME.response.csv (other names keep
-// their extension: a.txt → a.txt.response.csv).
-func reportName(name string) string {
-	if ext := path.Ext(name); strings.EqualFold(ext, ".csv") {
-		name = strings.TrimSuffix(name, ext)
-	}
-	return name + ".response.csv"
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,8 +141,9 @@ func TestBadInputs(t *testing.T) {
 			}
 			r := results(lines)
 			if name == "unterminated-quote.csv" {
-				// The open quote swallows the rest of the file into one row.
-				if r["invalid"] < 1 || r["created"] != 1 {
+				// The open quote fails its own row only, and says so.
+				if r["invalid"] != 1 || r["created"] != 2 || len(lines) != 3 ||
+					!strings.Contains(lines[1][8], "unclosed quote") || !strings.Contains(lines[1][8], "line 3") {
 					t.Fatalf("results %v: %v", r, lines)
 				}
 				return
@@ -197,7 +199,7 @@ func TestCorrectedFileRedrop(t *testing.T) {
 	if c, f := api.counts(); c != 3 || f != 0 {
 		t.Fatalf("v2 made %d creates and %d lookups, want 3 and 0", c, f)
 	}
-	lines := e.report("batch.response.csv")
+	lines := e.report(path.Base(sum.Files[0].Report))
 	want := []string{"already-recorded", "created", "already-recorded", "created", "created"}
 	for i, l := range lines {
 		if l[5] != want[i] {
@@ -208,7 +210,7 @@ func TestCorrectedFileRedrop(t *testing.T) {
 		t.Fatalf("already-recorded without record id: %v", lines[0])
 	}
 	e.exactlyOnce("batch.csv", []string{"C-1", "C-2", "C-3", "C-4", "C-5"})
-	if !e.exists("archive/batch.csv") || !e.exists("failed/batch.csv") {
+	if !e.exists(sum.Files[0].MovedTo) || !e.exists("failed/batch.csv") || len(e.report("batch.response.csv")) != 4 {
 		t.Fatalf("archive %v failed %v", e.ls("archive"), e.ls("failed"))
 	}
 }

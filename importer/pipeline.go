@@ -28,6 +28,7 @@ const ledgerTimeout = 30 * time.Second
 type item struct {
 	row int64
 	key string
+	fp  string // fingerprint(m)
 	m   mapping.Mapped
 }
 
@@ -38,12 +39,13 @@ type job struct {
 }
 
 // rowsReader opens the file and prepares its parser and mapper.
-func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File) (io.ReadCloser, *parse.Reader, *mapping.Mapper, error) {
+func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File, popts parse.Options) (io.ReadCloser, *parse.Reader, *mapping.Mapper, error) {
 	rc, err := im.openContent(ctx, src, src.Store, f.Name, f.Location)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
+		return nil, nil, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, SafeName(f.Location), err)
 	}
-	rd, err := parse.NewReader(rc, src.Encoding, parse.Options{File: f.Name})
+	popts.File = f.Name
+	rd, err := parse.NewReader(rc, src.Encoding, popts)
 	if err != nil {
 		rc.Close()
 		return nil, nil, nil, fmt.Errorf("importer: %s: %s changed since it was hashed: %w", src.Name, f.Location, err)
@@ -61,12 +63,12 @@ func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File) (
 // every row of sp has a result in this run; otherwise the run stays
 // resumable.
 func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp *span) error {
-	rc, rd, mp, err := im.rowsReader(ctx, src, f)
+	rc, rd, mp, err := im.rowsReader(ctx, src, f, sp.parse)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name), zap.Int64("run", f.Run))
+	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)), zap.Int64("run", f.Run))
 
 	// stop ends reading and dispatching; calls and ledger writes already
 	// started run on base, which SIGTERM does not cancel.
@@ -218,12 +220,12 @@ dispatching:
 				invalid()
 				continue
 			}
-			m, ferrs := mp.Map(row, f.Name)
+			m, ferrs := mp.Map(row, recordName(f.Name))
 			if len(ferrs) > 0 {
 				invalid()
 				continue
 			}
-			it := item{row: int64(row.Number), key: state.Key(m.Record.ExternalID, int64(row.Number)), m: m}
+			it := item{row: int64(row.Number), key: state.Key(m.Record.ExternalID, int64(row.Number)), fp: fingerprint(m), m: m}
 			chunk = append(chunk, it)
 			keys = append(keys, it.key)
 		}
@@ -243,6 +245,25 @@ dispatching:
 			stop(err)
 			break
 		}
+		// A key whose last outcome is another content's may still have
+		// been recorded with this content by an older drop.
+		var pkeys, pfps []string
+		for _, it := range chunk {
+			if o, ok := outs[it.key]; ok && o.Run != f.Run && !(o.Result.Recorded() && sameContent(o, it)) {
+				pkeys, pfps = append(pkeys, it.key), append(pfps, it.fp)
+			}
+		}
+		var prior map[string]int64
+		if len(pkeys) > 0 {
+			lctx, cancel := context.WithTimeout(base, ledgerTimeout)
+			prior, err = im.ledger.Recorded(lctx, src.Name, f.Name, pkeys, pfps)
+			cancel()
+			if err != nil {
+				mu.Unlock()
+				stop(err)
+				break
+			}
+		}
 		for _, it := range chunk {
 			if r, ok := pending[it.key]; ok && r != it.row {
 				invalid() // duplicate of a row in flight
@@ -254,16 +275,25 @@ dispatching:
 				doneRows.Add(1) // checkpoint: done earlier in this run
 			case ok && o.Run == f.Run:
 				invalid() // duplicate of an earlier row of this file
-			case ok && o.Result.Recorded():
+			case ok && o.Result.Recorded() && sameContent(o, it):
 				pending[it.key] = it.row
 				direct = append(direct, outcome(f, it, state.AlreadyRecorded, o.RecordID, 0,
-					"recorded by an earlier run"))
+					"recorded by an earlier run with the same content"))
+			case prior[it.key] != 0:
+				pending[it.key] = it.row
+				direct = append(direct, outcome(f, it, state.AlreadyRecorded, prior[it.key], 0,
+					"recorded by an earlier run with the same content"))
 			default:
 				pending[it.key] = it.row
-				send = append(send, job{item: it, found: foundAs,
-					lookupFirst: it.row <= resumeMark ||
-						(ok && o.Result == state.FailedRow && (o.HTTPStatus == 0 || o.HTTPStatus >= 500))})
-				if ok && it.row > resumeMark {
+				// A failed earlier attempt at this very content may have
+				// made its record after all (a 5xx or no answer): look it
+				// up first, and call it already recorded if found. A key
+				// whose earlier content differs has no record of this
+				// content (the lookups above say so), so a record found
+				// after a lost answer is this run's own: created.
+				retry := ok && sameContent(o, it) && o.Result == state.FailedRow && (o.HTTPStatus == 0 || o.HTTPStatus >= 500)
+				send = append(send, job{item: it, found: foundAs, lookupFirst: it.row <= resumeMark || retry})
+				if retry && it.row > resumeMark {
 					send[len(send)-1].found = state.AlreadyRecorded
 				}
 			}
@@ -319,7 +349,7 @@ func outcome(f *state.File, it item, res state.Result, recordID int64, status in
 	o := state.Outcome{
 		Source: f.Source, Filename: f.Name, Key: it.key, Row: it.row, Run: f.Run,
 		ExternalID: it.m.Record.ExternalID, DocumentType: it.m.Record.DocumentType,
-		Action: string(it.m.Action), Result: res, RecordID: recordID, HTTPStatus: status, Message: msg,
+		Action: string(it.m.Action), Fingerprint: it.fp, Result: res, RecordID: recordID, HTTPStatus: status, Message: msg,
 	}
 	if it.m.Record.DocumentID != nil {
 		o.DocumentID = strconv.FormatInt(*it.m.Record.DocumentID, 10)

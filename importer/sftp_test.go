@@ -55,8 +55,18 @@ func TestThroughSFTP(t *testing.T) {
 	if sum.Archived != 1 || sum.Rows.Created != 2 || sum.Rows.AlreadyRecorded != 3 {
 		t.Fatalf("re-drop: %+v", sum)
 	}
-	if !e.exists("archive/ragged.csv") || !e.exists("failed/ragged.csv") {
-		t.Fatalf("archive %v failed %v", e.ls("archive"), e.ls("failed"))
+	// The second drop's report pairs with its archived name, which has a
+	// timestamp since the first drop's report holds ragged.response.csv.
+	moved := sum.Files[0].MovedTo
+	if !strings.HasPrefix(moved, "archive/ragged.") || !e.exists(moved) || !e.exists("failed/ragged.csv") {
+		t.Fatalf("moved to %s; archive %v failed %v", moved, e.ls("archive"), e.ls("failed"))
+	}
+	stem := strings.TrimSuffix(strings.TrimPrefix(moved, "archive/"), ".csv")
+	if rep := sum.Files[0].Report; rep != "reports/"+stem+".response.csv" || len(e.report(stem+".response.csv")) != 5 {
+		t.Fatalf("second report %s does not pair with %s", rep, moved)
+	}
+	if len(e.report("ragged.response.csv")) != 5 || results(e.report("ragged.response.csv"))["invalid"] != 2 {
+		t.Fatal("the first drop's report was overwritten")
 	}
 	_ = filepath.Join
 }

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/state"
 )
 
@@ -18,6 +19,9 @@ type span struct {
 	mark        int64 // dispatch mark at the start
 	setMark     func(context.Context, int64) error
 	record      func(context.Context, []state.Outcome) error
+	// parse: options for reading the file (its unclosed quotes, which
+	// keep a file from being split, so a range never needs them).
+	parse parse.Options
 }
 
 func (sp *span) total(f *state.File) int64 {
@@ -74,7 +78,7 @@ func (im *Importer) maybeSplit(ctx context.Context, src Source, f *state.File, u
 	if err != nil {
 		return false, err
 	}
-	im.log.Info("file split into ranges", zap.String("source", src.Name), zap.String("file", f.Name),
+	im.log.Info("file split into ranges", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)),
 		zap.Int64("run", f.Run), zap.Int("ranges", len(rs)), zap.Int64("rows_per_range", src.SplitRows))
 	return true, nil
 }
@@ -104,7 +108,7 @@ func (im *Importer) splitInProgress(ctx context.Context, src Source, name string
 // left to take, then, if every range is done, finishes the file. Ranges
 // held by live workers are theirs: the result is then state.Claimed.
 func (im *Importer) workSplit(ctx context.Context, src Source, f state.File) FileResult {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name), zap.Int64("run", f.Run))
+	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)), zap.Int64("run", f.Run))
 	pending := func(err error) FileResult {
 		return FileResult{Source: f.Source, Name: f.Name, Status: state.Processing, Rows: f.Rows, Err: err}
 	}
@@ -139,7 +143,7 @@ func (im *Importer) workSplit(ctx context.Context, src Source, f state.File) Fil
 
 // runRange dispatches one claimed range and marks it done.
 func (im *Importer) runRange(ctx context.Context, src Source, f *state.File, r state.Range) error {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name), zap.Int("range", r.Index))
+	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)), zap.Int("range", r.Index))
 	log.Info("processing range", zap.Int64("first", r.First), zap.Int64("last", r.Last),
 		zap.Int64("dispatch_mark", r.DispatchMark))
 	rctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
@@ -166,7 +170,7 @@ func (im *Importer) runRange(ctx context.Context, src Source, f *state.File, r s
 // complete the last ranges at once, the one that gets the claim does it;
 // the others see it claimed or already finished.
 func (im *Importer) finishSplit(ctx context.Context, src Source, split state.File) FileResult {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", split.Name))
+	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(split.Name)))
 	elsewhere := FileResult{Source: split.Source, Name: split.Name, Status: state.Claimed, Rows: split.Rows}
 	f, err := im.ledger.Claim(ctx, src.Name, split.Name, im.cfg.Owner, im.cfg.Lease)
 	if errors.Is(err, state.ErrClaimed) {
@@ -182,14 +186,18 @@ func (im *Importer) finishSplit(ctx context.Context, src Source, split state.Fil
 	})
 	defer stop()
 	if f.Destination != "" {
-		return im.result(f, im.finishMove(fctx, src, &f))
+		err := im.finishMove(fctx, src, &f)
+		if errors.Is(err, errReplaced) {
+			return elsewhere // the new drop is the next pass's
+		}
+		return im.result(f, err)
 	}
 	if f.Status != state.Processing || f.Run != split.Run {
 		log.Debug("the split file was finished by another worker", zap.String("status", string(f.Status)))
 		return elsewhere
 	}
 	log.Info("every range done; writing the report")
-	res := im.conclude(fctx, src, &f)
+	res := im.conclude(fctx, src, &f, parse.Options{})
 	if res.Err != nil && fctx.Err() != nil && ctx.Err() == nil {
 		res.Err = context.Cause(fctx)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -58,6 +59,9 @@ func (im *Importer) openContent(ctx context.Context, src Source, store filestore
 // content; an empty one is only an "upload finished" marker.
 func readManifest(ctx context.Context, store filestore.Store, name, loc string) (*unwrap.Manifest, error) {
 	for _, mk := range markersOf(name) {
+		if len(mk) > maxNameBytes {
+			continue // cannot exist; asking a store for it is an error
+		}
 		p := path.Join(path.Dir(loc), mk)
 		rc, err := store.Open(ctx, p, 0)
 		if errors.Is(err, filestore.ErrNotExist) {
@@ -75,30 +79,40 @@ func readManifest(ctx context.Context, store filestore.Store, name, loc string) 
 	return nil, nil
 }
 
-// putReport writes a report, encrypted to Source.EncryptReportsTo when
-// set (then ".pgp" is appended to its name), and returns where it went.
-func (im *Importer) putReport(ctx context.Context, src Source, rp string, r io.Reader) (string, error) {
-	if len(src.EncryptReportsTo) == 0 {
-		return rp, src.Store.Write(ctx, rp, r)
+// reportParts is reportParts with ".pgp" appended to the suffix when the
+// source's reports are encrypted.
+func (s Source) reportParts(name string) (stem, ext string) {
+	stem, ext = reportParts(name)
+	if len(s.EncryptReportsTo) > 0 {
+		ext += ".pgp"
 	}
-	plainName := path.Base(rp)
-	rp += ".pgp"
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		w, err := unwrap.EncryptTo(pw, src.EncryptReportsTo, plainName)
-		if err == nil {
-			if _, err = io.Copy(w, r); err == nil {
-				err = w.Close()
-			}
+	return stem, ext
+}
+
+// sealReport encrypts a report to Source.EncryptReportsTo into a
+// temporary file, rewound (a failed upload is tried again from its
+// start); closing it removes it. name is the plain report's name, kept
+// in the message for whoever decrypts it.
+func sealReport(src Source, body io.Reader, name string) (*spoolFile, error) {
+	tmp, err := os.CreateTemp("", "ihr-report-*.pgp")
+	if err != nil {
+		return nil, fmt.Errorf("importer: encrypt report %s: %w", SafeName(name), err)
+	}
+	sp := &spoolFile{File: tmp}
+	w, err := unwrap.EncryptTo(tmp, src.EncryptReportsTo, strings.TrimSuffix(name, ".pgp"))
+	if err == nil {
+		if _, err = io.Copy(w, body); err == nil {
+			err = w.Close()
 		}
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	err := src.Store.Write(ctx, rp, pr)
-	pr.CloseWithError(errUploadEnded)
-	<-done
-	return rp, err
+	}
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("importer: encrypt report %s: %w", SafeName(name), err)
+	}
+	return sp, nil
 }
 
 // runArchive processes a zip archive whose run is stored in f: each CSV
@@ -180,7 +194,11 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	if final != state.Done {
 		reason = "an entry was not archived; see the entries' reports"
 	}
-	err = im.finish(ctx, src, f, final, counts, reason)
+	dst, err := im.destination(ctx, src, f, final)
+	if err != nil {
+		return im.result(*f, err)
+	}
+	err = im.finish(ctx, src, f, final, counts, reason, dst)
 	return im.result(*f, err)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,10 +27,13 @@ const Valid = "valid"
 // in store (src gives encoding, mapping and integration) and writes a
 // report in the response report's columns to w, with result "valid" or
 // "invalid" per row (or one line when the whole file is unreadable). It
-// makes no API call, touches no ledger and moves nothing. Duplicate
-// external-ids are found within mapping.DupTracker's memory budget.
-// The result's Status is state.Done when every row is valid, else
-// state.Failed; Counts.Invalid counts invalid rows.
+// reads the file as the pipeline does (decryption, signature,
+// decompression, manifest and trailer; a zip's CSV entries one after the
+// other, each line's message naming its entry). It makes no API call,
+// touches no ledger and moves nothing. Duplicate external-ids are found
+// within mapping.DupTracker's memory budget. The result's Status is
+// state.Done when every row is valid, else state.Failed; Counts.Invalid
+// counts invalid rows.
 func (im *Importer) Validate(ctx context.Context, src Source, store filestore.Store, name string, w io.Writer) (FileResult, error) {
 	base := path.Base(name)
 	res := FileResult{Source: src.Name, Name: base, Status: state.Done}
@@ -41,25 +45,45 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 	line := func(l exporter.ReportLine) error {
 		rec := []string{strconv.Itoa(l.Row), l.ExternalID, l.DocumentType, l.DocumentID, l.Action, l.Result, "", "",
 			strings.Join(strings.Fields(l.Message), " ")}
+		if !src.KeepFormulas {
+			for _, i := range []int{1, 2, 3, 4, 8} {
+				rec[i] = exporter.EscapeFormula(rec[i])
+			}
+		}
 		if l.Result == exporter.Invalid {
 			res.Counts.Invalid++
 			res.Status = state.Failed
 		}
 		return cw.Write(rec)
 	}
-	rc, err := im.openContent(ctx, src, store, base, name)
-	if unwrap.IsFileError(err) {
-		return whole(res, line, cw, fmt.Errorf("%s: %w", base, err))
+	whole := func(err error) (FileResult, error) {
+		res.Reason = err.Error()
+		if werr := line(exporter.ReportLine{Result: exporter.Invalid, Message: err.Error()}); werr != nil {
+			return res, werr
+		}
+		cw.Flush()
+		return res, cw.Error()
 	}
-	if err != nil {
+	open := func() (*unwrap.Content, io.Closer, error) {
+		c, err := im.openContent(ctx, src, store, base, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c.Content, c, nil
+	}
+	c, closer, err := open()
+	switch {
+	case unwrap.IsFileError(err):
+		return whole(fmt.Errorf("%s: %w", base, err))
+	case err != nil:
 		return res, fmt.Errorf("%w: open %s: %w", ErrSourceUnavailable, name, err)
 	}
-	defer rc.Close()
-	if !rc.Archive {
-		if err := validateRows(ctx, src, rc.Content, base, name, "", &res, line); err != nil {
+	if !c.Archive {
+		closer.Close()
+		if err := validateRows(ctx, src, open, base, name, "", &res, line); err != nil {
 			var fe *wholeFileError
 			if errors.As(err, &fe) {
-				return whole(res, line, cw, fe.err)
+				return whole(fe.err)
 			}
 			return res, err
 		}
@@ -67,29 +91,33 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 		return res, cw.Error()
 	}
 	// A zip: every CSV entry in turn, each line's message naming its entry.
-	a, err := unwrap.OpenArchive(rc.Content, "", src.Unwrap.Limits)
+	a, err := unwrap.OpenArchive(c, "", src.Unwrap.Limits)
+	closer.Close()
 	if unwrap.IsFileError(err) {
-		return whole(res, line, cw, fmt.Errorf("%s: %w", base, err))
+		return whole(fmt.Errorf("%s: %w", base, err))
 	}
 	if err != nil {
 		return res, fmt.Errorf("%w: read %s: %w", ErrSourceUnavailable, name, err)
 	}
 	defer a.Close()
 	if len(a.Entries()) == 0 {
-		return whole(res, line, cw, fmt.Errorf("%s: zip archive holds no .csv entry", base))
+		return whole(fmt.Errorf("%s: zip archive holds no .csv entry", base))
 	}
 	ecfg := unwrapEntries(src.Unwrap)
 	for _, e := range a.Entries() {
-		er, err := a.Open(e)
-		if err != nil {
-			return whole(res, line, cw, fmt.Errorf("%s: %w", base, err))
+		openEntry := func() (*unwrap.Content, io.Closer, error) {
+			er, err := a.Open(e)
+			if err != nil {
+				return nil, nil, err
+			}
+			c, err := unwrap.Open(er, ecfg)
+			if err != nil {
+				er.Close()
+				return nil, nil, err
+			}
+			return c, closers{c, er}, nil
 		}
-		c, err := unwrap.Open(er, ecfg)
-		if err == nil {
-			err = validateRows(ctx, src, c, e.Name, name, e.Name+": ", &res, line)
-			c.Close()
-		}
-		er.Close()
+		err := validateRows(ctx, src, openEntry, e.Name, name, e.Name+": ", &res, line)
 		var fe *wholeFileError
 		switch {
 		case errors.As(err, &fe):
@@ -111,32 +139,52 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 	return res, cw.Error()
 }
 
-// wholeFileError: the file (or zip entry) cannot be read as CSV at all.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// wholeFileError: the file (or zip entry) cannot be read as CSV at all, or
+// broke off (decryption, signature, completeness).
 type wholeFileError struct{ err error }
 
 func (e *wholeFileError) Error() string { return e.err.Error() }
 
-func whole(res FileResult, line func(exporter.ReportLine) error, cw *csv.Writer, err error) (FileResult, error) {
-	res.Reason = err.Error()
-	if werr := line(exporter.ReportLine{Result: exporter.Invalid, Message: err.Error()}); werr != nil {
-		return res, werr
-	}
-	res.Status = state.Failed
-	res.Counts.Invalid++ // line counted it in the caller's copy
-	cw.Flush()
-	return res, cw.Error()
-}
-
-// validateRows checks the rows of one CSV stream; prefix starts each
-// line's message (the entry of a zip). A *wholeFileError says the stream
-// is not CSV at all, or broke off (decryption, signature, completeness).
-func validateRows(ctx context.Context, src Source, r *unwrap.Content, base, name, prefix string, res *FileResult, line func(exporter.ReportLine) error) error {
+// validateRows checks the rows of one CSV stream, which open opens (again
+// when an unclosed quote makes the stream be read anew); prefix starts
+// each line's message (the entry of a zip).
+func validateRows(ctx context.Context, src Source, open func() (*unwrap.Content, io.Closer, error), base, name, prefix string,
+	res *FileResult, line func(exporter.ReportLine) error) error {
 	fileErr := func(err error) error { return &wholeFileError{fmt.Errorf("%s: %w", base, err)} }
-	rd, err := parse.NewReader(r, src.Encoding, parse.Options{File: base})
-	switch {
-	case err != nil && (isFileError(err) || unwrap.IsFileError(err)):
-		return fileErr(err)
-	case err != nil:
+	var opened closers
+	defer func() { opened.Close() }()
+	reader := func(popts parse.Options) (*unwrap.Content, *parse.Reader, error) {
+		c, closer, err := open()
+		if unwrap.IsFileError(err) {
+			return nil, nil, fileErr(err)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: open %s: %w", ErrSourceUnavailable, name, err)
+		}
+		popts.File = base
+		rd, err := parse.NewReader(c, src.Encoding, popts)
+		if err != nil {
+			closer.Close()
+			if isFileError(err) || unwrap.IsFileError(err) {
+				return nil, nil, fileErr(err)
+			}
+			return nil, nil, err
+		}
+		opened = append(opened, closer)
+		return c, rd, nil
+	}
+	c, rd, err := reader(parse.Options{})
+	if err != nil {
 		return err
 	}
 	mp, err := mapping.New(src.Mapping, rd.Header(), src.Integration)
@@ -148,6 +196,8 @@ func validateRows(ctx context.Context, src Source, r *unwrap.Content, base, name
 		return fileErr(err)
 	}
 	dups := mapping.NewDupTracker(0)
+	var quotes []parse.Position
+	skip := 0 // rows already written, when the file is read again
 	var rows int64
 	for {
 		if err := ctx.Err(); err != nil {
@@ -160,9 +210,25 @@ func validateRows(ctx context.Context, src Source, r *unwrap.Content, base, name
 		if unwrap.IsFileError(err) {
 			return fileErr(err)
 		}
+		if row.Number <= skip {
+			continue
+		}
 		rows++
 		res.Rows++
 		var pe *parse.ParseError
+		if errors.As(err, &pe) && errors.Is(pe, parse.ErrUnclosedQuote) && len(quotes) < maxQuotePasses &&
+			!slices.Contains(quotes, parse.Position{Line: pe.Line, Column: pe.Column}) {
+			// The quote swallowed the rest of the file (this is its last
+			// row): read the file again, knowing it, from the row after.
+			quotes = append(quotes, parse.Position{Line: pe.Line, Column: pe.Column})
+			if c, rd, err = reader(parse.Options{UnclosedQuotes: quotes}); err != nil {
+				return err
+			}
+			skip = row.Number - 1
+			rows--
+			res.Rows--
+			continue
+		}
 		if errors.As(err, &pe) {
 			if err := line(exporter.ReportLine{Row: row.Number, Result: exporter.Invalid, Message: prefix + pe.Error()}); err != nil {
 				return err
@@ -172,7 +238,7 @@ func validateRows(ctx context.Context, src Source, r *unwrap.Content, base, name
 		if err != nil {
 			return fmt.Errorf("%w: read %s: %w", ErrSourceUnavailable, name, err)
 		}
-		m, ferrs := mp.Map(row, base)
+		m, ferrs := mp.Map(row, recordName(base))
 		if len(ferrs) == 0 {
 			if fe := dups.Check(m); fe != nil {
 				ferrs = append(ferrs, *fe)
@@ -197,7 +263,7 @@ func validateRows(ctx context.Context, src Source, r *unwrap.Content, base, name
 	if rows == 0 {
 		return fileErr(parse.ErrNoRows)
 	}
-	if err := r.CheckRows(rows); err != nil {
+	if err := c.CheckRows(rows); err != nil {
 		return fileErr(err)
 	}
 	return nil

@@ -51,9 +51,12 @@ var (
 
 // Row errors, wrapped in the Err of a *ParseError.
 var (
-	ErrFieldCount      = errors.New("wrong number of fields")
-	ErrBareQuote       = errors.New(`bare " in a non-quoted field`)
-	ErrQuote           = errors.New(`extraneous or missing " in a quoted field`)
+	ErrFieldCount = errors.New("wrong number of fields")
+	ErrBareQuote  = errors.New(`bare " in a non-quoted field`)
+	ErrQuote      = errors.New(`extraneous or missing " in a quoted field`)
+	// ErrUnclosedQuote: a quoted field is never closed, so without help it
+	// would swallow the rest of the file (see Options.UnclosedQuotes).
+	ErrUnclosedQuote   = errors.New(`unclosed quote`)
 	ErrInvalidUTF8     = errors.New("invalid UTF-8")
 	ErrInvalidShiftJIS = errors.New("invalid Shift_JIS byte sequence")
 	ErrFieldTooLong    = errors.New("field too long")
@@ -78,7 +81,18 @@ type Options struct {
 	MaxRowBytes int
 	// MaxFields bounds the number of header columns.
 	MaxFields int
+	// UnclosedQuotes are the positions of quotes an earlier pass over the
+	// same input found never closed (the Line and Column of a *ParseError
+	// wrapping ErrUnclosedQuote). A stream cannot be read twice, so such
+	// a quote first swallows the rest of the file into one failed row;
+	// given here, it fails only its own row, whose field runs to the end
+	// of its line, and the rows after it are read as rows again.
+	UnclosedQuotes []Position
 }
+
+// Position is a place in the input: 1-based physical line and character
+// column.
+type Position struct{ Line, Column int }
 
 // Row is one data row.
 type Row struct {
@@ -518,6 +532,13 @@ func (r *Reader) readField(fieldStart int) fieldEnd {
 	s := &r.s
 	line, col := s.line, s.col
 	if c, ok := s.peek(); ok && c == '"' {
+		if r.knownUnclosed(line, col) {
+			r.fail(line, col, unclosed(line, col, "its row ends with its line"))
+			r.add(s.buf[s.pos : s.pos+1])
+			s.pos++
+			s.col++
+			return r.readUnquoted(fieldStart, line, col)
+		}
 		s.pos++
 		s.col++
 		if end, done := r.readQuoted(fieldStart, line, col); done {
@@ -579,7 +600,10 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 		s.col += i
 		if s.pos >= s.end {
 			if !s.fill() {
-				r.fail(line, col, fmt.Errorf("%w: the quoted field that starts here is not closed before the end of the file", ErrQuote))
+				// This explains every other symptom (a field too long,
+				// rows gone missing), so it replaces any earlier error.
+				r.perr = nil
+				r.fail(line, col, unclosed(line, col, "it runs to the end of the file"))
 				return endEOF, true
 			}
 			continue
@@ -626,6 +650,19 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 			r.nonASCII(fieldStart, line, col)
 		}
 	}
+}
+
+func (r *Reader) knownUnclosed(line, col int) bool {
+	for _, p := range r.opt.UnclosedQuotes {
+		if p.Line == line && p.Column == col {
+			return true
+		}
+	}
+	return false
+}
+
+func unclosed(line, col int, what string) error {
+	return fmt.Errorf("%w: the quote at line %d, column %d is never closed; %s", ErrUnclosedQuote, line, col, what)
 }
 
 // nonASCII handles one character that starts with a byte >= 0x80.

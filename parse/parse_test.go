@@ -51,7 +51,7 @@ func readAll(t *testing.T, r *Reader) []got {
 }
 
 func sentinel(err error) string {
-	for _, s := range []error{ErrFieldCount, ErrBareQuote, ErrQuote, ErrInvalidUTF8, ErrInvalidShiftJIS, ErrFieldTooLong, ErrRowTooLong,
+	for _, s := range []error{ErrFieldCount, ErrBareQuote, ErrUnclosedQuote, ErrQuote, ErrInvalidUTF8, ErrInvalidShiftJIS, ErrFieldTooLong, ErrRowTooLong,
 		ErrEmptyFile, ErrBinary, ErrNoHeader, ErrEncoding, ErrUnknownEncoding} {
 		if errors.Is(err, s) {
 			return s.Error()
@@ -91,7 +91,7 @@ func TestRead(t *testing.T) {
 		{"text after closing quote", "a,b\n\"1\"z,2\n3,4\n", "auto", []string{"a", "b"},
 			[]got{{1, 2, []string{"1z", "2"}, `2:4:a:extraneous or missing " in a quoted field`}, {2, 3, []string{"3", "4"}, ""}}},
 		{"unterminated quote", "a,b\n1,2\n3,\"4\n5,6\n", "auto", []string{"a", "b"},
-			[]got{{1, 2, []string{"1", "2"}, ""}, {2, 3, []string{"3", "4\n5,6\n"}, `3:3:b:extraneous or missing " in a quoted field`}}},
+			[]got{{1, 2, []string{"1", "2"}, ""}, {2, 3, []string{"3", "4\n5,6\n"}, `3:3:b:unclosed quote`}}},
 		{"invalid utf-8 column counts characters", "a,b\n1,é\xffz\n3,4\n", "auto", []string{"a", "b"},
 			[]got{{1, 2, []string{"1", "é\xffz"}, "2:4:b:invalid UTF-8"}, {2, 3, []string{"3", "4"}, ""}}},
 		{"invalid utf-8 in quoted field on 2nd line", "a,b\n1,\"ok\nx\xc3(\"\n", "utf-8", []string{"a", "b"},
@@ -140,7 +140,7 @@ func TestWholeFileErrors(t *testing.T) {
 		{"bom with shift_jis", "\xef\xbb\xbfa\n", "shift_jis", "file cannot be decoded"},
 		{"unknown encoding", "a\n", "latin-1", "unknown encoding"},
 		{"empty header names", ",,\n1,2,3\n", "auto", "file has no header row"},
-		{"header bad quoting", "a,\"b\n", "auto", `extraneous or missing " in a quoted field`},
+		{"header bad quoting", "a,\"b\n", "auto", `unclosed quote`},
 		{"header invalid utf-8", "a,\xff\n", "auto", "invalid UTF-8"},
 	}
 	for _, tt := range tests {
@@ -325,4 +325,53 @@ func Test40MBField(t *testing.T) {
 			t.Errorf("multiline=%v: %d bytes allocated reading a 40 MB field", multiline, alloc)
 		}
 	}
+}
+
+// TestUnclosedQuoteRecovery: an unclosed quote at row 3 of a 100,000-row
+// file first swallows the rest of the file into row 3, whose error names
+// the quote and its line (not "field too long"); read again with the
+// quote's position, row 3 fails alone and every other row is a row.
+func TestUnclosedQuoteRecovery(t *testing.T) {
+	const n = 100_000
+	var b strings.Builder
+	b.WriteString("id,name,note\n")
+	for i := 1; i <= n; i++ {
+		if i == 3 {
+			fmt.Fprintf(&b, "%d,\"broken,x\n", i)
+			continue
+		}
+		fmt.Fprintf(&b, "%d,name %d,note %d\n", i, i, i)
+	}
+	in := b.String()
+	read := func(opts Options) (rows int, bad []*ParseError) {
+		rd, err := NewReader(strings.NewReader(in), "auto", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, err := rd.Read()
+			if err == io.EOF {
+				return rows, bad
+			}
+			rows++
+			var pe *ParseError
+			if errors.As(err, &pe) {
+				bad = append(bad, pe)
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rows, bad := read(Options{File: "big.csv"})
+	if rows != 3 || len(bad) != 1 || !errors.Is(bad[0], ErrUnclosedQuote) || bad[0].Line != 4 || bad[0].Column != 3 {
+		t.Fatalf("first read: %d rows, errors %v", rows, bad)
+	}
+	if msg := bad[0].Error(); !strings.Contains(msg, "unclosed quote") || !strings.Contains(msg, "line 4") {
+		t.Fatalf("message %q names neither the unclosed quote nor its line", msg)
+	}
+	rows, bad = read(Options{File: "big.csv", UnclosedQuotes: []Position{{Line: bad[0].Line, Column: bad[0].Column}}})
+	if rows != n || len(bad) != 1 || bad[0].Row != 3 || !errors.Is(bad[0], ErrUnclosedQuote) {
+		t.Fatalf("second read: %d rows, errors %v", rows, bad)
+	}
+	t.Logf("second read: %d rows, row 3: %v", rows, bad[0])
 }

@@ -106,6 +106,16 @@ var pgMigrations = []string{
 		updated_at BIGINT NOT NULL DEFAULT 0,
 		PRIMARY KEY (source, name, idx)
 	);`,
+	// 3: row fingerprints; outcomes stored before have none (LegacyMatch).
+	`ALTER TABLE ihr_worker_row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	CREATE TABLE ihr_worker_row_prints (
+		source TEXT NOT NULL,
+		filename TEXT NOT NULL,
+		key TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		record_id BIGINT NOT NULL,
+		PRIMARY KEY (source, filename, key, fingerprint)
+	);`,
 }
 
 // pgMigrateLock is the advisory lock key migrations take ("ihrw").
@@ -374,26 +384,32 @@ func (p *Postgres) SetDispatchMark(ctx context.Context, source, name, owner stri
 // and a worker whose lease has passed writes nothing.
 var pgRecordSQL = pgRecordSQLFor(`SELECT 1 FROM ihr_worker_files WHERE ` + pgOwned + ` FOR SHARE`)
 
-// pgRecordRangeSQL is pgRecordSQL fenced by a range's claim ($16 its
+// pgRecordRangeSQL is pgRecordSQL fenced by a range's claim ($17 its
 // index) instead of the file's.
-var pgRecordRangeSQL = pgRecordSQLFor(`SELECT 1 FROM ihr_worker_ranges WHERE source = $2 AND name = $3 AND idx = $16
+var pgRecordRangeSQL = pgRecordSQLFor(`SELECT 1 FROM ihr_worker_ranges WHERE source = $2 AND name = $3 AND idx = $17
 	AND owner = $4 AND owner <> '' AND lease_until > {now} FOR SHARE`)
 
 func pgRecordSQLFor(held string) string {
 	return pgSQL(`WITH held AS (
 		` + held + `
+	), prints AS (
+		INSERT INTO ihr_worker_row_prints (source, filename, key, fingerprint, record_id)
+		SELECT DISTINCT ON (p.key, p.fp) $2::text, $3::text, p.key, p.fp, p.id
+		FROM unnest($5::text[], $16::text[], $13::bigint[], $12::text[]) AS p(key, fp, id, result)
+		WHERE EXISTS (SELECT 1 FROM held) AND p.fp <> '' AND p.result IN ('created', 'already-recorded')
+		ON CONFLICT DO NOTHING
 	)
 	INSERT INTO ihr_worker_row_outcomes AS o (source, filename, key, row, run, external_id,
-		document_type, document_id, action, result, record_id, http_status, message, updated_at)
+		document_type, document_id, action, result, record_id, http_status, message, fingerprint, updated_at)
 	SELECT $2::text, $3::text, u.*, {now}
 	FROM unnest($5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[],
-		$12::text[], $13::bigint[], $14::int[], $15::text[]) AS u
+		$12::text[], $13::bigint[], $14::int[], $15::text[], $16::text[]) AS u
 	WHERE EXISTS (SELECT 1 FROM held)
 	ON CONFLICT (source, filename, key) DO UPDATE SET row = excluded.row, run = excluded.run,
 		external_id = excluded.external_id, document_type = excluded.document_type,
 		document_id = excluded.document_id, action = excluded.action, result = excluded.result,
 		record_id = excluded.record_id, http_status = excluded.http_status, message = excluded.message,
-		updated_at = excluded.updated_at`)
+		fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`)
 }
 
 // RecordOutcomes implements Ledger.
@@ -419,6 +435,7 @@ func (p *Postgres) recordOutcomes(ctx context.Context, q, source, name, owner st
 	n := len(last)
 	keys, exts, types, docs, actions, results, msgs := make([]string, 0, n), make([]string, 0, n),
 		make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	fps := make([]string, 0, n)
 	rowNs, runs, ids := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 	statuses := make([]int32, 0, n)
 	for i, o := range outs {
@@ -429,11 +446,12 @@ func (p *Postgres) recordOutcomes(ctx context.Context, q, source, name, owner st
 		types, docs, actions = append(types, o.DocumentType), append(docs, o.DocumentID), append(actions, o.Action)
 		results, ids = append(results, string(o.Result)), append(ids, o.RecordID)
 		statuses, msgs = append(statuses, int32(o.HTTPStatus)), append(msgs, o.Message)
+		fps = append(fps, o.Fingerprint)
 	}
 	ctx, cancel := p.op(ctx)
 	defer cancel()
 	args := append([]any{p.nowArg(), source, name, owner,
-		keys, rowNs, runs, exts, types, docs, actions, results, ids, statuses, msgs}, extra...)
+		keys, rowNs, runs, exts, types, docs, actions, results, ids, statuses, msgs, fps}, extra...)
 	tag, err := p.pool.Exec(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
@@ -453,7 +471,7 @@ func (p *Postgres) Outcomes(ctx context.Context, source, filename string, keys [
 	ctx, cancel := p.op(ctx)
 	defer cancel()
 	rows, err := p.pool.Query(ctx, `SELECT key, row, run, external_id, document_type, document_id, action,
-			result, record_id, http_status, message, updated_at
+			fingerprint, result, record_id, http_status, message, updated_at
 		FROM ihr_worker_row_outcomes WHERE source = $1 AND filename = $2 AND key = ANY($3::text[])`,
 		source, filename, keys)
 	if err != nil {
@@ -466,7 +484,7 @@ func (p *Postgres) Outcomes(ctx context.Context, source, filename string, keys [
 		var status int32
 		var updated int64
 		if err := rows.Scan(&o.Key, &o.Row, &o.Run, &o.ExternalID, &o.DocumentType, &o.DocumentID, &o.Action,
-			&result, &o.RecordID, &status, &o.Message, &updated); err != nil {
+			&o.Fingerprint, &result, &o.RecordID, &status, &o.Message, &updated); err != nil {
 			return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
 		}
 		o.Result, o.HTTPStatus, o.UpdatedAt = Result(result), int(status), fromNS(updated)
@@ -474,6 +492,35 @@ func (p *Postgres) Outcomes(ctx context.Context, source, filename string, keys [
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
+	}
+	return out, nil
+}
+
+// Recorded implements Ledger.
+func (p *Postgres) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	ctx, cancel := p.op(ctx)
+	defer cancel()
+	rows, err := p.pool.Query(ctx, `SELECT r.key, r.record_id FROM ihr_worker_row_prints r
+		JOIN unnest($3::text[], $4::text[]) AS w(key, fp) ON r.key = w.key AND r.fingerprint = w.fp
+		WHERE r.source = $1 AND r.filename = $2`, source, filename, keys, fingerprints)
+	if err != nil {
+		return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var id int64
+		if err := rows.Scan(&k, &id); err != nil {
+			return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+		}
+		out[k] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
 	}
 	return out, nil
 }

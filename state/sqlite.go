@@ -112,6 +112,17 @@ var migrations = []string{
 		updated_at INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (source, name, idx)
 	);`,
+	// 3: row fingerprints (issue: same name, new content). Outcomes
+	// stored before have none and are matched by LegacyMatch.
+	`ALTER TABLE row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	CREATE TABLE row_prints (
+		source TEXT NOT NULL,
+		filename TEXT NOT NULL,
+		key TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		record_id INTEGER NOT NULL,
+		PRIMARY KEY (source, filename, key, fingerprint)
+	) WITHOUT ROWID;`,
 }
 
 // OpenSQLite opens (creating if needed) the ledger at path and brings its
@@ -475,21 +486,33 @@ func (s *SQLite) recordOutcomes(ctx context.Context, source, name string, outs [
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, ErrLeaseLost)
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO row_outcomes (source, filename, key, row, run, external_id,
-			document_type, document_id, action, result, record_id, http_status, message, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+			document_type, document_id, action, fingerprint, result, record_id, http_status, message, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (source, filename, key) DO UPDATE SET row=excluded.row, run=excluded.run,
 			external_id=excluded.external_id, document_type=excluded.document_type,
-			document_id=excluded.document_id, action=excluded.action, result=excluded.result,
+			document_id=excluded.document_id, action=excluded.action, fingerprint=excluded.fingerprint,
+			result=excluded.result,
 			record_id=excluded.record_id, http_status=excluded.http_status, message=excluded.message,
 			updated_at=excluded.updated_at`)
 	if err != nil {
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
 	}
 	defer stmt.Close()
+	prints, err := tx.PrepareContext(ctx, `INSERT INTO row_prints (source, filename, key, fingerprint, record_id)
+		VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
+	}
+	defer prints.Close()
 	for _, o := range outs {
 		if _, err := stmt.ExecContext(ctx, source, name, o.Key, o.Row, o.Run, o.ExternalID, o.DocumentType,
-			o.DocumentID, o.Action, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, ns(now)); err != nil {
+			o.DocumentID, o.Action, o.Fingerprint, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, ns(now)); err != nil {
 			return fmt.Errorf("state: record row %d of %s/%s: %w", o.Row, source, name, err)
+		}
+		if o.Result.Recorded() && o.Fingerprint != "" {
+			if _, err := prints.ExecContext(ctx, source, name, o.Key, o.Fingerprint, o.RecordID); err != nil {
+				return fmt.Errorf("state: record row %d of %s/%s: %w", o.Row, source, name, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -513,7 +536,7 @@ func (s *SQLite) Outcomes(ctx context.Context, source, filename string, keys []s
 			args = append(args, k)
 		}
 		rows, err := s.db.QueryContext(ctx, `SELECT key, row, run, external_id, document_type, document_id, action,
-				result, record_id, http_status, message, updated_at
+				fingerprint, result, record_id, http_status, message, updated_at
 			FROM row_outcomes WHERE source=? AND filename=? AND key IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
@@ -523,7 +546,7 @@ func (s *SQLite) Outcomes(ctx context.Context, source, filename string, keys []s
 			var result string
 			var updated int64
 			if err := rows.Scan(&o.Key, &o.Row, &o.Run, &o.ExternalID, &o.DocumentType, &o.DocumentID, &o.Action,
-				&result, &o.RecordID, &o.HTTPStatus, &o.Message, &updated); err != nil {
+				&o.Fingerprint, &result, &o.RecordID, &o.HTTPStatus, &o.Message, &updated); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
 			}
@@ -534,6 +557,41 @@ func (s *SQLite) Outcomes(ctx context.Context, source, filename string, keys []s
 		rows.Close()
 		if err != nil {
 			return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
+		}
+	}
+	return out, nil
+}
+
+// Recorded implements Ledger.
+func (s *SQLite) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	const chunk = 200 // two parameters a pair, well under SQLite's limit
+	for len(keys) > 0 {
+		n := min(chunk, len(keys))
+		args := make([]any, 0, 2*n+2)
+		args = append(args, source, filename)
+		for i := range n {
+			args = append(args, keys[i], fingerprints[i])
+		}
+		keys, fingerprints = keys[n:], fingerprints[n:]
+		rows, err := s.db.QueryContext(ctx, `SELECT key, record_id FROM row_prints WHERE source=? AND filename=?
+			AND (key, fingerprint) IN (VALUES (?,?)`+strings.Repeat(",(?,?)", n-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+		}
+		for rows.Next() {
+			var k string
+			var id int64
+			if err := rows.Scan(&k, &id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
+			}
+			out[k] = id
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
 		}
 	}
 	return out, nil

@@ -155,11 +155,25 @@ type Outcome struct {
 	DocumentType string
 	DocumentID   string
 	Action       string
-	Result       Result
-	RecordID     int64
-	HTTPStatus   int
-	Message      string
-	UpdatedAt    time.Time
+	// Fingerprint is the hash of what the row posted (action and every
+	// element, see package importer): a row is already recorded only when
+	// its key and its fingerprint both match. Empty for outcomes written
+	// before fingerprints existed (ledger schema 2); see LegacyMatch.
+	Fingerprint string
+	Result      Result
+	RecordID    int64
+	HTTPStatus  int
+	Message     string
+	UpdatedAt   time.Time
+}
+
+// LegacyMatch reports whether an outcome stored without a fingerprint
+// (before the ledger kept them) was for a row with this external-id,
+// document type, document id and action: the elements such outcomes did
+// keep. It lets a ledger upgraded in place still recognise its old rows.
+func (o Outcome) LegacyMatch(externalID, documentType, documentID, action string) bool {
+	return o.Fingerprint == "" && o.ExternalID == externalID && o.DocumentType == documentType &&
+		o.DocumentID == documentID && o.Action == action
 }
 
 // RowKey is the key of a row without external-id.
@@ -224,10 +238,18 @@ type Ledger interface {
 	SetDispatchMark(ctx context.Context, source, name, owner string, mark int64) error
 
 	// RecordOutcomes upserts a batch of row outcomes of file (source, name)
-	// in one transaction; owner must hold the file's claim.
+	// in one transaction; owner must hold the file's claim. Recorded
+	// outcomes with a fingerprint are also kept for Recorded.
 	RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error
-	// Outcomes returns the stored outcomes among keys, by key.
+	// Outcomes returns the stored outcomes among keys, by key: the last
+	// outcome of each.
 	Outcomes(ctx context.Context, source, filename string, keys []string) (map[string]Outcome, error)
+	// Recorded looks up rows by content: for each i it reports whether a
+	// record was ever made for keys[i] with fingerprints[i], whichever
+	// outcome came last, and returns those found as key → record id. (A
+	// row whose content came back after another drop changed it is the
+	// same row, already recorded.)
+	Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error)
 	// RowCounts counts a file's stored outcomes by result, only those
 	// written by run (run 0: all runs).
 	RowCounts(ctx context.Context, source, filename string, run int64) (Counts, error)

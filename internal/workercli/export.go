@@ -172,6 +172,7 @@ func (g *globals) export(ctx context.Context, cfg *config.Config, log *zap.Logge
 		if err != nil {
 			return err
 		}
+		rw.SetEscapeFormulas(cfg.Report.EscapeFormulas)
 		// Keyset paging by id: stable while records are being added, and
 		// one page in memory at a time.
 		var last int64

@@ -39,7 +39,7 @@ configuration error, 3 the source or the API unreachable.`,
 			if err != nil {
 				return exitErr(classify(err), err)
 			}
-			src, err := importerSource(s, store)
+			src, err := importerSource(w.cfg, s, store)
 			if err != nil {
 				return err
 			}

@@ -108,7 +108,7 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		log.Error("source unavailable", zap.Error(err))
 		return sr
 	}
-	src, err := importerSource(s, store)
+	src, err := importerSource(w.cfg, s, store)
 	if err != nil {
 		sr.err, sr.Error = err, err.Error()
 		log.Error("source keys", zap.Error(err))
@@ -166,7 +166,7 @@ func (g *globals) finish(r *runResult) error {
 func (g *globals) printSourceRun(s *sourceRun) {
 	sum := s.Summary
 	if s.err != nil && len(sum.Files) == 0 {
-		g.say("%s: %v\n", s.Name, s.err)
+		g.say("%s: %s\n", s.Name, importer.SafeText(s.err.Error()))
 		return
 	}
 	elsewhere := ""
@@ -177,20 +177,20 @@ func (g *globals) printSourceRun(s *sourceRun) {
 		s.Name, len(sum.Files), sum.Archived, sum.Rejected, sum.Skipped, sum.Pending, elsewhere,
 		sum.Rows.Created, sum.Rows.AlreadyRecorded, sum.Rows.Invalid, sum.Rows.Failed)
 	for _, f := range sum.Files {
-		line := fmt.Sprintf("  %-8s %s (%d rows", fileResult(f.Status), f.Name, f.Rows)
+		line := fmt.Sprintf("  %-8s %s (%d rows", fileResult(f.Status), importer.SafeName(f.Name), f.Rows)
 		if f.Counts.Invalid+f.Counts.Failed > 0 {
 			line += fmt.Sprintf(", %d invalid, %d failed", f.Counts.Invalid, f.Counts.Failed)
 		}
 		line += ")"
 		if f.Reason != "" {
-			line += ": " + oneLine(f.Reason)
+			line += ": " + oneLine(importer.SafeText(f.Reason))
 		}
 		if f.Err != nil && f.Status != state.Done {
-			line += ": " + f.Err.Error()
+			line += ": " + importer.SafeText(f.Err.Error())
 		}
 		g.say("%s\n", line)
 		if f.Report != "" {
-			g.say("           report: %s\n", storeLocation(s.src, f.Report))
+			g.say("           report: %s\n", importer.SafeName(storeLocation(s.src, f.Report)))
 		}
 	}
 	if s.err != nil {
@@ -199,6 +199,6 @@ func (g *globals) printSourceRun(s *sourceRun) {
 				return // already said on the file's line
 			}
 		}
-		g.say("%s: %v\n", s.Name, s.err)
+		g.say("%s: %s\n", s.Name, importer.SafeText(s.err.Error()))
 	}
 }

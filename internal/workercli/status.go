@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/state"
 )
 
@@ -152,9 +153,9 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		tw := tabwriter.NewWriter(g.st.Err, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  FILE\tSTATUS\tROWS\tCREATED\tALREADY\tINVALID\tFAILED\tPENDING\tWHERE\tWHY")
 		for _, f := range ss.FileList {
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", f.Name, f.Status, f.Rows,
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", importer.SafeName(f.Name), f.Status, f.Rows,
 				f.Counts.Created, f.Counts.AlreadyRecorded, f.Counts.Invalid, f.Counts.Failed, f.RowsPending,
-				f.Location, oneLine(f.Reason))
+				importer.SafeName(f.Location), oneLine(importer.SafeText(f.Reason)))
 		}
 		tw.Flush()
 	}

@@ -100,7 +100,7 @@ when the source cannot be reached.`,
 			}
 			// An importer without API or ledger: Validate uses neither.
 			imp := importer.New(importer.Config{}, nil, nil, log, nil)
-			src, err := importerSource(s, store)
+			src, err := importerSource(cfg, s, store)
 			if err != nil {
 				return err
 			}

@@ -178,7 +178,7 @@ func mappingConfig(s *config.Source) mapping.Config {
 // importerSource describes a configured source to the pipeline, on an
 // opened store. It fails (a usage error, exit 2) when the source's
 // OpenPGP keys cannot be loaded or unlocked.
-func importerSource(s *config.Source, store filestore.Store) (importer.Source, error) {
+func importerSource(cfg *config.Config, s *config.Source, store filestore.Store) (importer.Source, error) {
 	keys, err := s.LoadKeys()
 	if err != nil {
 		return importer.Source{}, usageErr("source %s: %v", s.Name, err)
@@ -210,6 +210,7 @@ func importerSource(s *config.Source, store filestore.Store) (importer.Source, e
 		ResolvePrevious:       s.ResolvePrevious,
 		AllowDuplicateContent: s.AllowDuplicateContent,
 		SplitRows:             int64(s.SplitRows),
+		KeepFormulas:          !cfg.Report.EscapeFormulas,
 	}, nil
 }
 

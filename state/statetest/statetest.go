@@ -187,7 +187,7 @@ func Run(t *testing.T, newLedger Factory) {
 		for i := int64(1); i <= 1000; i++ {
 			o := state.Outcome{Key: fmt.Sprintf("EXT-%d", i), Row: i, Run: 1, ExternalID: fmt.Sprintf("EXT-%d", i),
 				DocumentType: "InvoiceHeader", DocumentID: fmt.Sprint(i), Action: "create", Result: state.Created,
-				RecordID: 100 + i, HTTPStatus: 201}
+				RecordID: 100 + i, HTTPStatus: 201, Fingerprint: fmt.Sprintf("fp-%d", i)}
 			if i%10 == 0 {
 				o.Result, o.RecordID, o.HTTPStatus, o.Message = state.FailedRow, 0, 400, "Document type can't be blank"
 			}
@@ -211,19 +211,19 @@ func Run(t *testing.T, newLedger Factory) {
 		if o.Row != 10 || o.Result != state.FailedRow || o.HTTPStatus != 400 || o.Message == "" || o.Source != "src" || o.Filename != "a.csv" {
 			t.Fatalf("EXT-10 = %+v", o)
 		}
-		if o := got["EXT-7"]; o.RecordID != 107 || o.DocumentType != "InvoiceHeader" || o.DocumentID != "7" || o.Action != "create" || o.Run != 1 {
+		if o := got["EXT-7"]; o.RecordID != 107 || o.DocumentType != "InvoiceHeader" || o.DocumentID != "7" || o.Action != "create" || o.Run != 1 || o.Fingerprint != "fp-7" {
 			t.Fatalf("EXT-7 = %+v", o)
 		}
 		// Upsert: a later run retries the failed row and moves a key.
 		up := []state.Outcome{
-			{Key: "EXT-10", Row: 3, Run: 2, ExternalID: "EXT-10", Result: state.Created, RecordID: 999, HTTPStatus: 201},
+			{Key: "EXT-10", Row: 3, Run: 2, ExternalID: "EXT-10", Result: state.Created, RecordID: 999, HTTPStatus: 201, Fingerprint: "fp-new"},
 			{Key: state.RowKey(1001), Row: 1001, Run: 2, Result: state.Created, RecordID: 1000},
 		}
 		if err := l.RecordOutcomes(ctx, "src", "a.csv", "w1", up); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = l.Outcomes(ctx, "src", "a.csv", []string{"EXT-10", state.RowKey(1001)})
-		if got["EXT-10"].RecordID != 999 || got["EXT-10"].Row != 3 || got["EXT-10"].Run != 2 || got["EXT-10"].Message != "" || got[state.RowKey(1001)].RecordID != 1000 {
+		if got["EXT-10"].RecordID != 999 || got["EXT-10"].Row != 3 || got["EXT-10"].Run != 2 || got["EXT-10"].Message != "" || got["EXT-10"].Fingerprint != "fp-new" || got[state.RowKey(1001)].RecordID != 1000 {
 			t.Fatalf("after upsert: %+v", got)
 		}
 		if c, err := l.RowCounts(ctx, "src", "a.csv", 0); err != nil || c != (state.Counts{Created: 902, Failed: 99}) {
@@ -235,6 +235,20 @@ func Run(t *testing.T, newLedger Factory) {
 		// Outcomes are per file name.
 		if other, _ := l.Outcomes(ctx, "src", "b.csv", keys[:5]); len(other) != 0 {
 			t.Fatalf("outcomes leaked to another file: %v", other)
+		}
+		// Content lookups: the first content of EXT-7 and EXT-10's new
+		// content were recorded; EXT-10's first attempt failed, and the
+		// upsert of EXT-10 did not forget what EXT-7 recorded.
+		rec, err := l.Recorded(ctx, "src", "a.csv", []string{"EXT-7", "EXT-10", "EXT-10", "EXT-8", "nope"},
+			[]string{"fp-7", "fp-10", "fp-new", "fp-other", "fp-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rec) != 2 || rec["EXT-7"] != 107 || rec["EXT-10"] != 999 {
+			t.Fatalf("Recorded = %v", rec)
+		}
+		if rec, _ := l.Recorded(ctx, "src", "b.csv", []string{"EXT-7"}, []string{"fp-7"}); len(rec) != 0 {
+			t.Fatalf("Recorded leaked to another file: %v", rec)
 		}
 	})
 

@@ -1,0 +1,181 @@
+package importer_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ihr-tools/ihr/state"
+)
+
+// killLoop starts the helper worker (TestHelperProcess) and kills it at a
+// random instant, again and again, until it finishes on its own or
+// maxKills kills landed. After 40 kills it lets the worker finish. It
+// reports the kills and whether the worker finished.
+func (e *env) killLoop(rnd *rand.Rand, maxKills int) (kills int, finished bool) {
+	e.t.Helper()
+	for round := 0; ; round++ {
+		if kills >= maxKills {
+			return kills, false
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+		cmd.Env = append(os.Environ(), "IHR_KILL_HELPER=1", "IHR_API_URL="+e.srv.URL, "IHR_API_KEY="+e.srv.APIKey,
+			"IHR_ROOT="+e.root, "IHR_DB="+e.dbPath)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			e.t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Fatalf("helper failed: %v\n%s", err, stderr.String())
+			}
+			return kills, true
+		case <-time.After(time.Duration(50+rnd.IntN(350)) * time.Millisecond):
+			if round >= 40 {
+				if err := <-done; err != nil {
+					e.t.Fatalf("helper failed: %v\n%s", err, stderr.String())
+				}
+				return kills, true
+			}
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+	}
+}
+
+// TestKill9SameNameTwice: daily.csv arrives three times with different
+// content under the same name (rows keyed by row number, so every drop has
+// the same keys), the worker killed with SIGKILL again and again through
+// all of it; the third drop even replaces the second in the inbox while
+// the second is half done. Afterwards every row of every drop that was
+// processed has exactly one record, and nothing is duplicated.
+func TestKill9SameNameTwice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kill -9 loop skipped in -short mode")
+	}
+	const n = 1200
+	e := newEnv(t)
+	drop := func(first int) []int {
+		ids := make([]int, n)
+		for i := range ids {
+			ids[i] = first + i
+		}
+		p := filepath.Join(e.root, "inbox", "daily.csv")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(docRows(ids...)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	e.ledger.Close() // the helper needs the ledger's write lock
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rnd := rand.New(rand.NewPCG(uint64(seed), 2))
+
+	dayA := drop(100_000)
+	kA, _ := e.killLoop(rnd, 1000)
+	dayB := drop(200_000)
+	kB, finishedB := e.killLoop(rnd, 2+rnd.IntN(3))
+	replaced := false
+	if !finishedB {
+		// Replace B in the inbox while it is half done, as an ERP that
+		// re-exports under the same name would.
+		l, err := state.OpenSQLite(context.Background(), e.dbPath, state.SQLiteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := l.File(context.Background(), "erp", "daily.csv")
+		l.Close()
+		replaced = f.Status == state.Processing && path.Dir(f.Location) == "inbox"
+		t.Logf("B after %d kills: %s at %s, mark %d; replaced by C: %v", kB, f.Status, f.Location, f.DispatchMark, replaced)
+	}
+	if !replaced {
+		e.killLoop(rnd, 1000) // let B finish before C arrives
+	}
+	dayC := drop(300_000)
+	kC, _ := e.killLoop(rnd, 1000)
+	t.Logf("kills: A %d, B %d, C %d", kA, kB, kC)
+	if kA+kB+kC < 6 {
+		t.Fatalf("only %d kills landed; the worker was too fast for the test", kA+kB+kC)
+	}
+
+	e.openLedger()
+	for range 3 {
+		if sum := e.run(); len(sum.Files) == 0 {
+			break
+		}
+	}
+	got := e.byDocument("daily.csv")
+	check := func(day string, ids []int, atMostOnce bool) (posted int) {
+		for _, id := range ids {
+			c := got[int64(id)]
+			switch {
+			case c > 1:
+				t.Errorf("%s: document %d has %d records", day, id, c)
+			case c == 0 && !atMostOnce:
+				t.Errorf("%s: document %d has no record", day, id)
+			}
+			posted += c
+		}
+		return posted
+	}
+	pa := check("A", dayA, false)
+	pb := check("B", dayB, replaced)
+	pc := check("C", dayC, false)
+	total := 0
+	for _, c := range got {
+		total += c
+	}
+	t.Logf("records: A %d, B %d (replaced: %v), C %d; %d in all, for %d documents", pa, pb, replaced, pc, total, len(got))
+	if total != pa+pb+pc {
+		t.Errorf("%d records on the server, %d accounted for", total, pa+pb+pc)
+	}
+	if len(e.ls("inbox")) != 0 {
+		t.Errorf("inbox: %v", e.ls("inbox"))
+	}
+	// One complete report per archived drop, each for its own content.
+	drops := 3
+	if replaced {
+		drops = 2
+	}
+	if a := e.ls("archive"); len(a) != drops {
+		t.Errorf("archive: %v, want %d drops", a, drops)
+	}
+	reports := e.ls("reports")
+	if len(reports) != drops {
+		t.Fatalf("reports: %v, want %d", reports, drops)
+	}
+	firsts := map[string]bool{}
+	for _, r := range reports {
+		lines := e.report(r)
+		res := results(lines)
+		if len(lines) != n || res["created"]+res["already-recorded"] != n {
+			t.Errorf("%s: %d lines %v", r, len(lines), res)
+			continue
+		}
+		firsts[lines[0][3]] = true
+	}
+	want := []string{"100000", "300000"}
+	if !replaced {
+		want = append(want, "200000")
+	}
+	for _, w := range want {
+		if !firsts[w] {
+			t.Errorf("no report starts with document %s: %v", w, firsts)
+		}
+	}
+}

@@ -2,9 +2,12 @@ package workercli
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/importer"
@@ -31,4 +34,36 @@ func TestSummaryPrintsNamesSafely(t *testing.T) {
 		t.Fatalf("name not shown escaped:\n%s", s)
 	}
 	t.Logf("summary:\n%s", s)
+}
+
+// TestStatusPrintsNamesSafely: status reads the ledger (SQLite, as a
+// worker left it) and prints a hostile name escaped.
+func TestStatusPrintsNamesSafely(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "state.db")
+	l, err := state.OpenSQLite(ctx, db, state.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := "y\x1b[2J\t\xfe.csv"
+	f, err := l.Claim(ctx, "erp", evil, "w", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Status, f.Location, f.SkipReason = state.Failed, "failed/"+evil, evil+": file is binary"
+	if err := l.PutFile(ctx, "w", f); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	var out bytes.Buffer
+	g := &globals{st: Streams{Err: &out, Out: &out}}
+	cfg := &config.Config{State: "sqlite:" + db, Sources: []config.Source{{Name: "erp", URL: "file:///srv/drop"}}}
+	if err := g.status(ctx, cfg, ""); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if strings.ContainsAny(s, "\x1b\xfe") || !strings.Contains(s, `"y\x1b[2J\t\xfe.csv"`) {
+		t.Fatalf("unsafe status:\n%q", s)
+	}
+	t.Logf("status:\n%s", s)
 }

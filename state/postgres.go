@@ -204,7 +204,7 @@ func openPostgresLedger(ctx context.Context, dsn string) (Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	return pgNames{p}, nil
 }
 
 // Close closes the pool. Claims stay recorded and expire with their lease.

@@ -18,18 +18,29 @@
 //     in its report, unless Source.AllowDuplicateContent.
 //  4. Second pass: parse, map and validate each row; post the valid ones
 //     with at most Config.Concurrency calls in flight; record each outcome.
-//  5. Third pass: write reports/NAME.response.csv from the file and the
-//     ledger (one line per data row, in input order), so a resumed run
-//     still produces a complete report.
-//  6. Note the destination in the ledger, move the file to archive/ (every
-//     row created or already recorded) or failed/ (anything else; a name
-//     already taken gets a timestamp suffix), and mark it done.
+//  5. Third pass: spool the report from the file and the ledger (one line
+//     per data row, in input order) to a temporary file, so a resumed run
+//     still produces a complete report and a failed upload can be retried.
+//  6. Choose the destination: archive/ (every row created or already
+//     recorded) or failed/ (anything else), under a name that is free there
+//     and whose report name, reports/STEM.response.csv, is free too (else
+//     both get the same timestamp suffix; names past 255 bytes are
+//     shortened with a hash). Store the report's name, upload it (a resumed
+//     or reprocessed run of the same drop rewrites its own report; another
+//     drop never does), note the destination, move the file and mark it
+//     done. A file replaced in the inbox meanwhile is not moved: it is a
+//     new drop.
 //
 // # Exactly once
 //
 // Rows are keyed by (source, integration_filename, external-id), or by
-// "#row N" when external-id is empty. The ledger keeps the last outcome of
-// every key with the run that wrote it. Each run over a file has a number;
+// "#row N" when external-id is empty, and carry a fingerprint: a hash of
+// the action and every element the row posts. The ledger keeps the last
+// outcome of every key with the run that wrote it and its fingerprint, and
+// every fingerprint a key was ever recorded with (state.Ledger.Recorded).
+// A row is already recorded only when its key was recorded with its
+// fingerprint; a row whose content changed is posted, so a file that
+// comes back every night under the same name is posted in full. Each run over a file has a number;
 // a run interrupted before its end (status processing, same content) is
 // resumed under the same number, anything else starts a new one.
 //
@@ -47,11 +58,16 @@
 //     checkpoint: a crash at row 48,001 of 100,000 resumes there without
 //     asking the API about rows 1–48,000.
 //   - A new run (a corrected file dropped under the same name, or
-//     Reprocess) finds the keys recorded by earlier runs in the ledger and
-//     reports them already-recorded without posting; only new keys and keys
-//     whose earlier attempt failed are posted. If the earlier run was
-//     interrupted and the content changed, every unrecorded key is looked
-//     up first (state.MarkAll), since the old run may have sent any of them.
+//     Reprocess) finds the rows recorded by earlier runs with the same
+//     content in the ledger and reports them already-recorded without
+//     posting; only new or changed rows and rows whose earlier attempt
+//     failed are posted. If the earlier run was interrupted and the content
+//     changed, every unrecorded row is looked up first (state.MarkAll),
+//     since the old run may have sent any of them.
+//   - Every lookup (after MarkAll, below the mark, or after a lost answer)
+//     matches the record's content, not only its key: a record of an
+//     earlier drop under the same name with other content never passes for
+//     this row.
 //   - A key seen twice in one file: the first row wins, later ones are
 //     invalid ("duplicate external-id"). The check is against the ledger and
 //     the outcomes not yet committed, so it holds across resumes in flat

@@ -349,7 +349,13 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 			// The earlier run over other content may have sent any key.
 			f.DispatchMark = state.MarkAll
 		}
-		f.Counts, f.SkipReason, f.ReportPath = state.Counts{}, "", ""
+		f.Counts, f.SkipReason = state.Counts{}, ""
+		// A new drop (a file in the inbox) gets a report of its own; a
+		// file reprocessed from where its last run left it is the same
+		// drop run again, and rewrites that drop's report.
+		if loc != f.Location || path.Dir(loc) == src.Folders.Inbox {
+			f.ReportPath = ""
+		}
 		f.StartedAt, f.FinishedAt = im.cfg.Now(), time.Time{}
 	}
 	f.Size, f.ModTime, f.SHA256, f.Rows, f.Location, f.Status = info.Size, info.ModTime, sum, rows, loc, state.Processing

@@ -27,6 +27,7 @@ import (
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/internal/testservers"
 	"github.com/ihr-tools/ihr/record"
+	"github.com/ihr-tools/ihr/state"
 )
 
 // noIDHeader: a layout without external-id, so rows are keyed by number.
@@ -431,7 +432,22 @@ func TestUnclosedQuote100k(t *testing.T) {
 // that are not UTF-8 are processed, keep distinct integration_filenames
 // and print escaped.
 func TestUnprintableAndInvalidNames(t *testing.T) {
+	for _, ledger := range []string{"sqlite", "postgres"} {
+		t.Run(ledger, func(t *testing.T) { testUnprintableAndInvalidNames(t, ledger) })
+	}
+}
+
+func testUnprintableAndInvalidNames(t *testing.T, ledger string) {
 	e := newEnv(t)
+	if ledger == "postgres" {
+		pg := testservers.StartPostgres(t)
+		l, err := state.Open(context.Background(), pg.NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		e.ledger = l
+	}
 	e.src.Include = "*"
 	names := []string{"caf\xe9.csv", "caf\xe8.csv", "red\x1b[31m.csv"}
 	for i, n := range names {

@@ -340,6 +340,11 @@ func TestReprocess(t *testing.T) {
 	if !e.exists("archive/r.csv") || len(e.ls("archive")) != 1 {
 		t.Fatalf("archive: %v", e.ls("archive"))
 	}
+	// The same drop run again rewrites its own report.
+	if res.Report != "reports/r.response.csv" || len(e.ls("reports")) != 1 ||
+		results(e.report("r.response.csv"))["already-recorded"] != 10 {
+		t.Fatalf("report %s; reports %v", res.Report, e.ls("reports"))
+	}
 	if _, err := e.importer().Reprocess(context.Background(), e.src, "nope.csv"); !errors.Is(err, importer.ErrNotFound) {
 		t.Fatalf("missing file: %v", err)
 	}

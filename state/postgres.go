@@ -115,7 +115,21 @@ var pgMigrations = []string{
 		fingerprint TEXT NOT NULL,
 		record_id BIGINT NOT NULL,
 		PRIMARY KEY (source, filename, key, fingerprint)
-	);`,
+	);
+	-- A recorded content that a later outcome of its key replaces is kept
+	-- in ihr_worker_row_prints (Recorded); only content changes write.
+	CREATE FUNCTION ihr_worker_keep_print() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF OLD.fingerprint <> '' AND OLD.fingerprint <> NEW.fingerprint
+			AND OLD.result IN ('created', 'already-recorded') THEN
+			INSERT INTO ihr_worker_row_prints (source, filename, key, fingerprint, record_id)
+			VALUES (OLD.source, OLD.filename, OLD.key, OLD.fingerprint, OLD.record_id)
+			ON CONFLICT DO NOTHING;
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER ihr_worker_keep_print BEFORE UPDATE ON ihr_worker_row_outcomes
+		FOR EACH ROW EXECUTE FUNCTION ihr_worker_keep_print();`,
 }
 
 // pgMigrateLock is the advisory lock key migrations take ("ihrw").
@@ -204,7 +218,7 @@ func openPostgresLedger(ctx context.Context, dsn string) (Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	return pgNames{p}, nil
 }
 
 // Close closes the pool. Claims stay recorded and expire with their lease.
@@ -392,12 +406,6 @@ var pgRecordRangeSQL = pgRecordSQLFor(`SELECT 1 FROM ihr_worker_ranges WHERE sou
 func pgRecordSQLFor(held string) string {
 	return pgSQL(`WITH held AS (
 		` + held + `
-	), prints AS (
-		INSERT INTO ihr_worker_row_prints (source, filename, key, fingerprint, record_id)
-		SELECT DISTINCT ON (p.key, p.fp) $2::text, $3::text, p.key, p.fp, p.id
-		FROM unnest($5::text[], $16::text[], $13::bigint[], $12::text[]) AS p(key, fp, id, result)
-		WHERE EXISTS (SELECT 1 FROM held) AND p.fp <> '' AND p.result IN ('created', 'already-recorded')
-		ON CONFLICT DO NOTHING
 	)
 	INSERT INTO ihr_worker_row_outcomes AS o (source, filename, key, row, run, external_id,
 		document_type, document_id, action, result, record_id, http_status, message, fingerprint, updated_at)
@@ -496,7 +504,8 @@ func (p *Postgres) Outcomes(ctx context.Context, source, filename string, keys [
 	return out, nil
 }
 
-// Recorded implements Ledger.
+// Recorded implements Ledger: the last outcomes and the contents kept
+// when they were replaced (ihr_worker_row_prints).
 func (p *Postgres) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	if len(keys) == 0 {
@@ -504,9 +513,13 @@ func (p *Postgres) Recorded(ctx context.Context, source, filename string, keys, 
 	}
 	ctx, cancel := p.op(ctx)
 	defer cancel()
-	rows, err := p.pool.Query(ctx, `SELECT r.key, r.record_id FROM ihr_worker_row_prints r
-		JOIN unnest($3::text[], $4::text[]) AS w(key, fp) ON r.key = w.key AND r.fingerprint = w.fp
-		WHERE r.source = $1 AND r.filename = $2`, source, filename, keys, fingerprints)
+	rows, err := p.pool.Query(ctx, `WITH w AS (SELECT * FROM unnest($3::text[], $4::text[]) AS w(key, fp))
+		SELECT r.key, r.record_id FROM ihr_worker_row_prints r JOIN w ON r.key = w.key AND r.fingerprint = w.fp
+		WHERE r.source = $1 AND r.filename = $2
+		UNION ALL
+		SELECT o.key, o.record_id FROM ihr_worker_row_outcomes o JOIN w ON o.key = w.key AND o.fingerprint = w.fp
+		WHERE o.source = $1 AND o.filename = $2 AND o.result IN ('created', 'already-recorded')`,
+		source, filename, keys, fingerprints)
 	if err != nil {
 		return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
 	}

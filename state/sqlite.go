@@ -122,7 +122,16 @@ var migrations = []string{
 		fingerprint TEXT NOT NULL,
 		record_id INTEGER NOT NULL,
 		PRIMARY KEY (source, filename, key, fingerprint)
-	) WITHOUT ROWID;`,
+	) WITHOUT ROWID;
+	-- A recorded content that a later outcome of its key replaces is kept
+	-- here (Recorded). Only content changes write: the common upserts of
+	-- new keys and unchanged rows cost nothing more.
+	CREATE TRIGGER row_prints_keep BEFORE UPDATE ON row_outcomes
+	WHEN old.fingerprint <> '' AND old.fingerprint <> new.fingerprint AND old.result IN ('created', 'already-recorded')
+	BEGIN
+		INSERT OR IGNORE INTO row_prints (source, filename, key, fingerprint, record_id)
+		VALUES (old.source, old.filename, old.key, old.fingerprint, old.record_id);
+	END;`,
 }
 
 // OpenSQLite opens (creating if needed) the ledger at path and brings its
@@ -498,21 +507,10 @@ func (s *SQLite) recordOutcomes(ctx context.Context, source, name string, outs [
 		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
 	}
 	defer stmt.Close()
-	prints, err := tx.PrepareContext(ctx, `INSERT INTO row_prints (source, filename, key, fingerprint, record_id)
-		VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("state: record rows of %s/%s: %w", source, name, err)
-	}
-	defer prints.Close()
 	for _, o := range outs {
 		if _, err := stmt.ExecContext(ctx, source, name, o.Key, o.Row, o.Run, o.ExternalID, o.DocumentType,
 			o.DocumentID, o.Action, o.Fingerprint, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, ns(now)); err != nil {
 			return fmt.Errorf("state: record row %d of %s/%s: %w", o.Row, source, name, err)
-		}
-		if o.Result.Recorded() && o.Fingerprint != "" {
-			if _, err := prints.ExecContext(ctx, source, name, o.Key, o.Fingerprint, o.RecordID); err != nil {
-				return fmt.Errorf("state: record row %d of %s/%s: %w", o.Row, source, name, err)
-			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -562,20 +560,25 @@ func (s *SQLite) Outcomes(ctx context.Context, source, filename string, keys []s
 	return out, nil
 }
 
-// Recorded implements Ledger.
+// Recorded implements Ledger: the last outcomes and the contents kept
+// when they were replaced (row_prints).
 func (s *SQLite) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
 	out := map[string]int64{}
-	const chunk = 200 // two parameters a pair, well under SQLite's limit
+	const chunk = 400 // two parameters a pair, well under SQLite's limit
 	for len(keys) > 0 {
 		n := min(chunk, len(keys))
-		args := make([]any, 0, 2*n+2)
-		args = append(args, source, filename)
+		args := make([]any, 0, 2*n+4)
 		for i := range n {
 			args = append(args, keys[i], fingerprints[i])
 		}
+		args = append(args, source, filename, source, filename)
 		keys, fingerprints = keys[n:], fingerprints[n:]
-		rows, err := s.db.QueryContext(ctx, `SELECT key, record_id FROM row_prints WHERE source=? AND filename=?
-			AND (key, fingerprint) IN (VALUES (?,?)`+strings.Repeat(",(?,?)", n-1)+`)`, args...)
+		rows, err := s.db.QueryContext(ctx, `WITH w(key, fp) AS (VALUES (?,?)`+strings.Repeat(",(?,?)", n-1)+`)
+			SELECT p.key, p.record_id FROM row_prints p JOIN w ON p.key = w.key AND p.fingerprint = w.fp
+			WHERE p.source = ? AND p.filename = ?
+			UNION ALL
+			SELECT o.key, o.record_id FROM row_outcomes o JOIN w ON o.key = w.key AND o.fingerprint = w.fp
+			WHERE o.source = ? AND o.filename = ? AND o.result IN ('created', 'already-recorded')`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("state: recorded rows of %s/%s: %w", source, filename, err)
 		}

@@ -238,8 +238,9 @@ type Ledger interface {
 	SetDispatchMark(ctx context.Context, source, name, owner string, mark int64) error
 
 	// RecordOutcomes upserts a batch of row outcomes of file (source, name)
-	// in one transaction; owner must hold the file's claim. Recorded
-	// outcomes with a fingerprint are also kept for Recorded.
+	// in one transaction; owner must hold the file's claim. A recorded
+	// outcome replaced by one with another fingerprint is kept for
+	// Recorded.
 	RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error
 	// Outcomes returns the stored outcomes among keys, by key: the last
 	// outcome of each.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/scheduler"
 )
 
@@ -200,8 +201,8 @@ func (w *worker) logPass(sr *sourceRun, why scheduler.Trigger) {
 		if fileResult(f.Status) == "archived" {
 			continue
 		}
-		ff := []zap.Field{zap.String("source", sr.Name), zap.String("file", f.Name), zap.String("result", fileResult(f.Status)),
-			zap.Int64("rows_invalid", f.Counts.Invalid), zap.Int64("rows_failed", f.Counts.Failed), zap.String("report", f.Report)}
+		ff := []zap.Field{zap.String("source", sr.Name), zap.String("file", importer.SafeName(f.Name)), zap.String("result", fileResult(f.Status)),
+			zap.Int64("rows_invalid", f.Counts.Invalid), zap.Int64("rows_failed", f.Counts.Failed), zap.String("report", importer.SafeName(f.Report))}
 		if f.Reason != "" {
 			ff = append(ff, zap.String("reason", f.Reason))
 		}

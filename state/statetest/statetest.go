@@ -250,6 +250,20 @@ func Run(t *testing.T, newLedger Factory) {
 		if rec, _ := l.Recorded(ctx, "src", "b.csv", []string{"EXT-7"}, []string{"fp-7"}); len(rec) != 0 {
 			t.Fatalf("Recorded leaked to another file: %v", rec)
 		}
+		// New content for EXT-7: its earlier content stays known.
+		if err := l.RecordOutcomes(ctx, "src", "a.csv", "w1", []state.Outcome{{Key: "EXT-7", Row: 7, Run: 3,
+			ExternalID: "EXT-7", Result: state.Created, RecordID: 555, Fingerprint: "fp-7b"}}); err != nil {
+			t.Fatal(err)
+		}
+		rec, err = l.Recorded(ctx, "src", "a.csv", []string{"EXT-7", "EXT-7"}, []string{"fp-7", "fp-7b"})
+		if err != nil || len(rec) != 1 || (rec["EXT-7"] != 107 && rec["EXT-7"] != 555) {
+			t.Fatalf("Recorded after new content: %v, %v", rec, err)
+		}
+		for fp, id := range map[string]int64{"fp-7": 107, "fp-7b": 555} {
+			if rec, _ := l.Recorded(ctx, "src", "a.csv", []string{"EXT-7"}, []string{fp}); rec["EXT-7"] != id {
+				t.Fatalf("Recorded(EXT-7, %s) = %v, want %d", fp, rec, id)
+			}
+		}
 	})
 
 	t.Run("ConcurrentWriters", func(t *testing.T) {

@@ -1,0 +1,187 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// PostgreSQL text must be valid UTF-8; file names need not be (a Unix file
+// system or an SFTP server takes any bytes). pgNames lets such a file
+// through the PostgreSQL ledger instead of failing every pass on it: names
+// and paths that are not valid UTF-8 are stored escaped (storedName) and
+// given back as they were, so each keeps its own entry; free text that may
+// quote a name (a skip reason, a row's message) is stored with invalid
+// bytes replaced. Valid names are stored as they are, so the encoding
+// needs no migration.
+type pgNames struct{ *Postgres }
+
+// storedNamePrefix starts an escaped name. No stored name or path starts
+// with "/" otherwise (names are base names, paths are relative), so an
+// escaped name never equals a name stored as it is.
+const storedNamePrefix = "/~"
+
+// storedName is s as stored: itself when valid UTF-8, else the prefix and
+// s with '%' and every byte from 0x80 written %XX.
+func storedName(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(storedNamePrefix)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '%' || c >= 0x80 {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// loadedName reverses storedName.
+func loadedName(s string) string {
+	if !strings.HasPrefix(s, storedNamePrefix) {
+		return s
+	}
+	s = s[len(storedNamePrefix):]
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if c, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(c))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func validText(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+func storedFile(f File) File {
+	f.Name, f.Location, f.Destination = storedName(f.Name), storedName(f.Location), storedName(f.Destination)
+	f.ArchivedTo, f.ReportPath, f.SkipReason = storedName(f.ArchivedTo), storedName(f.ReportPath), validText(f.SkipReason)
+	return f
+}
+
+func loadedFile(f File) File {
+	f.Name, f.Location, f.Destination = loadedName(f.Name), loadedName(f.Location), loadedName(f.Destination)
+	f.ArchivedTo, f.ReportPath = loadedName(f.ArchivedTo), loadedName(f.ReportPath)
+	return f
+}
+
+func loadedFiles(fs []File, err error) ([]File, error) {
+	for i := range fs {
+		fs[i] = loadedFile(fs[i])
+	}
+	return fs, err
+}
+
+func loadedRanges(rs []Range, err error) ([]Range, error) {
+	for i := range rs {
+		rs[i].Name = loadedName(rs[i].Name)
+	}
+	return rs, err
+}
+
+func storedOutcomes(outs []Outcome) []Outcome {
+	out := make([]Outcome, len(outs))
+	for i, o := range outs {
+		o.Message = validText(o.Message)
+		out[i] = o
+	}
+	return out
+}
+
+func (p pgNames) Claim(ctx context.Context, source, name, owner string, lease time.Duration) (File, error) {
+	f, err := p.Postgres.Claim(ctx, source, storedName(name), owner, lease)
+	return loadedFile(f), err
+}
+
+func (p pgNames) Heartbeat(ctx context.Context, source, name, owner string, lease time.Duration) error {
+	return p.Postgres.Heartbeat(ctx, source, storedName(name), owner, lease)
+}
+
+func (p pgNames) Release(ctx context.Context, source, name, owner string) error {
+	return p.Postgres.Release(ctx, source, storedName(name), owner)
+}
+
+func (p pgNames) File(ctx context.Context, source, name string) (File, error) {
+	f, err := p.Postgres.File(ctx, source, storedName(name))
+	return loadedFile(f), err
+}
+
+func (p pgNames) Files(ctx context.Context, source string) ([]File, error) {
+	return loadedFiles(p.Postgres.Files(ctx, source))
+}
+
+func (p pgNames) FilesByHash(ctx context.Context, source, sha string) ([]File, error) {
+	return loadedFiles(p.Postgres.FilesByHash(ctx, source, sha))
+}
+
+func (p pgNames) PutFile(ctx context.Context, owner string, f File) error {
+	return p.Postgres.PutFile(ctx, owner, storedFile(f))
+}
+
+func (p pgNames) SetDispatchMark(ctx context.Context, source, name, owner string, mark int64) error {
+	return p.Postgres.SetDispatchMark(ctx, source, storedName(name), owner, mark)
+}
+
+func (p pgNames) RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error {
+	return p.Postgres.RecordOutcomes(ctx, source, storedName(name), owner, storedOutcomes(outs))
+}
+
+func (p pgNames) Outcomes(ctx context.Context, source, filename string, keys []string) (map[string]Outcome, error) {
+	m, err := p.Postgres.Outcomes(ctx, source, storedName(filename), keys)
+	for k, o := range m {
+		o.Filename = filename
+		m[k] = o
+	}
+	return m, err
+}
+
+func (p pgNames) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
+	return p.Postgres.Recorded(ctx, source, storedName(filename), keys, fingerprints)
+}
+
+func (p pgNames) RowCounts(ctx context.Context, source, filename string, run int64) (Counts, error) {
+	return p.Postgres.RowCounts(ctx, source, storedName(filename), run)
+}
+
+func (p pgNames) SplitFile(ctx context.Context, source, name, owner string, size int64) ([]Range, error) {
+	return loadedRanges(p.Postgres.SplitFile(ctx, source, storedName(name), owner, size))
+}
+
+func (p pgNames) Ranges(ctx context.Context, source, name string) ([]Range, error) {
+	return loadedRanges(p.Postgres.Ranges(ctx, source, storedName(name)))
+}
+
+func (p pgNames) ClaimRange(ctx context.Context, source, name string, run int64, owner string, lease time.Duration) (Range, error) {
+	g, err := p.Postgres.ClaimRange(ctx, source, storedName(name), run, owner, lease)
+	g.Name = loadedName(g.Name)
+	return g, err
+}
+
+func (p pgNames) HeartbeatRange(ctx context.Context, source, name string, index int, owner string, lease time.Duration) error {
+	return p.Postgres.HeartbeatRange(ctx, source, storedName(name), index, owner, lease)
+}
+
+func (p pgNames) SetRangeMark(ctx context.Context, source, name string, index int, owner string, mark int64) error {
+	return p.Postgres.SetRangeMark(ctx, source, storedName(name), index, owner, mark)
+}
+
+func (p pgNames) RecordRangeOutcomes(ctx context.Context, source, name string, index int, owner string, outs []Outcome) error {
+	return p.Postgres.RecordRangeOutcomes(ctx, source, storedName(name), index, owner, storedOutcomes(outs))
+}
+
+func (p pgNames) ReleaseRange(ctx context.Context, source, name string, index int, owner string, done bool) error {
+	return p.Postgres.ReleaseRange(ctx, source, storedName(name), index, owner, done)
+}
+
+var _ Ledger = pgNames{}

@@ -1,0 +1,64 @@
+package state_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ihr-tools/ihr/internal/testservers"
+	"github.com/ihr-tools/ihr/state"
+)
+
+// TestPostgresNamesNotUTF8: PostgreSQL text must be UTF-8, file names need
+// not be. Through state.Open, two names that differ only in an invalid
+// byte keep their own entries, come back byte for byte, and so do their
+// paths and outcomes; a valid name that looks like an escaped one is not
+// confused with it.
+func TestPostgresNamesNotUTF8(t *testing.T) {
+	pg := testservers.StartPostgres(t)
+	ctx := context.Background()
+	l, err := state.Open(ctx, pg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	names := []string{"caf\xe9.csv", "caf\xe8.csv", "caf%E9.csv", "50%.csv"}
+	for i, n := range names {
+		f, err := l.Claim(ctx, "erp", n, "w", time.Minute)
+		if err != nil {
+			t.Fatalf("claim %q: %v", n, err)
+		}
+		if f.Name != n {
+			t.Fatalf("claim %q gave %q", n, f.Name)
+		}
+		f.Status, f.Run, f.Location, f.ReportPath = state.Processing, 1, "inbox/"+n, "reports/"+n+".response.csv"
+		f.SkipReason = n + ": why"
+		if err := l.PutFile(ctx, "w", f); err != nil {
+			t.Fatalf("put %q: %v", n, err)
+		}
+		if err := l.RecordOutcomes(ctx, "erp", n, "w", []state.Outcome{{Key: "K", Row: 1, Run: 1, Result: state.Created,
+			RecordID: int64(100 + i), Fingerprint: "fp", Message: "row of " + n}}); err != nil {
+			t.Fatalf("record %q: %v", n, err)
+		}
+	}
+	files, err := l.Files(ctx, "erp")
+	if err != nil || len(files) != len(names) {
+		t.Fatalf("files: %d, %v", len(files), err)
+	}
+	for i, n := range names {
+		f, err := l.File(ctx, "erp", n)
+		if err != nil || f.Name != n || f.Location != "inbox/"+n || f.ReportPath != "reports/"+n+".response.csv" {
+			t.Fatalf("file %q: %+v, %v", n, f, err)
+		}
+		outs, err := l.Outcomes(ctx, "erp", n, []string{"K"})
+		if err != nil || outs["K"].RecordID != int64(100+i) || outs["K"].Filename != n {
+			t.Fatalf("outcomes of %q: %+v, %v", n, outs, err)
+		}
+		if rec, err := l.Recorded(ctx, "erp", n, []string{"K"}, []string{"fp"}); err != nil || rec["K"] != int64(100+i) {
+			t.Fatalf("recorded of %q: %v, %v", n, rec, err)
+		}
+		if c, err := l.RowCounts(ctx, "erp", n, 0); err != nil || c.Created != 1 {
+			t.Fatalf("counts of %q: %+v, %v", n, c, err)
+		}
+	}
+}

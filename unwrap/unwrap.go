@@ -130,7 +130,9 @@ type Content struct {
 	// Archive: the content is a zip archive (see OpenArchive), not CSV.
 	Archive bool
 
-	raw, plain hash.Hash // SHA-256 of the stored bytes and of the CSV
+	// raw, plain: SHA-256 of the stored bytes and of the CSV, computed
+	// only when a manifest gives a SHA-256 to check.
+	raw, plain hash.Hash
 	trailer    *trailerReader
 	manifest   *Manifest
 	eof        bool
@@ -141,8 +143,12 @@ type Content struct {
 // Open peels the layers off r. Errors of the outermost layers (a key that
 // does not fit, a corrupt header) come at once; the rest from Read.
 func Open(r io.Reader, cfg Config) (*Content, error) {
-	c := &Content{raw: sha256.New(), plain: sha256.New(), manifest: cfg.Manifest}
-	br := bufio.NewReaderSize(io.TeeReader(r, c.raw), 64<<10)
+	c := &Content{manifest: cfg.Manifest}
+	if m := cfg.Manifest; m != nil && m.SHA256 != "" {
+		c.raw, c.plain = sha256.New(), sha256.New()
+		r = io.TeeReader(r, c.raw)
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
 	var cur io.Reader = br
 	head, _ := br.Peek(64)
 	switch {
@@ -180,7 +186,9 @@ func Open(r io.Reader, cfg Config) (*Content, error) {
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")) || bytes.HasPrefix(head, []byte("PK\x05\x06")):
 		c.Archive = true
 	}
-	cur = io.TeeReader(cur, c.plain)
+	if c.plain != nil {
+		cur = io.TeeReader(cur, c.plain)
+	}
 	if cfg.Trailer != nil && !c.Archive {
 		c.trailer = &trailerReader{r: cur, layout: cfg.Trailer}
 		cur = c.trailer
@@ -222,10 +230,6 @@ func (c *Content) atEOF() error {
 	}
 	return nil
 }
-
-// SHA256 is the hex SHA-256 of the plain content read so far (all of it,
-// trailer included, once Read returned io.EOF).
-func (c *Content) SHA256() string { return hex.EncodeToString(c.plain.Sum(nil)) }
 
 // CheckRows compares the number of data rows the caller parsed (trailer
 // excluded) with what the manifest and the trailer expect. Call it after

@@ -47,7 +47,7 @@ func newKeys(t *testing.T, ihrKind, erpKind string, armoredExport bool) *keys {
 	return k
 }
 
-func loadPrivate(t *testing.T, path, pass string) openpgp.EntityList {
+func loadPrivate(t testing.TB, path, pass string) openpgp.EntityList {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -104,9 +104,11 @@ func TestGnuPGMessages(t *testing.T) {
 					if err != nil || got != csvText || c.Layers[0] != "pgp" {
 						t.Fatalf("%s: %q %v", name, got, err)
 					}
+					// A manifest's SHA-256 of the CSV inside matches.
 					sum := sha256.Sum256([]byte(csvText))
-					if c.SHA256() != hex.EncodeToString(sum[:]) {
-						t.Errorf("%s: content hash is not the CSV's", name)
+					m := &unwrap.Manifest{From: "x.done", Rows: -1, SHA256: hex.EncodeToString(sum[:])}
+					if _, _, err := readAll(msg, unwrap.Config{Decrypt: k.decrypt, Manifest: m}); err != nil {
+						t.Errorf("%s: manifest of the CSV inside: %v", name, err)
 					}
 					// With verify: only the signed message passes.
 					got, _, err = readAll(msg, unwrap.Config{Decrypt: k.decrypt, Verify: k.verify})

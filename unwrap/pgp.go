@@ -61,15 +61,6 @@ func readKeys(r io.Reader) (openpgp.EntityList, error) {
 	return openpgp.ReadKeyRing(br)
 }
 
-// Fingerprints lists the primary key fingerprints of el, for messages.
-func Fingerprints(el openpgp.EntityList) string {
-	var s []string
-	for _, e := range el {
-		s = append(s, fmt.Sprintf("%X", e.PrimaryKey.Fingerprint))
-	}
-	return strings.Join(s, ", ")
-}
-
 // looksPGP recognises the first packet of a binary OpenPGP message: a
 // public- or symmetric-key encrypted session key, a one-pass signature, a
 // signature, compressed or literal data, or encrypted data. CSV text never
@@ -146,16 +137,16 @@ func openPGP(r io.Reader, armored bool, cfg Config) (io.Reader, error) {
 	}
 	keyring := append(append(openpgp.EntityList{}, cfg.Decrypt...), cfg.Verify...)
 	md, err := openpgp.ReadMessage(r, keyring, nil, &packet.Config{})
-	if err != nil {
-		return nil, pgpError(err, md)
-	}
-	if md.IsEncrypted && len(cfg.Decrypt) == 0 && md.DecryptedWith.Entity == nil {
+	if errors.Is(err, pgperrors.ErrKeyIncorrect) && len(cfg.Decrypt) == 0 {
 		return nil, ErrNoKey
+	}
+	if err != nil {
+		return nil, pgpError(err)
 	}
 	return &pgpReader{md: md, cfg: cfg}, nil
 }
 
-func pgpError(err error, md *openpgp.MessageDetails) error {
+func pgpError(err error) error {
 	var se pgperrors.SignatureError
 	var st pgperrors.StructuralError
 	switch {
@@ -200,7 +191,7 @@ func (p *pgpReader) Read(b []byte) (int, error) {
 
 func (p *pgpReader) settle(err error) error {
 	if err != io.EOF {
-		return pgpError(err, p.md)
+		return pgpError(err)
 	}
 	if verr := p.verdict(); verr != nil {
 		return verr

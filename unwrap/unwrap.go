@@ -33,8 +33,6 @@ package unwrap
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -43,6 +41,8 @@ import (
 	"io"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/gzip"
 )
 
 // Errors, all wrapping ErrFile; test with errors.Is.
@@ -169,14 +169,16 @@ func Open(r io.Reader, cfg Config) (*Content, error) {
 	case len(cfg.Verify) > 0:
 		return nil, fmt.Errorf("%w: it is not an OpenPGP message", ErrUnsigned)
 	}
-	// Past decryption: compression, recognised by magic bytes.
-	inner := bufio.NewReaderSize(cur, 64<<10)
+	// Past decryption: compression, recognised by magic bytes. The
+	// decompressor reads a bufio.Reader (a ByteReader, so it adds no
+	// buffer of its own); the bytes it pulled in are counted below it.
+	cr := &countReader{r: cur}
+	inner := bufio.NewReaderSize(cr, 64<<10)
 	cur = inner
 	head, _ = inner.Peek(4)
 	switch {
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
-		cr := &countReader{r: inner}
-		zr, err := gzip.NewReader(cr)
+		zr, err := gzip.NewReader(inner)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrGzip, err)
 		}

@@ -153,6 +153,7 @@ func zipped(t *testing.T, entries ...[2]string) []byte {
 func TestEncryptedDrops(t *testing.T) {
 	for _, kinds := range [][2]string{{testservers.KeyRSA, testservers.KeyCurve25519}, {testservers.KeyCurve25519, testservers.KeyRSA}} {
 		t.Run("worker-"+kinds[0]+"/erp-"+kinds[1], func(t *testing.T) {
+			t.Parallel()
 			k := newPGPKeys(t, kinds[0], kinds[1])
 			e := newEnv(t)
 			s := storeEnv{e, e.store}
@@ -413,6 +414,7 @@ func TestCheckedDrops(t *testing.T) {
 
 // TestValidateDrops: the dry run reads what the pipeline reads.
 func TestValidateDrops(t *testing.T) {
+	t.Parallel()
 	k := newPGPKeys(t, testservers.KeyCurve25519, testservers.KeyRSA)
 	e := newEnv(t)
 	e.src.Unwrap = unwrap.Config{Decrypt: k.decrypt, Verify: k.erpPublic}

@@ -89,6 +89,7 @@ func readAll(data []byte, cfg unwrap.Config) (string, *unwrap.Content, error) {
 // TestGnuPGMessages decrypts what gpg made: RSA and Curve25519 keys,
 // armored and binary, signed and unsigned, with and without verify.
 func TestGnuPGMessages(t *testing.T) {
+	t.Parallel()
 	for _, kinds := range [][2]string{{testservers.KeyRSA, testservers.KeyCurve25519}, {testservers.KeyCurve25519, testservers.KeyRSA}} {
 		t.Run("worker-"+kinds[0]+"/erp-"+kinds[1], func(t *testing.T) {
 			k := newKeys(t, kinds[0], kinds[1], kinds[0] == testservers.KeyRSA)
@@ -132,6 +133,7 @@ func TestGnuPGMessages(t *testing.T) {
 // TestGnuPGFailures: a wrong key, a tampered message, a bad signature,
 // an unsigned or plain file where a signature is required.
 func TestGnuPGFailures(t *testing.T) {
+	t.Parallel()
 	k := newKeys(t, testservers.KeyRSA, testservers.KeyCurve25519, true)
 	t.Run("wrong key", func(t *testing.T) {
 		msg := k.gpg.Encrypt([]byte(csvText), k.ihrUID, "", "", false)
@@ -198,6 +200,7 @@ func TestGnuPGFailures(t *testing.T) {
 
 // TestReportEncryptedBack: what EncryptTo writes, gpg decrypts.
 func TestReportEncryptedBack(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []string{testservers.KeyRSA, testservers.KeyCurve25519} {
 		t.Run(kind, func(t *testing.T) {
 			g := testservers.StartGPG(t)
@@ -231,6 +234,7 @@ func gz(t testing.TB, data []byte) []byte {
 // TestGzip: found by its magic bytes, also inside an encrypted message;
 // corrupt and bomb streams fail with file errors.
 func TestGzip(t *testing.T) {
+	t.Parallel()
 	got, c, err := readAll(gz(t, []byte(csvText)), unwrap.Config{})
 	if err != nil || got != csvText || strings.Join(c.Layers, ",") != "gzip" {
 		t.Fatalf("%q %v %v", got, c, err)
@@ -383,6 +387,7 @@ func (o oneByte) Read(p []byte) (int, error) {
 // TestReadPastEOF: readers (bufio, parsers) may call Read again after
 // io.EOF; a signed message must still end cleanly.
 func TestReadPastEOF(t *testing.T) {
+	t.Parallel()
 	k := newKeys(t, testservers.KeyCurve25519, testservers.KeyCurve25519, true)
 	msg := k.gpg.Encrypt([]byte(csvText), k.ihrUID, k.erpUID, k.erpPass, false)
 	c, err := unwrap.Open(bytes.NewReader(msg), unwrap.Config{Decrypt: k.decrypt, Verify: k.verify})

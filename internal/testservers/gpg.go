@@ -42,6 +42,10 @@ func StartGPG(t testing.TB) *GPG {
 	home, err := os.MkdirTemp("", "gpg")
 	must(t, err)
 	must(t, os.Chmod(home, 0o700))
+	// The agent otherwise calibrates its key protection to 100 ms of CPU
+	// per use, which on a loaded machine makes each key generation or
+	// decryption take seconds; these keys protect nothing.
+	must(t, os.WriteFile(filepath.Join(home, "gpg-agent.conf"), []byte("s2k-count 65536\n"), 0o600))
 	g := &GPG{t: t, bin: bin, Home: home, Dir: t.TempDir()}
 	t.Cleanup(func() {
 		if gc := findBinary("gpgconf"); gc != "" {

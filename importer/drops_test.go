@@ -477,3 +477,42 @@ func TestArchiveResumes(t *testing.T) {
 		t.Errorf("%d creates for 120 rows", creates)
 	}
 }
+
+// TestEncryptedDropsOnStores: an encrypted, signed gzip file and an
+// encrypted zip are posted, and a tampered message is rejected, through
+// SFTP and S3 as through a local folder; reports come back encrypted.
+func TestEncryptedDropsOnStores(t *testing.T) {
+	k := newPGPKeys(t, testservers.KeyCurve25519, testservers.KeyRSA)
+	g := k.gpg
+	dropStores(t, func(t *testing.T, s storeEnv) {
+		s.src.Include = "*"
+		s.src.Unwrap = unwrap.Config{Decrypt: k.decrypt, Verify: k.erpPublic}
+		s.src.EncryptReportsTo = k.erpPublic
+		plain, ids := csvRows("ES", 1, 25)
+		s.put("inbox/e.csv.gz.pgp", g.Encrypt(gzipped(plain), ihrUID, erpUID, erpPass, false))
+		one, oneIDs := csvRows("EZ", 1, 5)
+		s.put("inbox/e.zip.asc", g.Encrypt(zipped(t, [2]string{"ez.csv", one}), ihrUID, erpUID, erpPass, true))
+		bad := g.Encrypt([]byte(plain), ihrUID, erpUID, erpPass, false)
+		bad[len(bad)/2] ^= 0x04
+		s.put("inbox/t.csv.pgp", bad)
+		sum := s.run()
+		if sum.Archived != 2 || sum.Rejected != 1 {
+			t.Fatalf("summary %+v", sum)
+		}
+		s.exactlyOnce("e.csv.gz.pgp", ids)
+		s.exactlyOnce("ez.csv", oneIDs)
+		for rp, want := range map[string]string{
+			reportFor("e.csv.gz.pgp") + ".pgp":      "created",
+			"reports/e.zip.asc/ez.response.csv.pgp": "created",
+			reportFor("t.csv.pgp") + ".pgp":         "OpenPGP message",
+		} {
+			plain, err := g.Decrypt(s.get(rp), erpPass)
+			if err != nil || !strings.Contains(string(plain), want) {
+				t.Errorf("%s: %v %q", rp, err, plain)
+			}
+		}
+		if !s.has("failed/t.csv.pgp") || len(s.records("t.csv.pgp")) != 0 {
+			t.Error("the tampered file was not rejected whole")
+		}
+	})
+}

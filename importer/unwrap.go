@@ -24,7 +24,12 @@ type content struct {
 	rc io.ReadCloser
 }
 
-func (c *content) Close() error { return errors.Join(c.Content.Close(), c.rc.Close()) }
+// Close closes the stream first: the goroutine reading ahead through the
+// layers may be blocked on it.
+func (c *content) Close() error {
+	err := c.rc.Close()
+	return errors.Join(c.Content.Close(), err)
+}
 
 // errArchive: the first pass found a zip archive (see runArchive).
 var errArchive = errors.New("importer: zip archive")

@@ -39,6 +39,7 @@ func BenchmarkLayers(b *testing.B) {
 				if _, err := io.Copy(io.Discard, c); err != nil {
 					b.Fatal(err)
 				}
+				c.Close()
 			}
 		})
 	}

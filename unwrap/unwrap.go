@@ -188,6 +188,11 @@ func Open(r io.Reader, cfg Config) (*Content, error) {
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")) || bytes.HasPrefix(head, []byte("PK\x05\x06")):
 		c.Archive = true
 	}
+	if len(c.Layers) > 0 && !c.Archive {
+		ra := newReadAhead(cur)
+		c.closers = append(c.closers, ra)
+		cur = ra
+	}
 	if c.plain != nil {
 		cur = io.TeeReader(cur, c.plain)
 	}
@@ -246,7 +251,9 @@ func (c *Content) CheckRows(rows int64) error {
 	return nil
 }
 
-// Close releases the layers (not the underlying reader).
+// Close releases the layers (not the underlying reader) and waits for the
+// goroutine that reads ahead through them; close a network stream under
+// them first, so that a read blocked on it returns.
 func (c *Content) Close() error {
 	var errs []error
 	for i := len(c.closers) - 1; i >= 0; i-- {

@@ -3,7 +3,6 @@ package mapping
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -211,19 +210,6 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-func TestKey(t *testing.T) {
-	a := Mapped{Row: 5, Record: record.Record{IntegrationFilename: "inv.csv", ExternalID: "X-1"}}
-	b := Mapped{Row: 5, Record: record.Record{IntegrationFilename: "inv.csv"}}
-	c := Mapped{Row: 6, Record: record.Record{IntegrationFilename: "inv.csv", ExternalID: "row 5"}}
-	if Key(a) != `"inv.csv" external-id "X-1"` || Key(b) != `"inv.csv" row 5` || Key(b) == Key(c) {
-		t.Errorf("keys %s / %s / %s", Key(a), Key(b), Key(c))
-	}
-	a.Row = 9
-	if Key(a) != `"inv.csv" external-id "X-1"` {
-		t.Error("the key of a row with an external-id depends on its row")
-	}
-}
-
 func TestDupTracker(t *testing.T) {
 	d := NewDupTracker(0)
 	mk := func(row int, id string) Mapped { return Mapped{Row: row, Record: record.Record{ExternalID: id}} }
@@ -260,13 +246,5 @@ func TestDupTracker(t *testing.T) {
 	}
 	if !d.Full() || d.Len() != 768 || d.Check(mk(3000, "1")) == nil {
 		t.Errorf("full %v len %d", d.Full(), d.Len())
-	}
-}
-
-func TestQuoteMatchesStrconv(t *testing.T) {
-	for _, s := range []string{"", "AP-1", `a"b`, `a\b`, "東京", "tab\there", "\x7f", "\xff", "~ok~"} {
-		if quote(s) != strconv.Quote(s) {
-			t.Errorf("quote(%q) = %s", s, quote(s))
-		}
 	}
 }

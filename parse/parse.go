@@ -40,9 +40,10 @@ var (
 	ErrBinary    = errors.New("file is binary, not CSV text")
 	ErrNoHeader  = errors.New("file has no header row")
 	ErrEncoding  = errors.New("file cannot be decoded")
-	// ErrNoRows is never returned by this package: a header-only file gives
-	// io.EOF on the first Read. It is here so that callers that reject such
-	// files say so in the same words.
+	// ErrNoRows is for callers: the Reader itself reads a header-only
+	// file without error (the first Read gives io.EOF). The importer and
+	// the validate command wrap it when they reject such a file, so both
+	// say so in the same words.
 	ErrNoRows = errors.New("file has a header but no data rows")
 	// ErrUnknownEncoding: the encoding name given to NewReader is not one
 	// this package knows (a configuration error, not a file error).
@@ -154,12 +155,26 @@ type Reader struct {
 	fieldStart, fieldLine, fieldCol int
 }
 
-// encodings maps accepted names (lower case) to "shift_jis" or "utf-8";
-// "" and "auto" are UTF-8 with BOM awareness.
+// Encodings are the canonical encoding names, as a source's configuration
+// and NewReader take them: "auto" (UTF-8, a byte-order mark is stripped),
+// "utf-8" and "shift_jis" (CP932). Encoding also accepts aliases.
+var Encodings = []string{"auto", "utf-8", "shift_jis"}
+
+// encodings maps accepted names (lower case) to their canonical name; ""
+// is auto.
 var encodings = map[string]string{
 	"": "auto", "auto": "auto", "utf-8": "utf-8", "utf8": "utf-8",
 	"shift_jis": "shift_jis", "shift-jis": "shift_jis", "sjis": "shift_jis",
 	"cp932": "shift_jis", "windows-31j": "shift_jis", "ms932": "shift_jis",
+}
+
+// Encoding returns the canonical name (one of Encodings) of an encoding
+// name or alias, case and surrounding spaces ignored; false when this
+// package cannot read it. It is the one list: the worker's configuration
+// accepts exactly what NewReader reads.
+func Encoding(name string) (string, bool) {
+	enc, ok := encodings[strings.ToLower(strings.TrimSpace(name))]
+	return enc, ok
 }
 
 // sniffLen is how much of the start of a file is checked for NUL bytes.
@@ -167,13 +182,13 @@ const sniffLen = 1024
 
 // NewReader reads the header of r and returns a Reader positioned at the
 // first data row. encoding is "auto" (UTF-8, a byte-order mark is
-// stripped), "utf-8" (the same) or "shift_jis" (CP932; aliases sjis,
-// cp932, windows-31j). Errors: ErrUnknownEncoding for a bad name;
+// stripped), "utf-8" (the same) or "shift_jis" (CP932), or an alias
+// Encoding accepts. Errors: ErrUnknownEncoding for a bad name;
 // ErrEmptyFile, ErrBinary, ErrEncoding, ErrNoHeader (wrapped, errors.Is)
 // for a file that cannot be read as CSV at all; a *ParseError with Row 0
 // for a header that is malformed; any error of r itself.
 func NewReader(r io.Reader, encoding string, opts Options) (*Reader, error) {
-	enc, ok := encodings[strings.ToLower(strings.TrimSpace(encoding))]
+	enc, ok := Encoding(encoding)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (want auto, utf-8 or shift_jis)", ErrUnknownEncoding, encoding)
 	}

@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ihr-tools/ihr/apiclient"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -163,8 +165,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad state", strings.Replace(minimal, "sqlite:state.db", "mysql://x", 1), `state: must start with sqlite: or postgres://`},
 		{"no sources", strings.Split(minimal, "sources:")[0], `sources: at least one source is required`},
 		{"bad encoding", minimal + "    encoding: latin1\n", `sources[0].encoding: unsupported encoding "latin1"`},
-		{"bad action", minimal + "    mapping: {actions: {Error: explode}}\n", `sources[0].mapping.actions["Error"]: unknown action "explode"`},
-		{"bad element", minimal + "    mapping: {columns: {doc-id: X}}\n", `sources[0].mapping.columns["doc-id"]: unknown element`},
+		{"bad action", minimal + "    mapping: {actions: {Error: explode}}\n", `sources[0].mapping.actions["Error"]: "explode" is not an action`},
+		{"bad element", minimal + "    mapping: {columns: {doc-id: X}}\n", `sources[0].mapping.columns["doc-id"]: not an element a column can feed`},
 		{"bad document type", minimal + "    mapping: {defaults: {document_type: Invoices}}\n", `"Invoices" is not one of the 31 document types`},
 		{"folder escapes", minimal + "    folders: {inbox: ../x}\n", `sources[0].folders.inbox: "../x" must be a relative path inside the source`},
 		{"folders collide", minimal + "    folders: {archive: reports}\n", `sources[0].folders.reports: "reports" is also the archive folder`},
@@ -353,9 +355,6 @@ sources:
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := RedactURL("sftp://u:pw@h/x"); strings.Contains(got, "pw") {
-		t.Fatal(got)
-	}
 	s := Source{Name: "a", URL: "ftp://u:hunter2@h/"}
 	if strings.Contains(s.String(), "hunter2") {
 		t.Fatal(s.String())
@@ -370,5 +369,22 @@ func TestValidateAfterOverride(t *testing.T) {
 	c.API.Concurrency = 0
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "api.concurrency") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// The api block's defaults are the API client's, and the encodings are
+// the parser's: one place for each.
+func TestDefaultsAndEncodingsComeFromTheirPackages(t *testing.T) {
+	c, err := Parse([]byte(minimal+"    encoding: CP932\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.API
+	if a.RateLimit != apiclient.DefaultRateLimit || a.Burst != apiclient.DefaultBurst(apiclient.DefaultRateLimit) ||
+		a.Concurrency != apiclient.DefaultConcurrency || a.Timeout != apiclient.DefaultTimeout || a.MaxRetries != apiclient.DefaultMaxRetries {
+		t.Errorf("api defaults %+v", a)
+	}
+	if c.Sources[0].Encoding != "shift_jis" {
+		t.Errorf("encoding %q, want the parser's canonical shift_jis", c.Sources[0].Encoding)
 	}
 }

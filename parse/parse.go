@@ -15,8 +15,7 @@
 // oversized field at its position and then carry on. gocsv sits on top of
 // encoding/csv, maps rows to structs by tag (our columns come from a
 // per-source config) and stops at the first error. So this package has its
-// own small streaming tokenizer; Reader.CSVReader adapts it to gocsv's
-// CSVReader interface for callers that want typed decoding of a file.
+// own small streaming tokenizer (see the README's "Dependencies").
 package parse
 
 import (
@@ -28,7 +27,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/gocarina/gocsv"
 	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/transform"
 )
@@ -319,41 +317,6 @@ func (r *Reader) fields() []string {
 		r.rec = nil
 	}
 	return out
-}
-
-// CSVReader adapts r to gocsv's CSVReader, so a file can be decoded into
-// tagged structs with gocsv.UnmarshalCSV and friends: Read yields the
-// header first, then each row's fields. gocsv stops at the first error, so
-// the first bad row ends the decoding with its *ParseError; the importer
-// uses Reader.Read, which goes on.
-func (r *Reader) CSVReader() gocsv.CSVReader { return &gocsvAdapter{r: r} }
-
-type gocsvAdapter struct {
-	r          *Reader
-	headerSent bool
-}
-
-func (a *gocsvAdapter) Read() ([]string, error) {
-	if !a.headerSent {
-		a.headerSent = true
-		return a.r.header, nil
-	}
-	row, err := a.r.Read()
-	return row.Fields, err
-}
-
-func (a *gocsvAdapter) ReadAll() ([][]string, error) {
-	var all [][]string
-	for {
-		f, err := a.Read()
-		if err == io.EOF {
-			return all, nil
-		}
-		if err != nil {
-			return all, err
-		}
-		all = append(all, f)
-	}
 }
 
 // The tokenizer.

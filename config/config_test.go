@@ -147,6 +147,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown key", strings.Replace(minimal, "    url: file", "    pasword: x\n    url: file", 1),
 			`w.yaml:7: sources[0].pasword: unknown key (did you mean "password"?)`},
 		{"unknown top key", minimal + "sauces: []\n", `w.yaml:8: sauces: unknown key`},
+		// Store URLs are judged by storeurl, as Open will judge them.
+		{"sftp without user", strings.Replace(minimal, "file:///data/a", "sftp://h/x", 1), `w.yaml:7: sources[0].url: no user`},
+		// Mapping blocks are judged by mapping.Check, as the pipeline will.
+		{"bad default id", minimal + "    mapping: {defaults: {document-id: x1}}\n", `sources[0].mapping.defaults["document-id"]: "x1" is not an integer`},
 		{"missing env", strings.Replace(minimal, "api_key: k", "api_key: ${COUPA_API_KEY}", 1),
 			`w.yaml:3: api.api_key: environment variable COUPA_API_KEY is not set`},
 		{"bad duration", minimal + "    poll: 30\n", `w.yaml:8: sources[0].poll: invalid duration "30"`},

@@ -136,16 +136,8 @@ func (c *Config) validateState(v *validator) {
 			v.add("state", "invalid PostgreSQL URL")
 		}
 	default:
-		v.add("state", "must start with sqlite: or postgres://, got %q", redactDSN(s))
+		v.add("state", "must start with sqlite: or postgres://, got %q", storeurl.Redact(s))
 	}
-}
-
-// redactDSN hides a password in something that may be a URL.
-func redactDSN(s string) string {
-	if strings.Contains(s, "://") {
-		return storeurl.Redact(s)
-	}
-	return s
 }
 
 func (s *Source) validate(v *validator, p string) {

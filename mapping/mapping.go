@@ -114,15 +114,6 @@ type Mapper struct {
 	warnings    []string
 }
 
-// ValidateConfig checks a Config without a file and returns its first
-// problem as a *ConfigError, or nil. New returns the same error.
-func ValidateConfig(cfg Config) error {
-	if ps := Check(cfg); len(ps) > 0 {
-		return ps[0].err()
-	}
-	return nil
-}
-
 // A Problem is one bad entry of a Config: Block is "columns", "defaults"
 // or "actions" and Name the entry's key as written.
 type Problem struct {

@@ -190,8 +190,8 @@ func TestNewErrors(t *testing.T) {
 				if ce.Key != tt.key {
 					t.Errorf("key %q, want %q (%v)", ce.Key, tt.key, err)
 				}
-				if ValidateConfig(tt.cfg) == nil {
-					t.Error("ValidateConfig accepts it")
+				if ps := Check(tt.cfg); len(ps) == 0 || ps[0].err().Error() != err.Error() {
+					t.Errorf("Check gives %v, New %v", ps, err)
 				}
 			case errors.Is(err, ErrMissingColumn) && tt.key == ErrMissingColumn.Error(),
 				errors.Is(err, ErrDuplicateColumn) && tt.key == ErrDuplicateColumn.Error():

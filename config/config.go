@@ -243,15 +243,6 @@ func (c *Config) Source(name string) (*Source, bool) {
 	return nil, false
 }
 
-// Scheme returns the source URL's scheme in lower case ("" if unparsable).
-func (s *Source) Scheme() string {
-	u, err := url.Parse(s.URL)
-	if err != nil {
-		return ""
-	}
-	return u.Scheme
-}
-
 // RedactedURL is the source URL safe to log: any password in it is masked.
 func (s *Source) RedactedURL() string { return storeurl.Redact(s.URL) }
 

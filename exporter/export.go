@@ -16,19 +16,15 @@ type Indexer interface {
 	Index(ctx context.Context, q *apiclient.Query) ([]*record.Record, error)
 }
 
-// Records writes every record newQuery selects to w as CSV with the given
-// columns (see NewRecordWriter), oldest id first, and returns how many it
-// wrote. newQuery is called once a page and must return a fresh query
-// holding only the filters.
+// Records writes every record newQuery selects to rw, oldest id first,
+// flushes rw and returns how many it wrote. newQuery is called once a page
+// and must return a fresh query holding only the filters. The caller makes
+// rw (NewRecordWriter), so it chooses the columns and any output option.
 //
 // It pages by id (id > the last one seen, ordered by id) rather than by
 // offset: records created meanwhile are neither skipped nor repeated, and
 // one page is in memory at a time, whatever the number of records.
-func Records(ctx context.Context, api Indexer, newQuery func() *apiclient.Query, w io.Writer, columns []string) (int64, error) {
-	rw, err := NewRecordWriter(w, columns)
-	if err != nil {
-		return 0, err
-	}
+func Records(ctx context.Context, api Indexer, newQuery func() *apiclient.Query, rw *RecordWriter) (int64, error) {
 	var n, last int64
 	for {
 		q := newQuery().OrderBy("id", false).Limit(apiclient.MaxPageSize)

@@ -61,9 +61,13 @@ func TestRecordsPagesByID(t *testing.T) {
 	create(t, c, "other.csv", 500, 3) // not selected
 	api := &createDuring{Indexer: c, more: func() { create(t, c, "export.csv", first, 5) }}
 	var out strings.Builder
+	rw, err := exporter.NewRecordWriter(&out, []string{"id", "external-id"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := exporter.Records(context.Background(), api, func() *apiclient.Query {
 		return apiclient.NewQuery().Eq("integration-filename", "export.csv")
-	}, &out, []string{"id", "external-id"})
+	}, rw)
 	if err != nil {
 		t.Fatal(err)
 	}

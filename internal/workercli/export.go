@@ -168,8 +168,12 @@ func (g *globals) export(ctx context.Context, cfg *config.Config, log *zap.Logge
 	}
 	start := time.Now()
 	var n int64
-	produce := func(w io.Writer) (err error) {
-		n, err = exporter.Records(ctx, api, newQuery, w, f.columns)
+	produce := func(w io.Writer) error {
+		rw, err := exporter.NewRecordWriter(w, f.columns)
+		if err != nil {
+			return err
+		}
+		n, err = exporter.Records(ctx, api, newQuery, rw)
 		return err
 	}
 	where := f.to

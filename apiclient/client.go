@@ -102,6 +102,11 @@ type OAuthConfig struct {
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
+	// AuthMethod is how the id and secret reach the token endpoint:
+	// AuthPost (default; form fields, as Coupa documents them) or
+	// AuthBasic (HTTP Basic, form-urlencoded first as RFC 6749 §2.3.1
+	// says, so ids and secrets with + % @ : / arrive intact).
+	AuthMethod string
 	// EarlyRefresh renews a token this long before it expires, so no
 	// request goes out with a token about to die. Default 60 s.
 	EarlyRefresh time.Duration

@@ -92,6 +92,7 @@ func (a *API) ClientConfig() apiclient.Config {
 			ClientID:     o.ClientID,
 			ClientSecret: o.ClientSecret.Reveal(),
 			Scopes:       o.Scopes,
+			AuthMethod:   o.AuthMethod,
 		}
 	}
 	return c
@@ -103,6 +104,10 @@ type OAuth struct {
 	ClientSecret Secret   `yaml:"client_secret"` // or client_secret_file
 	Scopes       []string `yaml:"scopes"`
 	TokenURL     string   `yaml:"token_url"` // default: {api.url}/oauth2/token
+	// AuthMethod is how the id and secret reach the token endpoint:
+	// client_secret_post (default, form fields as Coupa documents) or
+	// client_secret_basic (HTTP Basic, form-urlencoded per RFC 6749).
+	AuthMethod string `yaml:"auth_method"`
 }
 
 // Source is one ERP drop folder and how its files map to records. Store

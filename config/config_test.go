@@ -29,6 +29,7 @@ api:
     client_id: worker
     client_secret: ${SECRET}
     scopes: [core.integration.write, core.integration.read]
+    auth_method: client_secret_basic
   rate_limit: 20
   burst: 30
   concurrency: 8
@@ -73,7 +74,7 @@ func TestParseFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.API.OAuth.ClientSecret.Reveal() != "s3cr3t" || c.API.OAuth.TokenURL != "https://acme.coupahost.com/oauth2/token" {
+	if c.API.OAuth.ClientSecret.Reveal() != "s3cr3t" || c.API.OAuth.TokenURL != "https://acme.coupahost.com/oauth2/token" || c.API.OAuth.AuthMethod != "client_secret_basic" {
 		t.Errorf("oauth = %+v", c.API.OAuth)
 	}
 	if c.API.RateLimit != 20 || c.API.Burst != 30 || c.API.Concurrency != 8 || c.API.Timeout != 45*time.Second {
@@ -166,6 +167,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"secret file missing", strings.Replace(minimal, "api_key: k", "api_key_file: /nonexistent/key", 1), `api.api_key_file: open /nonexistent/key`},
 		{"no auth", strings.Replace(minimal, "  api_key: k\n", "", 1), `api.api_key: set api_key (or api_key_file), or oauth`},
 		{"oauth incomplete", strings.Replace(minimal, "api_key: k", "oauth: {client_id: x}", 1), `api.oauth.client_secret: is required`},
+		{"bad oauth auth method", strings.Replace(minimal, "api_key: k", "oauth: {client_id: x, client_secret: y, auth_method: private_key_jwt}", 1), `api.oauth.auth_method: must be client_secret_post or client_secret_basic, got "private_key_jwt"`},
 		{"bad state", strings.Replace(minimal, "sqlite:state.db", "mysql://x", 1), `state: must start with sqlite: or postgres://`},
 		{"no sources", strings.Split(minimal, "sources:")[0], `sources: at least one source is required`},
 		{"bad encoding", minimal + "    encoding: latin1\n", `sources[0].encoding: unsupported encoding "latin1"`},

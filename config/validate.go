@@ -98,6 +98,11 @@ func (c *Config) validateAPI(v *validator) {
 		if len(o.Scopes) == 0 {
 			v.add("api.oauth.scopes", "must list at least one scope")
 		}
+		switch o.AuthMethod {
+		case "", "client_secret_post", "client_secret_basic":
+		default:
+			v.add("api.oauth.auth_method", "must be client_secret_post or client_secret_basic, got %q", o.AuthMethod)
+		}
 		if u, err := url.Parse(o.TokenURL); o.TokenURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 			v.add("api.oauth.token_url", "must be an http:// or https:// URL, got %q", o.TokenURL)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/exporter"
+	"github.com/ihr-tools/ihr/filestore"
 )
 
 type exportFlags struct {
@@ -234,9 +235,12 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 	if err != nil {
 		return to, err
 	}
+	// The folder must exist, as a source root must: a typo in --to is a
+	// usage error, not a new folder tree.
 	if src.Scheme() == "file" {
-		if err := os.MkdirAll(strings.TrimPrefix(src.URL, "file://"), 0o755); err != nil {
-			return where, exitErr(ExitUnreachable, err)
+		dir := filepath.FromSlash(strings.TrimPrefix(src.URL, "file://"))
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return where, usageErr("--to: the folder %s does not exist; create it first", dir)
 		}
 	}
 	store, err := openStore(ctx, src, log)
@@ -256,6 +260,12 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 	perr := <-done
 	if perr != nil && !errors.Is(perr, errWriteEnded) {
 		return where, perr // the API's error, not the pipe's echo of it
+	}
+	if werr != nil && errors.Is(werr, filestore.ErrNotExist) {
+		return where, usageErr("--to %s: the folder does not exist on the store; create it first (%v)", where, werr)
+	}
+	if werr != nil && setupStoreError(werr) {
+		return where, usageErr("--to %s: %v", where, werr)
 	}
 	return where, werr
 }
@@ -286,6 +296,7 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 	dir.RawPath = ""
 	src := &config.Source{Name: "export", URL: dir.String()}
 	if u.Scheme != "file" {
+		found := false
 		for i := range cfg.Sources {
 			c := &cfg.Sources[i]
 			cu, err := url.Parse(c.URL)
@@ -294,8 +305,16 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 			}
 			cp := *c
 			cp.Name, cp.URL = "export", dir.String()
-			src = &cp
+			src, found = &cp, true
 			break
+		}
+		if !found {
+			host := u.Host
+			if n := u.User.Username(); n != "" {
+				host = n + "@" + host
+			}
+			return nil, "", to, usageErr("--to %s: no configured source is on %s://%s; export writes to a store with the settings (credentials, known_hosts, endpoint …) of a source on the same scheme, host and user. Add such a source, or export to a local path",
+				config.RedactURL(to), u.Scheme, host)
 		}
 	}
 	where := to

@@ -39,6 +39,9 @@ configuration error, 3 the source or the API unreachable.`,
 			if err != nil {
 				return exitErr(classify(err), err)
 			}
+			if err := w.preflight(ctx, s, store); err != nil {
+				return exitErr(classify(err), err)
+			}
 			fr, err := w.imp.Reprocess(ctx, importerSource(s, store), args[0])
 			if errors.Is(err, importer.ErrNotFound) {
 				return usageErr("%s: %s is not in %s, %s or %s of source %s", args[0], args[0], s.Folders.Inbox, s.Folders.Failed, s.Folders.Archive, s.Name)

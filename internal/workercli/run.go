@@ -2,8 +2,10 @@ package workercli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,13 +64,24 @@ stopped).`,
 
 // sourceRun is one source's pass in a run summary.
 type sourceRun struct {
-	Name     string           `json:"name"`
-	URL      string           `json:"url"`
-	Summary  importer.Summary `json:"summary"`
-	Error    string           `json:"error,omitempty"`
-	Duration float64          `json:"duration_seconds"`
+	Name     string
+	URL      string
+	Summary  importer.Summary
+	Error    string
+	Duration float64
 	err      error
 	src      *config.Source
+}
+
+// MarshalJSON writes the pass in the --json vocabulary (jsonout.go).
+func (s *sourceRun) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Name     string      `json:"name"`
+		URL      string      `json:"url"`
+		Summary  jsonSummary `json:"summary"`
+		Error    string      `json:"error,omitempty"`
+		Duration float64     `json:"duration_seconds"`
+	}{s.Name, s.URL, runSummaryJSON(s.Summary), s.Error, s.Duration})
 }
 
 // runResult is the whole run's summary (--json prints it).
@@ -106,6 +119,11 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 	if err != nil {
 		sr.err, sr.Error = err, err.Error()
 		log.Error("source unavailable", zap.Error(err))
+		return sr
+	}
+	if err := w.preflight(ctx, s, store); err != nil {
+		sr.err, sr.Error = err, err.Error()
+		sr.Summary.Files = []importer.FileResult{}
 		return sr
 	}
 	sum, err := w.imp.RunSource(ctx, importerSource(s, store))
@@ -160,7 +178,7 @@ func (g *globals) finish(r *runResult) error {
 func (g *globals) printSourceRun(s *sourceRun) {
 	sum := s.Summary
 	if s.err != nil && len(sum.Files) == 0 {
-		g.say("%s: %v\n", s.Name, s.err)
+		g.say("%s\n", sourceLine(s.Name, errText(s.err)))
 		return
 	}
 	elsewhere := ""
@@ -180,7 +198,7 @@ func (g *globals) printSourceRun(s *sourceRun) {
 			line += ": " + oneLine(f.Reason)
 		}
 		if f.Err != nil && f.Status != state.Done {
-			line += ": " + f.Err.Error()
+			line += ": " + errText(f.Err)
 		}
 		g.say("%s\n", line)
 		if f.Report != "" {
@@ -189,10 +207,27 @@ func (g *globals) printSourceRun(s *sourceRun) {
 	}
 	if s.err != nil {
 		for _, f := range sum.Files {
-			if f.Err != nil && f.Err.Error() == s.err.Error() {
+			if f.Err != nil && errText(f.Err) == errText(s.err) {
 				return // already said on the file's line
 			}
 		}
-		g.say("%s: %v\n", s.Name, s.err)
+		g.say("%s\n", sourceLine(s.Name, errText(s.err)))
 	}
+}
+
+// sourceLine prefixes msg with the source's name unless it names it.
+func sourceLine(name, msg string) string {
+	if strings.HasPrefix(msg, "source "+name+":") {
+		return msg
+	}
+	return name + ": " + msg
+}
+
+// errText is an error for the human summary. An interruption (Ctrl-C,
+// SIGTERM) is said once, in words, instead of Go's "context canceled".
+func errText(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted; the next run resumes where this one stopped"
+	}
+	return err.Error()
 }

@@ -220,6 +220,10 @@ func classify(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case setupStoreError(err):
+		// A host key that does not match, a refused login: no rerun
+		// fixes them, the configuration (or the server) must change.
+		return ExitUsage
 	case errors.Is(err, importer.ErrSourceUnavailable), errors.Is(err, importer.ErrAPIUnavailable):
 		return ExitUnreachable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -232,4 +236,13 @@ func classify(err error) int {
 		return ee.Code
 	}
 	return ExitUnreachable
+}
+
+// preflight checks a source before its pass touches any file: the root
+// folder exists and the integration is on the API (preflight.go).
+func (w *worker) preflight(ctx context.Context, s *config.Source, store filestore.Store) error {
+	if err := checkRoot(ctx, s, store); err != nil {
+		return err
+	}
+	return checkIntegration(ctx, w.api, w.cfg, s)
 }

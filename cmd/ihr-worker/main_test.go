@@ -274,27 +274,32 @@ func TestRunExitCodes(t *testing.T) {
 	if !exists(filepath.Join(down.src, "inbox", "a.csv")) {
 		t.Error("a.csv left the inbox although the API was down")
 	}
-	// 3: the source cannot be reached.
+	// 2: the source root does not exist: a configuration error, and no
+	// folder is created.
 	gone := newEnv(t, api, "", "")
 	if err := os.RemoveAll(gone.src); err != nil {
 		t.Fatal(err)
 	}
-	gone.worker("run", "--config", gone.config).expect(t, 3)
+	gone.worker("run", "--config", gone.config).expect(t, 2)
+	if exists(gone.src) {
+		t.Error("run created the missing source root")
+	}
 
 	// status explains every file.
 	r = e.worker("status", "--config", e.config, "--json").expect(t, 0)
 	var st struct {
 		Sources []struct {
-			Name     string
-			Done     int
-			Failed   int
-			FileList []struct{ Name, Status string } `json:"file_list"`
+			Name    string
+			Summary struct {
+				Archived, Failed int
+				Files            []struct{ Name, Result string }
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, r.stdout)
 	}
-	if len(st.Sources) != 1 || st.Sources[0].Done != 1 || st.Sources[0].Failed != 1 || len(st.Sources[0].FileList) != 2 {
+	if len(st.Sources) != 1 || st.Sources[0].Summary.Archived != 1 || st.Sources[0].Summary.Failed != 1 || len(st.Sources[0].Summary.Files) != 2 {
 		t.Errorf("status: %+v", st)
 	}
 	r = e.worker("status", "--config", e.config).expect(t, 0)
@@ -375,6 +380,9 @@ func TestReprocessValidateExport(t *testing.T) {
 
 	// export: the records as CSV, filtered.
 	out := filepath.Join(e.dir, "exports", "later.csv")
+	// export never creates folders: a missing one is a usage error.
+	e.worker("export", "--config", e.config, "--to", out).expect(t, 2)
+	os.Mkdir(filepath.Dir(out), 0o755)
 	r = e.worker("export", "--config", e.config, "--integration", "ERP-LATER", "--created-after", "2000-01-01", "--to", out, "--json").expect(t, 0)
 	var ex struct{ Records int }
 	json.Unmarshal([]byte(r.stdout), &ex)

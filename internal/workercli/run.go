@@ -127,6 +127,7 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		return sr
 	}
 	sum, err := w.imp.RunSource(ctx, importerSource(s, store))
+	w.countInterrupted(ctx, s.Name, &sum)
 	sr.Summary = sum
 	if sr.Summary.Files == nil {
 		sr.Summary.Files = []importer.FileResult{}
@@ -135,6 +136,37 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		sr.err, sr.Error = err, err.Error()
 	}
 	return sr
+}
+
+// countInterrupted fills in the row counts of files whose run stopped
+// part-way (Ctrl-C, an outage): the pipeline reports counts when a file
+// ends, but the rows recorded before the stop are in the ledger, and the
+// summary should say so rather than "0 created".
+func (w *worker) countInterrupted(ctx context.Context, source string, sum *importer.Summary) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for i := range sum.Files {
+		f := &sum.Files[i]
+		if fileResult(f.Status) != "pending" || f.Counts.Total() > 0 {
+			continue
+		}
+		lf, err := w.ledger.File(ctx, source, f.Name)
+		if err != nil || lf.Run == 0 {
+			continue
+		}
+		c, err := w.ledger.RowCounts(ctx, source, f.Name, lf.Run)
+		if err != nil {
+			continue
+		}
+		f.Counts = c
+		if f.Rows == 0 {
+			f.Rows = lf.Rows
+		}
+		sum.Rows.Created += c.Created
+		sum.Rows.AlreadyRecorded += c.AlreadyRecorded
+		sum.Rows.Invalid += c.Invalid
+		sum.Rows.Failed += c.Failed
+	}
 }
 
 func (r *runResult) exitCode(ctx context.Context) int {

@@ -32,6 +32,11 @@ func checkRoot(ctx context.Context, s *config.Source, store filestore.Store) err
 		return usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only %s/, %s/, %s/ and %s/, inside an existing folder)",
 			s.Name, storeLocation(s, ""), s.Folders.Inbox, s.Folders.Archive, s.Folders.Failed, s.Folders.Reports)
 	case setupStoreError(err):
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) {
+			return usageErr("source %s: the server's host key does not match %s: if the server's key really changed, update that file (ssh-keyscan); otherwise something is in the middle. No file was touched (%v)",
+				s.Name, s.KnownHosts, err)
+		}
 		return usageErr("source %s: %v", s.Name, err)
 	}
 	return fmt.Errorf("%w: %s: %w", importer.ErrSourceUnavailable, s.Name, err)

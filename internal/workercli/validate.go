@@ -141,7 +141,7 @@ when the source cannot be reached.`,
 			} else {
 				msg := fmt.Sprintf("%s: %d row(s), %d valid, %d invalid", where, res.Rows, valid, res.Counts.Invalid)
 				if res.Reason != "" {
-					msg += ": " + res.Reason
+					msg = fmt.Sprintf("%s: rejected as a whole, no row checked: %s", where, res.Reason)
 				}
 				g.say("%s\n", msg)
 			}

@@ -32,8 +32,10 @@ and counted (ihr_worker_passes_skipped_total).
 On SIGTERM or SIGINT it stops scheduling, lets running passes finish and record
 the rows in flight (files left mid-way resume on the next pass), and exits 0.
 
-Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping);
-/metrics is Prometheus (ihr_worker_*).`,
+Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping):
+the liveness probe. /readyz answers 503 while the last pass of any source failed
+(the source or the API unreachable, a configuration error), naming each, and 200
+once they pass again: the readiness probe. /metrics is Prometheus (ihr_worker_*).`,
 		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr :9090`,
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,7 +55,7 @@ Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping)
 			return g.serve(cmd.Context(), cfg, sources, metricsAddr, log)
 		},
 	}
-	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9090", "listen address for /healthz and /metrics (\"\" to disable)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9090", "listen address for /healthz, /readyz and /metrics (\"\" to disable)")
 	cmd.Flags().StringSliceVar(&only, "source", nil, "serve only these sources (repeatable)")
 	return cmd
 }
@@ -123,6 +125,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		}
 	}
 
+	ready := &readiness{}
 	sch := scheduler.New(log, m)
 	for _, s := range sources {
 		job := scheduler.Job{Name: s.Name, Poll: s.Poll}
@@ -134,6 +137,9 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		job.Run = func(ctx context.Context, why scheduler.Trigger) error {
 			sr := w.pass(ctx, s)
 			w.logPass(sr, why)
+			if ctx.Err() == nil {
+				ready.passDone(s.Name, sr.err)
+			}
 			return sr.err
 		}
 		if err := sch.Add(job); err != nil {
@@ -155,6 +161,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 			}
 			fmt.Fprintln(rw, "ok")
 		})
+		mux.Handle("/readyz", ready)
 		mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 		go func() { srvDone <- srv.Serve(ln) }()

@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // integrationCodes lists the codes the server at addr knows.
@@ -107,4 +110,31 @@ func TestIntegrationsAddAndList(t *testing.T) {
 	if got := integrationCodes(t, addr, "k"); len(got) != 1 || got[0] != "ERP-INVOICES" {
 		t.Fatalf("server sees %v", got)
 	}
+}
+
+// Every ihr-api flag, and each integrations subcommand, is in the user
+// reference.
+func TestFlagsDocumented(t *testing.T) {
+	docs, err := os.ReadFile("../../docs/commands.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := newCommand(&syncBuf{})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c != root && !strings.Contains(string(docs), "`"+c.CommandPath()) {
+			t.Errorf("docs/commands.md does not show `%s`", c.CommandPath())
+		}
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Name != "help" && !strings.Contains(string(docs), "--"+f.Name) {
+				t.Errorf("docs/commands.md does not document %s --%s", c.CommandPath(), f.Name)
+			}
+		})
+		for _, sub := range c.Commands() {
+			if sub.Name() != "help" && sub.Name() != "completion" {
+				walk(sub)
+			}
+		}
+	}
+	walk(root)
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -164,4 +165,25 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Every metric the worker defines is described in docs/metrics.md.
+func TestMetricsDocumented(t *testing.T) {
+	src, err := os.ReadFile("metrics.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`Name:\s+"(ihr_worker_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(names) < 5 {
+		t.Fatalf("found %d metric names in metrics.go", len(names))
+	}
+	for _, n := range names {
+		if !strings.Contains(string(docs), "`"+n[1]+"`") {
+			t.Errorf("docs/metrics.md does not describe %s", n[1])
+		}
+	}
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -104,5 +105,38 @@ func TestCommandsDocumented(t *testing.T) {
 			t.Errorf("docs/commands.md has no section \"## `ihr-worker %s …`\"", c.Name())
 		}
 		check(c)
+	}
+}
+
+// TestDocsStayInsideTheRepository: user docs never point outside the
+// repository (a user has only the repository), and every relative link
+// resolves to a file in it.
+func TestDocsStayInsideTheRepository(t *testing.T) {
+	files, _ := filepath.Glob("../docs/*.md")
+	files = append(files, "../README.md", "README.md", "../apiserver/README.md")
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
+	root, _ := filepath.Abs("..")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), "shared/spec") || strings.Contains(string(data), "../shared") {
+			t.Errorf("%s points at ../shared, which users do not have", f)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(data), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			p, _ := filepath.Abs(filepath.Join(filepath.Dir(f), target))
+			if !strings.HasPrefix(p, root+string(filepath.Separator)) {
+				t.Errorf("%s: link %s leaves the repository", f, target)
+				continue
+			}
+			if _, err := os.Stat(p); err != nil {
+				t.Errorf("%s: link %s: %v", f, target, err)
+			}
+		}
 	}
 }

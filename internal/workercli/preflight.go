@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -13,6 +14,7 @@ import (
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/record"
 )
 
 // Pre-flight: what no retry and no file can fix is checked before any file
@@ -81,3 +83,51 @@ func setupStoreError(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "unable to authenticate") || strings.Contains(msg, "530 Login incorrect")
 }
+
+// A row may name its own integration (an integration column). One that
+// does not exist is the same setup error as the source's: the API answers
+// each such row 400 "Integration with code … does not exist", and the
+// pipeline would record those rows failed and move the whole file to
+// failed/. setupAwareAPI turns that answer into an error the pipeline
+// treats as "stop the file, resume later", so the file stays in the inbox
+// and the run exits 2 naming the code; once the integration is created,
+// the next run resumes the file without posting a row twice.
+type setupAwareAPI struct {
+	importer.API
+	url string
+}
+
+var unknownIntegrationMsg = regexp.MustCompile(`(?i)^integration with code .* does not exist$`)
+
+func (a setupAwareAPI) Create(ctx context.Context, action record.Action, r *record.Record) (*record.Record, error) {
+	rec, err := a.API.Create(ctx, action, r)
+	var ae *apiclient.Error
+	if err != nil && errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 {
+		for _, m := range ae.Messages {
+			if unknownIntegrationMsg.MatchString(strings.TrimSpace(m)) {
+				code := ""
+				if r != nil && r.Integration != nil {
+					code = r.Integration.Code
+				}
+				return rec, &missingIntegrationError{code: code, url: a.url, err: err}
+			}
+		}
+	}
+	return rec, err
+}
+
+// missingIntegrationError: the API does not know an integration a row
+// names. No row is at fault; the setup is (exit 2). err is the API's
+// answer, for logs.
+type missingIntegrationError struct {
+	code, url string
+	err       error
+}
+
+func (e *missingIntegrationError) Error() string {
+	return fmt.Sprintf("integration %q does not exist on %s; the file stays in the inbox. Create it (in Coupa under Setup > Integrations, "+
+		"or `ihr-api integrations add --code %s --name …`), then run again: the file resumes where it stopped", e.code, e.url, e.code)
+}
+
+// No Unwrap: the pipeline must not see the API's 400 underneath, or it
+// would record the row failed.

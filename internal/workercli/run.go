@@ -101,7 +101,7 @@ func (w *worker) runOnce(ctx context.Context, sources []*config.Source) *runResu
 		}
 		sr := w.pass(ctx, s)
 		res.Sources = append(res.Sources, sr)
-		if errors.Is(sr.err, importer.ErrAPIUnavailable) {
+		if errors.Is(sr.err, importer.ErrAPIUnavailable) && !errors.As(sr.err, new(*missingIntegrationError)) {
 			break
 		}
 	}
@@ -260,6 +260,10 @@ func sourceLine(name, msg string) string {
 func errText(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "interrupted; the next run resumes where this one stopped"
+	}
+	var mi *missingIntegrationError
+	if errors.As(err, &mi) {
+		return mi.Error()
 	}
 	return err.Error()
 }

@@ -114,7 +114,7 @@ func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metr
 	if progress != nil {
 		obs = multiObserver{m, progress}
 	}
-	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, importer.ClientAPI(api), led, log, obs)
+	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, setupAwareAPI{importer.ClientAPI(api), cfg.API.URL}, led, log, obs)
 	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp, budget: budget}, nil
 }
 
@@ -220,6 +220,8 @@ func classify(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, new(*missingIntegrationError)):
+		return ExitUsage
 	case setupStoreError(err):
 		// A host key that does not match, a refused login: no rerun
 		// fixes them, the configuration (or the server) must change.

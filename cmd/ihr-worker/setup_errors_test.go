@@ -66,3 +66,41 @@ sources:
 	must(t, e.worker("export", "--config", good, "--to", filepath.Join(dir, "missing", "records.csv")), 2,
 		"does not exist")
 }
+
+// A mistyped root on FTPS, or a bucket that does not exist on S3, is a
+// configuration error too (exit 2), and nothing is created.
+func TestMissingRootOnFTPAndS3Exit2(t *testing.T) {
+	api := startAPI(t, "ERP-INVOICES")
+	ftp := testservers.StartFTP(t)
+	s3 := testservers.StartS3(t)
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte(ftp.Password), 0o600)
+	cfg := filepath.Join(dir, "worker.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`api: {url: %q, api_key: "${E2E_API_KEY}", rate_limit: 0, max_retries: 1}
+state: sqlite:%s
+sources:
+  - name: ftps
+    url: ftps://%s@%s/no-such-folder
+    password_file: %s
+    ca_file: %s
+    integration: ERP-INVOICES
+  - name: s3
+    url: s3://no-such-bucket-%s/erp
+    endpoint: %s
+    region: %s
+    path_style: true
+    access_key_id: %s
+    secret_access_key: ${E2E_S3_SECRET}
+    integration: ERP-INVOICES
+`, api.URL, filepath.Join(dir, "state.db"), ftp.User, ftp.Addr, pw, ftp.CAFile, "x1", s3.Endpoint, s3.Region, s3.AccessKey)), 0o600)
+	t.Setenv("E2E_S3_SECRET", s3.SecretKey)
+	e := &env{t: t, dir: dir, api: api}
+	for _, src := range []string{"ftps", "s3"} {
+		r := e.worker("run", "--config", cfg, "--source", src).expect(t, 2)
+		t.Logf("%s: %s", src, r.stderr)
+	}
+	if exists(filepath.Join(ftp.Root, "no-such-folder")) {
+		t.Error("the mistyped FTP root was created")
+	}
+}

@@ -40,6 +40,10 @@ func checkRoot(ctx context.Context, s *config.Source, store filestore.Store) err
 				s.Name, s.KnownHosts, err)
 		}
 		return usageErr("source %s: %v", s.Name, err)
+	case filestore.IsPermanent(err):
+		// A missing bucket, refused credentials, no permission: the
+		// store said no in a way no retry changes.
+		return usageErr("source %s: %v (no rerun fixes this: check the source's url and credentials)", s.Name, err)
 	}
 	return fmt.Errorf("%w: %s: %w", importer.ErrSourceUnavailable, s.Name, err)
 }

@@ -197,7 +197,7 @@ func (w *worker) logPass(sr *sourceRun, why scheduler.Trigger) {
 	sum := sr.Summary
 	fields := []zap.Field{
 		zap.String("source", sr.Name), zap.String("trigger", string(why)),
-		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("rejected", sum.Rejected),
+		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("failed", sum.Rejected),
 		zap.Int("skipped", sum.Skipped), zap.Int("pending", sum.Pending),
 		zap.Int64("rows_created", sum.Rows.Created), zap.Int64("rows_already_recorded", sum.Rows.AlreadyRecorded),
 		zap.Int64("rows_invalid", sum.Rows.Invalid), zap.Int64("rows_failed", sum.Rows.Failed),

@@ -3,7 +3,6 @@ package workercli
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -20,15 +19,9 @@ import (
 // empty inbox).
 func openStore(ctx context.Context, s *config.Source, log *zap.Logger) (filestore.Store, error) {
 	log = log.Named("store").With(zap.String("source", s.Name))
-	st, err := storeurl.Open(ctx, s.URL, storeurl.Settings{
-		Password: s.Password.Reveal(), KeyFile: s.KeyFile, KnownHosts: s.KnownHosts,
-		InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
-		CAFile:                s.CAFile, InsecureSkipVerify: s.InsecureSkipVerify,
-		Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle,
-		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey.Reveal(),
-	}, log)
+	st, err := storeurl.Open(ctx, s.URL, s.StoreSettings(), log)
 	if err != nil {
-		if strings.HasPrefix(strings.ToLower(s.URL), "file:") && errors.Is(err, filestore.ErrNotExist) {
+		if _, local := storeurl.LocalPath(s.URL); local && errors.Is(err, filestore.ErrNotExist) {
 			return nil, usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only the inbox, archive, failed and reports folders, inside an existing folder)", s.Name, storeLocation(s, ""))
 		}
 		return nil, usageErr("source %s: %v", s.Name, err)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -53,10 +52,6 @@ when the source cannot be reached.`,
 			}
 			s, err := g.source(cfg, source)
 			if err != nil {
-				return err
-			}
-			i := slices.IndexFunc(cfg.Sources, func(c config.Source) bool { return c.Name == s.Name })
-			if err := checkMapping(s, i); err != nil {
 				return err
 			}
 			log, err := g.newLogger(false)

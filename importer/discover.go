@@ -174,7 +174,7 @@ func (im *Importer) finishMove(ctx context.Context, src Source, f *state.File) e
 	} else if info, serr := src.Store.Stat(ctx, f.Location); serr == nil && (info.Size != f.Size || !info.ModTime.Equal(f.ModTime)) {
 		log.Warn("the file was replaced by a new drop before its move; the new drop is processed",
 			zap.String("location", SafeName(f.Location)))
-		f.Destination = ""
+		f.Destination, f.ArchivedTo = "", ""
 		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
 			return err
 		}

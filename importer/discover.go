@@ -28,12 +28,16 @@ func isMarker(name string) bool {
 
 // markersOf lists the marker names that announce name: NAME.done and, for
 // NAME.csv, NAME.done too (both spellings are in use).
+// Names longer than any store allows are left out: no such marker can
+// exist, and asking a server about one only earns an error.
 func markersOf(name string) []string {
 	var out []string
 	stem := strings.TrimSuffix(name, path.Ext(name))
 	for _, s := range markerSuffixes {
-		out = append(out, name+s)
-		if stem != name && stem != "" {
+		if len(name+s) <= maxNameBytes {
+			out = append(out, name+s)
+		}
+		if stem != name && stem != "" && len(stem+s) <= maxNameBytes {
 			out = append(out, stem+s)
 		}
 	}

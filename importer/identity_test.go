@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/filestore"
@@ -302,7 +303,7 @@ func TestLongNameNotStuck(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { st.Close() })
-				e.src.Store = filestore.WithRetry(st, filestore.DefaultRetryPolicy(), zap.NewNop())
+				e.src.Store = filestore.WithRetry(st, filestore.DefaultRetryPolicy(), zaptest.NewLogger(t))
 				e.root = srv.Root
 			}
 			name := longName()

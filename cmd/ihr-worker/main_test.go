@@ -491,7 +491,12 @@ func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 		return resp.StatusCode == 200
 	})
 	waitFor("first.csv archived", func() bool { return exists(filepath.Join(e.src, "archive", "first.csv")) })
-	passes := metric(metrics(), `ihr_worker_passes_total{result="ok",source="erp"}`)
+	// The file is archived a moment before its pass is counted.
+	var passes float64
+	waitFor("the first pass counted", func() bool {
+		passes = metric(metrics(), `ihr_worker_passes_total{result="ok",source="erp"}`)
+		return passes >= 1
+	})
 
 	const big = 2000
 	e.drop("big.csv", goodRows("BIG", big))

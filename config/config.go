@@ -44,6 +44,10 @@ type Config struct {
 	// PostgreSQL state may resume the file; 0 means the pipeline's
 	// default (2m). An extension of the spec's keys.
 	Lease time.Duration `yaml:"lease"`
+	// Notify lists the channels operator notifications go to (see
+	// operations.go); Dashboard protects serve's dashboard.
+	Notify    []Notify  `yaml:"notify"`
+	Dashboard Dashboard `yaml:"dashboard"`
 
 	file  string         // path given to Load, for messages
 	lines map[string]int // key path → line, for validation messages
@@ -89,6 +93,11 @@ type Source struct {
 	Folders               Folders       `yaml:"folders"`
 	AllowDuplicateContent bool          `yaml:"allow_duplicate_content"`
 	SplitRows             int           `yaml:"split_rows"` // > 0: split files above this many rows among workers (importer.Source.SplitRows)
+	// Operator's view (operations.go).
+	Expect         *Expect `yaml:"expect"`
+	Retain         *Retain `yaml:"retain"`
+	DownAfter      int     `yaml:"down_after"`
+	MaxConnections int     `yaml:"max_connections"`
 
 	// SFTP (password also FTP/FTPS).
 	Password              Secret `yaml:"password"` // or password_file
@@ -170,10 +179,12 @@ func defaults() *Config {
 
 func newSource() Source {
 	return Source{
-		Include:   DefaultInclude,
-		Encoding:  DefaultEncoding,
-		StableFor: DefaultStableFor,
-		Folders:   Folders{Inbox: "inbox", Archive: "archive", Failed: "failed", Reports: "reports"},
+		Include:        DefaultInclude,
+		Encoding:       DefaultEncoding,
+		StableFor:      DefaultStableFor,
+		DownAfter:      DefaultDownAfter,
+		MaxConnections: DefaultMaxConnections,
+		Folders:        Folders{Inbox: "inbox", Archive: "archive", Failed: "failed", Reports: "reports"},
 	}
 }
 

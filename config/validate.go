@@ -65,7 +65,9 @@ func (c *Config) Validate() error {
 		}
 		names[s.Name] = i
 		s.validate(v, p)
+		s.validateOperations(v, p)
 	}
+	c.validateOperations(v)
 	if len(v.errs) == 0 {
 		return nil
 	}

@@ -29,8 +29,6 @@ type Notify struct {
 	Slack   Secret   `yaml:"slack"`   // or slack_file
 	Email   *Email   `yaml:"email"`
 	Events  []string `yaml:"events"`
-	// Timeout bounds one delivery attempt (default 10 s).
-	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Email sends notifications over SMTP.
@@ -48,6 +46,9 @@ type Email struct {
 // Dashboard protects serve's dashboard. With neither set the dashboard is
 // open to whoever reaches --metrics-addr (loopback by default).
 type Dashboard struct {
+	// URL is where operators reach the dashboard (behind a proxy, say);
+	// notifications link to it. Optional.
+	URL      string `yaml:"url"`
 	Token    Secret `yaml:"token"` // or token_file: "Authorization: Bearer …"
 	Username string `yaml:"username"`
 	Password Secret `yaml:"password"` // or password_file: HTTP basic auth

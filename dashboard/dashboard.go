@@ -114,20 +114,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Wrap protects another handler (serve's /metrics) with the dashboard's
-// auth.
-func Wrap(a Auth, next http.Handler) http.Handler {
-	h := &handler{c: Config{Auth: a}}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !h.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="ihr-worker", charset="UTF-8"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 func eq(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 func (h *handler) authorized(r *http.Request) bool {

@@ -106,11 +106,14 @@ func OpsOf(ctx context.Context, l Ledger) (Ops, error) {
 	default:
 		return nil, fmt.Errorf("state: %T has no operator tables", l)
 	}
+	if s, ok := l.(*SQLite); ok && s.lock == nil {
+		// Read-only (status beside a running worker): create nothing; a
+		// ledger serve never ran on has no operator tables, which reads
+		// as no events.
+		o.readOnly = true
+		return o, nil
+	}
 	if err := o.ensure(ctx); err != nil {
-		if s, ok := l.(*SQLite); ok && s.lock == nil {
-			o.missing = true // read-only: nothing was ever written
-			return o, nil
-		}
 		return nil, err
 	}
 	return o, nil
@@ -164,7 +167,13 @@ type opsSQL struct {
 	db      opsDB
 	pg      bool
 	now     func() time.Time
-	missing bool // read-only ledger without the tables
+	readOnly bool // a read-only SQLite ledger, whose operator tables may not exist
+}
+
+// absent: the query failed only because a read-only ledger has no
+// operator tables yet.
+func (o *opsSQL) absent(err error) bool {
+	return o.readOnly && err != nil && strings.Contains(err.Error(), "no such table")
 }
 
 // sql turns the shared dialect ({t} table prefix, ? placeholders) into
@@ -255,10 +264,10 @@ func (o *opsSQL) PutHealth(ctx context.Context, h Health) error {
 }
 
 func (o *opsSQL) Health(ctx context.Context) ([]Health, error) {
-	if o.missing {
+	rows, done, err := o.db.query(ctx, o.sql(`SELECT source, replica, last_pass, last_ok, store_ok, api_ok, error, failures FROM {t}source_health ORDER BY source`))
+	if o.absent(err) {
 		return nil, nil
 	}
-	rows, done, err := o.db.query(ctx, o.sql(`SELECT source, replica, last_pass, last_ok, store_ok, api_ok, error, failures FROM {t}source_health ORDER BY source`))
 	if err != nil {
 		return nil, fmt.Errorf("state: health: %w", err)
 	}
@@ -295,15 +304,15 @@ func (o *opsSQL) CloseEvent(ctx context.Context, id string, at time.Time) (bool,
 }
 
 func (o *opsSQL) Events(ctx context.Context, source string, openOnly bool, limit int) ([]Event, error) {
-	if o.missing {
-		return nil, nil
-	}
 	q := `SELECT id, kind, source, file, detail, opened_at, closed_at FROM {t}events WHERE (? = '' OR source = ?)`
 	if openOnly {
 		q += ` AND closed_at = 0`
 	}
 	q += ` ORDER BY opened_at DESC, id LIMIT ?`
 	rows, done, err := o.db.query(ctx, o.sql(q), source, source, limit)
+	if o.absent(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state: events: %w", err)
 	}

@@ -21,8 +21,8 @@ func newServeCommand(g *globals) *cobra.Command {
 	var metricsAddr string
 	var only []string
 	cmd := &cobra.Command{
-		Use:   "serve --config FILE [--metrics-addr :9090]",
-		Short: "Run continuously: each source on its schedule and/or poll interval; serve /healthz and /metrics",
+		Use:   "serve --config FILE [--metrics-addr 127.0.0.1:9090]",
+		Short: "Run continuously: each source on its schedule and/or poll interval; serve the dashboard, /healthz, /readyz and /metrics",
 		Long: `serve runs each source on its cron schedule (5 fields, the server's time zone or
 CRON_TZ=Zone; a leading 6th seconds field is accepted as an extension) and/or its
 poll interval (a poll source is also looked at once on start). A source's pass
@@ -33,8 +33,15 @@ On SIGTERM or SIGINT it stops scheduling, lets running passes finish and record
 the rows in flight (files left mid-way resume on the next pass), and exits 0.
 
 Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping);
-/metrics is Prometheus (ihr_worker_*).`,
-		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr :9090`,
+/readyz answers 503 when a source's last pass failed or the API was unreachable;
+/metrics is Prometheus (ihr_worker_*); / is a read-only dashboard (protected by
+dashboard.token or dashboard.username/password when set). The listener is
+loopback by default.
+
+Each pass's health and events (a rejected file, a source down for down_after
+passes, an expected file that did not arrive) are kept in the ledger and sent
+to the notify channels; retention (retain) runs after each pass.`,
+		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr 127.0.0.1:9090`,
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(cmd.Flags())
@@ -53,7 +60,7 @@ Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping)
 			return g.serve(cmd.Context(), cfg, sources, metricsAddr, log)
 		},
 	}
-	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9090", "listen address for /healthz and /metrics (\"\" to disable)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9090", "listen address for the dashboard, /healthz, /readyz and /metrics (\"\" to disable)")
 	cmd.Flags().StringSliceVar(&only, "source", nil, "serve only these sources (repeatable)")
 	return cmd
 }
@@ -123,6 +130,17 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		}
 	}
 
+	op, err := newOperator(ctx, w, cfg, sources, m.reg, log)
+	if err != nil {
+		return err
+	}
+	opCtx, stopOp := context.WithCancel(context.WithoutCancel(ctx))
+	opDone := make(chan struct{})
+	go func() { defer close(opDone); op.run(opCtx) }()
+	// The notifier and the watcher outlive the passes, so the last
+	// pass's events are queued before they stop.
+	defer func() { stopOp(); <-opDone }()
+
 	sch := scheduler.New(log, m)
 	for _, s := range sources {
 		job := scheduler.Job{Name: s.Name, Poll: s.Poll}
@@ -134,6 +152,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		job.Run = func(ctx context.Context, why scheduler.Trigger) error {
 			sr := w.pass(ctx, s)
 			w.logPass(sr, why)
+			op.afterPass(ctx, s, sr)
 			return sr.err
 		}
 		if err := sch.Add(job); err != nil {
@@ -155,10 +174,31 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 			}
 			fmt.Fprintln(rw, "ok")
 		})
+		mux.HandleFunc("/readyz", func(rw http.ResponseWriter, r *http.Request) {
+			rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if stopping.Load() {
+				rw.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(rw, "stopping")
+				return
+			}
+			rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			defer cancel()
+			ok, detail := op.ready(rctx)
+			if !ok {
+				rw.WriteHeader(http.StatusServiceUnavailable)
+			}
+			fmt.Fprint(rw, detail)
+		})
+		dash, err := op.dashboardHandler(cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
 		mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+		mux.Handle("/", dash)
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 		go func() { srvDone <- srv.Serve(ln) }()
-		log.Info("serving /healthz and /metrics", zap.String("addr", ln.Addr().String()))
+		log.Info("serving the dashboard, /healthz, /readyz and /metrics", zap.String("addr", ln.Addr().String()))
 	}
 	names := make([]string, len(sources))
 	for i, s := range sources {

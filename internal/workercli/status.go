@@ -54,6 +54,9 @@ type statusSource struct {
 	RowsPending int64        `json:"rows_pending"`
 	Rows        state.Counts `json:"rows"`
 	FileList    []statusFile `json:"file_list"`
+	// Alerts are the source's open events: missed deliveries, outages,
+	// rejected files not yet fixed (see serve).
+	Alerts []statusAlert `json:"alerts"`
 }
 
 type statusFile struct {
@@ -136,6 +139,9 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		ss.Rows.Failed += f.Counts.Failed
 		ss.FileList = append(ss.FileList, sf)
 	}
+	if err := addAlerts(ctx, led, out); err != nil {
+		return exitErr(ExitUnreachable, err)
+	}
 	if g.jsonOut {
 		return g.printJSON(map[string]any{"state": config.RedactURL(cfg.State), "sources": out})
 	}
@@ -146,6 +152,9 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		g.say("%s: %d file(s) seen — %d done, %d failed, %d skipped, %d in progress; rows: %d created, %d already recorded, %d invalid, %d failed; %d pending\n",
 			ss.Name, ss.Files, ss.Done, ss.Failed, ss.Skipped, ss.InProgress,
 			ss.Rows.Created, ss.Rows.AlreadyRecorded, ss.Rows.Invalid, ss.Rows.Failed, ss.RowsPending)
+		for _, a := range ss.Alerts {
+			g.say("  ! %s since %s: %s\n", a.Kind, a.Since.UTC().Format(time.RFC3339), oneLine(a.Detail))
+		}
 		if len(ss.FileList) == 0 {
 			continue
 		}

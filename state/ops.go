@@ -163,10 +163,10 @@ func (d pgDB) query(ctx context.Context, q string, args ...any) (resultRows, fun
 }
 
 type opsSQL struct {
-	prefix  string
-	db      opsDB
-	pg      bool
-	now     func() time.Time
+	prefix   string
+	db       opsDB
+	pg       bool
+	now      func() time.Time
 	readOnly bool // a read-only SQLite ledger, whose operator tables may not exist
 }
 

@@ -212,16 +212,21 @@ func (h *handler) file(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	const limit = 1000
-	outs, err := h.c.Ops.FileOutcomes(ctx, src, name, limit+1)
-	if err != nil {
-		h.fail(w, "file", err)
-		return
+	// A finished file's report holds every row; a file in progress has
+	// only the ledger's outcomes so far.
+	outs, more, err := h.reportRows(ctx, f, limit, false)
+	fromReport := err == nil
+	if !fromReport {
+		if outs, err = h.c.Ops.FileOutcomes(ctx, src, name, limit+1); err != nil {
+			h.fail(w, "file", err)
+			return
+		}
+		if more = len(outs) > limit; more {
+			outs = outs[:limit]
+		}
 	}
-	more := len(outs) > limit
-	if more {
-		outs = outs[:limit]
-	}
-	h.render(w, "file.html", map[string]any{"Source": src, "File": h.fileView(ctx, f), "Rows": outs, "More": more, "Limit": limit, "Now": h.c.Now()})
+	h.render(w, "file.html", map[string]any{"Source": src, "File": h.fileView(ctx, f), "Rows": outs, "More": more,
+		"Limit": limit, "FromReport": fromReport, "Now": h.c.Now()})
 }
 
 // fileView is a file as the page shows it.
@@ -252,8 +257,8 @@ func (h *handler) fileView(ctx context.Context, f state.File) fileView {
 	}
 	if f.Status == state.Failed && v.Reason == "" {
 		v.Reason = fmt.Sprintf("%d invalid, %d failed of %d rows", f.Counts.Invalid, f.Counts.Failed, f.Rows)
-		if outs, err := h.c.Ops.FileOutcomes(ctx, f.Source, f.Name, 1); err == nil && len(outs) == 1 && !outs[0].Result.Recorded() {
-			v.Reason += fmt.Sprintf("; row %d: %s", outs[0].Row, outs[0].Message)
+		if outs, _, err := h.reportRows(ctx, f, 1, true); err == nil && len(outs) == 1 {
+			v.Reason += fmt.Sprintf("; first: row %d %s: %s", outs[0].Row, outs[0].Result, outs[0].Message)
 		}
 	}
 	return v

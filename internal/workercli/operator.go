@@ -43,6 +43,7 @@ type operator struct {
 	expects  map[string]sla.Expect
 	baseURL  string
 	now      func() time.Time
+	started  time.Time
 
 	mu sync.Mutex // serialises afterPass per process (events per source)
 }
@@ -91,7 +92,7 @@ func newOperator(ctx context.Context, w *worker, cfg *config.Config, sources []*
 	host, _ := os.Hostname()
 	o := &operator{w: w, ops: ops, om: newOpsMetrics(reg), log: log.Named("operator"), sources: sources,
 		replica: host + ":" + strconv.Itoa(os.Getpid()), expects: map[string]sla.Expect{},
-		baseURL: strings.TrimSuffix(cfg.Dashboard.URL, "/"), now: time.Now}
+		baseURL: strings.TrimSuffix(cfg.Dashboard.URL, "/"), now: time.Now, started: time.Now()}
 	for _, s := range sources {
 		o.om.sourceUp.WithLabelValues(s.Name)
 		if s.Expect != nil {
@@ -348,10 +349,17 @@ func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expe
 		return
 	}
 	arrivals := make([]time.Time, 0, len(files))
+	// Windows that closed before the worker knew the source (its first
+	// file, or this serve's start) are not judged: a fresh install must
+	// not report last night as missed.
+	known := o.started
 	for _, f := range files {
 		arrivals = append(arrivals, f.FirstSeen)
+		if !f.FirstSeen.IsZero() && f.FirstSeen.Before(known) {
+			known = f.FirstSeen
+		}
 	}
-	if w, ok := e.Last(now); ok && !w.Met(arrivals) {
+	if w, ok := e.Last(now); ok && w.To.After(known) && !w.Met(arrivals) {
 		id := fmt.Sprintf("%s/%s/%s", state.EventDeliveryMissed, s.Name, w.Due.UTC().Format(time.RFC3339Nano))
 		detail := fmt.Sprintf("no file arrived between %s and %s", w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339))
 		isNew, err := o.ops.OpenEvent(ctx, state.Event{ID: id, Kind: state.EventDeliveryMissed, Source: s.Name, Detail: detail, OpenedAt: w.To})
@@ -426,7 +434,7 @@ func (o *operator) dashboardHandler(cfg *config.Config) (http.Handler, error) {
 	for _, s := range o.sources {
 		d := dashboard.Source{Name: s.Name, URL: s.RedactedURL(), Schedule: s.Schedule, Poll: s.Poll}
 		if s.Expect != nil {
-			d.Expect = s.Expect.Schedule + " within " + s.Expect.Within.String()
+			d.Expect = s.Expect.Schedule + " within " + shortDuration(s.Expect.Within)
 		}
 		if r := s.Retain; r != nil {
 			var parts []string
@@ -473,6 +481,18 @@ func (o *operator) source(name string) (*config.Source, bool) {
 		}
 	}
 	return nil, false
+}
+
+// shortDuration drops a Duration's zero tails: 2h, not 2h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func days(d time.Duration) string {

@@ -323,7 +323,10 @@ func TestReadyzFollowsTheAPI(t *testing.T) {
 	e := newEnv(t, api, "    poll: 1s\n    down_after: 2\n", "notify:\n  - webhook: "+recv.URL+"\n")
 	e.drop("a.csv", goodRows("A", 1))
 	s := e.serve()
-	s.waitFor("a good pass", 20*time.Second, func() bool { code, _ := s.get("/readyz"); return code == 200 && exists(filepath.Join(e.src, "archive", "a.csv")) })
+	s.waitFor("a good pass", 20*time.Second, func() bool {
+		code, _ := s.get("/readyz")
+		return code == 200 && exists(filepath.Join(e.src, "archive", "a.csv"))
+	})
 
 	api.Stop()
 	e.drop("b.csv", goodRows("B", 1))

@@ -57,6 +57,12 @@ type Settings struct {
 	SecretAccessKey string // secret_access_key: S3
 
 	Timeout time.Duration // timeout: connect and per-read/write inactivity limit (default 30 s)
+
+	// MaxConns: max_connections, SFTP connections open at once (0: the
+	// store's default). With Accounts, SFTP sources of the same host and
+	// user share the budget and the connections.
+	MaxConns int
+	Accounts *sftpstore.Accounts
 }
 
 // Open returns the store the URL names. It checks the URL and settings and
@@ -105,7 +111,7 @@ func Open(ctx context.Context, rawURL string, s Settings, log *zap.Logger) (file
 		st, err = sftpstore.New(sftpstore.Config{
 			Addr: addr, User: user, Password: password, KeyFile: s.KeyFile,
 			KnownHosts: s.KnownHosts, InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
-			Root: serverPath(u.Path), Timeout: s.Timeout,
+			Root: serverPath(u.Path), Timeout: s.Timeout, MaxConns: s.MaxConns, Accounts: s.Accounts,
 		}, log)
 	case "ftp", "ftps":
 		addr, user, password, perr := login(u, s, "21")

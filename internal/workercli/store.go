@@ -10,6 +10,7 @@ import (
 
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/importer"
 )
@@ -21,6 +22,12 @@ import (
 // source that cannot be reached (an unmounted share):
 // importer.ErrSourceUnavailable, exit 3.
 func openStore(ctx context.Context, s *config.Source, log *zap.Logger) (filestore.Store, error) {
+	return openSharedStore(ctx, s, log, nil)
+}
+
+// openSharedStore is openStore where SFTP sources of one account (host and
+// user) share accounts' connections and max_connections budget.
+func openSharedStore(ctx context.Context, s *config.Source, log *zap.Logger, accounts *sftpstore.Accounts) (filestore.Store, error) {
 	log = log.Named("store").With(zap.String("source", s.Name))
 	st, err := storeurl.Open(ctx, s.URL, storeurl.Settings{
 		Password: s.Password.Reveal(), KeyFile: s.KeyFile, KnownHosts: s.KnownHosts,
@@ -28,6 +35,7 @@ func openStore(ctx context.Context, s *config.Source, log *zap.Logger) (filestor
 		CAFile:                s.CAFile, InsecureSkipVerify: s.InsecureSkipVerify,
 		Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle,
 		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey.Reveal(),
+		MaxConns: s.MaxConnections, Accounts: accounts,
 	}, log)
 	if err != nil {
 		if strings.HasPrefix(strings.ToLower(s.URL), "file:") && errors.Is(err, filestore.ErrNotExist) {

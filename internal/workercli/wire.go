@@ -13,6 +13,7 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/ratebudget"
@@ -31,6 +32,9 @@ type worker struct {
 
 	mu     sync.Mutex
 	stores map[string]filestore.Store // by source name, opened on first use
+	// accounts shares SFTP connections (and max_connections) among the
+	// sources of one account.
+	accounts sftpstore.Accounts
 }
 
 // newAPIClient builds the API client from the configuration. It makes no
@@ -126,7 +130,7 @@ func (w *worker) store(ctx context.Context, s *config.Source) (filestore.Store, 
 	if st, ok := w.stores[s.Name]; ok {
 		return st, nil
 	}
-	st, err := openStore(ctx, s, w.log)
+	st, err := openSharedStore(ctx, s, w.log, &w.accounts)
 	if err != nil {
 		return nil, err
 	}

@@ -260,7 +260,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 		if need != scopeNone {
 			p, ok := s.authenticate(r)
 			if !ok {
-				sw.Header().Set("WWW-Authenticate", `Bearer realm="ihr-api"`)
+				sw.Header().Set("WWW-Authenticate", bearerChallenge(r))
 				writeError(sw, r, http.StatusUnauthorized, resource, "Invalid or missing credentials: send X-COUPA-API-KEY or Authorization: Bearer <token>")
 				return
 			}
@@ -276,6 +276,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 				if need == scopeWrite {
 					want = ScopeWrite
 				}
+				sw.Header().Set("WWW-Authenticate", scopeChallenge(want))
 				writeError(sw, r, http.StatusForbidden, resource, "The access token lacks the scope "+want)
 				return
 			}

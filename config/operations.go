@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -160,7 +161,7 @@ func (c *Config) validateOperations(v *validator) {
 			}
 		}
 		for j, ev := range n.Events {
-			if !contains(Events, ev) {
+			if !slices.Contains(Events, ev) {
 				v.add(fmt.Sprintf("%s.events[%d]", p, j), "unknown event %q (want one of %s)", ev, strings.Join(Events, ", "))
 			}
 		}

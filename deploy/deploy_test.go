@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/internal/workercli"
 	"github.com/ihr-tools/ihr/scheduler"
 )
@@ -302,7 +303,9 @@ func TestExampleConfig(t *testing.T) {
 	}
 	schemes := map[string]bool{}
 	for _, s := range c.Sources {
-		schemes[s.Scheme()] = true
+		if u, err := storeurl.Check(s.URL); err == nil {
+			schemes[u.Scheme] = true
+		}
 	}
 	for _, want := range []string{"sftp", "ftps", "s3", "file"} {
 		if !schemes[want] {

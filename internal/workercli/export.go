@@ -19,6 +19,7 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/exporter"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 )
 
 type exportFlags struct {
@@ -172,31 +173,8 @@ func (g *globals) export(ctx context.Context, cfg *config.Config, log *zap.Logge
 		if err != nil {
 			return err
 		}
-		// Keyset paging by id: stable while records are being added, and
-		// one page in memory at a time.
-		var last int64
-		for {
-			q := newQuery().OrderBy("id", false).Limit(apiclient.MaxPageSize)
-			if last > 0 {
-				q.Where("id", apiclient.Gt, strconv.FormatInt(last, 10))
-			}
-			page, err := api.Index(ctx, q)
-			if err != nil {
-				return err
-			}
-			for _, r := range page {
-				if err := rw.Write(r); err != nil {
-					return err
-				}
-				n++
-				if r.ID > last {
-					last = r.ID
-				}
-			}
-			if len(page) < apiclient.MaxPageSize {
-				return rw.Flush()
-			}
-		}
+		n, err = exporter.Records(ctx, api, newQuery, rw)
+		return err
 	}
 	where := f.to
 	if f.to == "-" {
@@ -216,7 +194,7 @@ func (g *globals) export(ctx context.Context, cfg *config.Config, log *zap.Logge
 		if errors.As(err, &ee) {
 			return err
 		}
-		return exitErr(ExitUnreachable, fmt.Errorf("export to %s: %w", config.RedactURL(where), err))
+		return exitErr(ExitUnreachable, fmt.Errorf("export to %s: %w", storeurl.Redact(where), err))
 	}
 	res := exportResult{Records: n, To: where, Seconds: time.Since(start).Seconds()}
 	if g.jsonOut && f.to != "-" {
@@ -234,8 +212,8 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 	if err != nil {
 		return to, err
 	}
-	if src.Scheme() == "file" {
-		if err := os.MkdirAll(strings.TrimPrefix(src.URL, "file://"), 0o755); err != nil {
+	if dir, ok := storeurl.LocalPath(src.URL); ok {
+		if err := os.MkdirAll(filepath.FromSlash(dir), 0o755); err != nil {
 			return where, exitErr(ExitUnreachable, err)
 		}
 	}
@@ -244,23 +222,8 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 		return where, exitErr(classify(err), err)
 	}
 	defer store.Close()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := produce(pw)
-		pw.CloseWithError(err) // nil closes normally: EOF for Write
-		done <- err
-	}()
-	werr := store.Write(ctx, name, pr)
-	pr.CloseWithError(errWriteEnded) // unblocks the producer if Write quit early
-	perr := <-done
-	if perr != nil && !errors.Is(perr, errWriteEnded) {
-		return where, perr // the API's error, not the pipe's echo of it
-	}
-	return where, werr
+	return where, exporter.ToStore(ctx, store, name, produce)
 }
-
-var errWriteEnded = errors.New("export: the store stopped reading")
 
 // exportTarget splits --to into a store (a source description reusing the
 // settings of a configured source on the same scheme, host and user) and a
@@ -275,17 +238,17 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 	}
 	u, err := url.Parse(to)
 	if err != nil {
-		return nil, "", to, usageErr("--to: invalid URL %q", config.RedactURL(to))
+		return nil, "", to, usageErr("--to: invalid URL %q", storeurl.Redact(to))
 	}
 	name := path.Base(u.Path)
 	if u.Path == "" || strings.HasSuffix(u.Path, "/") || name == "." || name == "/" {
-		return nil, "", to, usageErr("--to: %q must end with a file name", config.RedactURL(to))
+		return nil, "", to, usageErr("--to: %q must end with a file name", storeurl.Redact(to))
 	}
 	dir := *u
 	dir.Path = path.Dir(u.Path)
 	dir.RawPath = ""
 	src := &config.Source{Name: "export", URL: dir.String()}
-	if u.Scheme != "file" {
+	if _, local := storeurl.LocalPath(to); !local {
 		for i := range cfg.Sources {
 			c := &cfg.Sources[i]
 			cu, err := url.Parse(c.URL)
@@ -299,8 +262,8 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 		}
 	}
 	where := to
-	if u.Scheme == "file" {
-		where = filepath.FromSlash(u.Path)
+	if p, ok := storeurl.LocalPath(to); ok {
+		where = filepath.FromSlash(p)
 	}
-	return src, name, config.RedactURL(where), nil
+	return src, name, storeurl.Redact(where), nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
 
+	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/importer"
 )
@@ -74,7 +74,7 @@ func (g *globals) loadConfig(fs *pflag.FlagSet) (*config.Config, error) {
 	}
 	if flagChanged(fs, "rate-limit") {
 		// A burst tuned for another rate makes no sense; follow the new one.
-		cfg.API.RateLimit, cfg.API.Burst, changed = g.rateLimit, max(1, int(math.Ceil(g.rateLimit))), true
+		cfg.API.RateLimit, cfg.API.Burst, changed = g.rateLimit, apiclient.DefaultBurst(g.rateLimit), true
 	}
 	if flagChanged(fs, "burst") {
 		cfg.API.Burst, changed = g.burst, true

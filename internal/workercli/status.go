@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/state"
 )
 
@@ -86,7 +87,7 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		// No ledger yet: the worker has never run. Not an error.
 		led = nil
 	} else if err != nil {
-		return exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", config.RedactURL(cfg.State), err))
+		return exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", storeurl.Redact(cfg.State), err))
 	}
 	var files []state.File
 	if led != nil {
@@ -143,7 +144,7 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		return exitErr(ExitUnreachable, err)
 	}
 	if g.jsonOut {
-		return g.printJSON(map[string]any{"state": config.RedactURL(cfg.State), "sources": out})
+		return g.printJSON(map[string]any{"state": storeurl.Redact(cfg.State), "sources": out})
 	}
 	if led == nil {
 		g.say("No state yet at %s: the worker has not run.\n", cfg.State)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -29,16 +28,11 @@ func openStore(ctx context.Context, s *config.Source, log *zap.Logger) (filestor
 // user) share accounts' connections and max_connections budget.
 func openSharedStore(ctx context.Context, s *config.Source, log *zap.Logger, accounts *sftpstore.Accounts) (filestore.Store, error) {
 	log = log.Named("store").With(zap.String("source", s.Name))
-	st, err := storeurl.Open(ctx, s.URL, storeurl.Settings{
-		Password: s.Password.Reveal(), KeyFile: s.KeyFile, KnownHosts: s.KnownHosts,
-		InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
-		CAFile:                s.CAFile, InsecureSkipVerify: s.InsecureSkipVerify,
-		Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle,
-		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey.Reveal(),
-		MaxConns: s.MaxConnections, Accounts: accounts,
-	}, log)
+	settings := s.StoreSettings()
+	settings.MaxConns, settings.Accounts = s.MaxConnections, accounts
+	st, err := storeurl.Open(ctx, s.URL, settings, log)
 	if err != nil {
-		if strings.HasPrefix(strings.ToLower(s.URL), "file:") && errors.Is(err, filestore.ErrNotExist) {
+		if _, local := storeurl.LocalPath(s.URL); local && errors.Is(err, filestore.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s: %v", importer.ErrSourceUnavailable, s.Name, err)
 		}
 		return nil, usageErr("source %s: %v", s.Name, err)

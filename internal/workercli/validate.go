@@ -8,12 +8,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/local"
 	"github.com/ihr-tools/ihr/importer"
@@ -42,12 +40,8 @@ when the source cannot be reached.`,
   ihr-worker validate --config worker.yaml --source erp-invoices inbox/invoices.csv --json`,
 		Args: exactArgs("PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, s, err := g.loadSource(cmd, source)
+			_, s, err := g.loadSource(cmd, source)
 			if err != nil {
-				return err
-			}
-			i := slices.IndexFunc(cfg.Sources, func(c config.Source) bool { return c.Name == s.Name })
-			if err := checkMapping(s, i); err != nil {
 				return err
 			}
 			log, err := g.newLogger(false)

@@ -148,6 +148,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	cfg, _ := os.ReadFile(e.config)
 	os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "rate_limit: 0", "rate_limit: 40\n  burst: 1", 1)), 0o600)
 
+	// Retention (opt-in above) deletes old files from archive/ and
+	// reports/ only.
+	old := map[string]time.Duration{"archive/ancient.csv": 100 * 24 * time.Hour, "reports/ancient.response.csv": 200 * 24 * time.Hour,
+		"failed/ancient.csv": 400 * 24 * time.Hour, "archive/recent.csv": 10 * 24 * time.Hour}
+	for name, age := range old {
+		p := filepath.Join(e.src, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte("x\n"), 0o644)
+		os.Chtimes(p, time.Now().Add(-age), time.Now().Add(-age))
+	}
 	e.drop("good.csv", goodRows("G", 3))
 	bad := header() + "B-1,InvoiceHeader,1,Success,Functional,OK,fine\n" +
 		"B-2,InvoiceHeader,2,Success,Functional,OK,fine\n" +
@@ -157,6 +167,17 @@ func TestDashboardInBrowser(t *testing.T) {
 	s.waitFor("good.csv and bad.csv", 30*time.Second, func() bool {
 		return exists(filepath.Join(e.src, "archive", "good.csv")) && exists(filepath.Join(e.src, "failed", "bad.csv"))
 	})
+	s.waitFor("retention after the pass", 10*time.Second, func() bool {
+		return !exists(filepath.Join(e.src, "archive", "ancient.csv")) && !exists(filepath.Join(e.src, "reports", "ancient.response.csv"))
+	})
+	for name, gone := range map[string]bool{"archive/ancient.csv": true, "reports/ancient.response.csv": true, "failed/ancient.csv": false, "archive/recent.csv": false} {
+		if exists(filepath.Join(e.src, filepath.FromSlash(name))) == gone {
+			t.Errorf("retention: %s exists=%v, want %v", name, !gone, !gone)
+		}
+	}
+	if !strings.Contains(s.logs.String(), `"msg":"retention: deleted","source":"erp","file":"archive/ancient.csv"`) {
+		t.Errorf("retention deletion not logged")
+	}
 	e.drop("big.csv", goodRows("BIG", 5000))
 	s.waitFor("big.csv to be mid-way", 30*time.Second, func() bool {
 		_, page := s.get("/")

@@ -219,7 +219,11 @@ func (o *operator) downEvents(ctx context.Context, s *config.Source, h state.Hea
 		if !h.APIReachable {
 			kind, what = state.EventAPIDown, "API unreachable"
 		}
-		id := fmt.Sprintf("%s/%s/%d", kind, s.Name, h.LastOK.UnixNano())
+		since := "never-ok"
+		if !h.LastOK.IsZero() {
+			since = h.LastOK.UTC().Format(time.RFC3339Nano)
+		}
+		id := fmt.Sprintf("%s/%s/%s", kind, s.Name, since)
 		detail := fmt.Sprintf("%s for %d passes: %s", what, h.Failures, h.Error)
 		if isNew, err := o.ops.OpenEvent(ctx, state.Event{ID: id, Kind: kind, Source: s.Name, Detail: detail, OpenedAt: h.LastPass}); err != nil {
 			o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))

@@ -99,6 +99,9 @@ type Options struct {
 	// Stale: a claim older than this, never marked sent, may be taken
 	// over (its sender died). Default 15 min.
 	Stale time.Duration
+	// Drain bounds the sending of queued events after Run's context ends
+	// (default 5 s).
+	Drain time.Duration
 	// Observe is told every attempt's outcome: "sent", "retry",
 	// "failed" (gave up), "dropped" (queue full), "duplicate".
 	Observe func(channel, result string)
@@ -140,6 +143,9 @@ func New(routes []Route, led Ledger, log *zap.Logger, o Options) *Notifier {
 	if o.Stale <= 0 {
 		o.Stale = 15 * time.Minute
 	}
+	if o.Drain <= 0 {
+		o.Drain = 5 * time.Second
+	}
 	if o.Observe == nil {
 		o.Observe = func(string, string) {}
 	}
@@ -174,9 +180,10 @@ func (n *Notifier) Notify(e Event) {
 	}
 }
 
-// Run delivers until ctx ends, then returns once every channel's goroutine
-// has stopped. Events still queued then are dropped (and logged): they
-// were never claimed, so nothing is marked sent that was not.
+// Run delivers until ctx ends, then spends up to Options.Drain sending
+// what is still queued (the last pass's events), and returns once every
+// channel's goroutine has stopped. Events left after that are dropped and
+// logged: they were never claimed, so nothing is marked sent that was not.
 func (n *Notifier) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, r := range n.routes {
@@ -189,13 +196,28 @@ func (n *Notifier) loop(ctx context.Context, r route) {
 	for {
 		select {
 		case <-ctx.Done():
-			if k := len(r.q); k > 0 {
-				n.log.Warn("notifications not sent: stopping", zap.String("channel", r.Channel.ID()), zap.Int("queued", k))
-			}
+			n.drain(ctx, r)
 			return
 		case e := <-r.q:
 			n.deliver(ctx, r.Channel, e)
 		}
+	}
+}
+
+// drain sends what is queued on r within Options.Drain after a stop.
+func (n *Notifier) drain(stopped context.Context, r route) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(stopped), n.o.Drain)
+	defer cancel()
+	for ctx.Err() == nil {
+		select {
+		case e := <-r.q:
+			n.deliver(ctx, r.Channel, e)
+		default:
+			return
+		}
+	}
+	if k := len(r.q); k > 0 {
+		n.log.Warn("notifications not sent: stopping", zap.String("channel", r.Channel.ID()), zap.Int("queued", k))
 	}
 }
 

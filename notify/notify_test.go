@@ -180,7 +180,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	defer close(hang)
 	var c counter
 	o := fast
-	o.Queue, o.Observe, o.Timeout = 2, c.observe, time.Second
+	o.Queue, o.Observe, o.Timeout, o.Drain = 2, c.observe, time.Second, 100*time.Millisecond
 	n := notify.New([]notify.Route{{Channel: &notify.Webhook{URL: srv.URL}}}, ledger(t), zaptest.NewLogger(t), o)
 	start(t, n)
 	begin := time.Now()

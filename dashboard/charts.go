@@ -83,6 +83,11 @@ func charts(hc []state.HourCount, since, now time.Time) (rows, api Chart, total 
 	var rs []series
 	for _, rc := range resultColours {
 		v := byResult[rc.r]
+		if v == nil && rc.r == state.Invalid {
+			// Invalid rows are never sent, so the ledger rarely holds
+			// any: a constant 0 would read as "none were invalid".
+			continue
+		}
 		if v == nil {
 			v = make([]int64, n)
 		}

@@ -225,7 +225,7 @@ func (h *handler) file(w http.ResponseWriter, r *http.Request) {
 			outs = outs[:limit]
 		}
 	}
-	h.render(w, "file.html", map[string]any{"Source": src, "File": h.fileView(ctx, f), "Rows": outs, "More": more,
+	h.render(w, "file.html", map[string]any{"Source": src, "File": h.fileView(ctx, ctx, f), "Rows": outs, "More": more,
 		"Limit": limit, "FromReport": fromReport, "Now": h.c.Now()})
 }
 
@@ -237,7 +237,10 @@ type fileView struct {
 	Reason string
 }
 
-func (h *handler) fileView(ctx context.Context, f state.File) fileView {
+// fileView reads the ledger under ctx, and the reports it quotes from
+// under reportCtx (the overview gives all its reports one short budget,
+// so a slow or unreachable store cannot stall the page).
+func (h *handler) fileView(ctx, reportCtx context.Context, f state.File) fileView {
 	v := fileView{File: f, Done: f.Counts.Total(), Reason: f.SkipReason}
 	switch f.Status {
 	case state.Done:
@@ -257,7 +260,7 @@ func (h *handler) fileView(ctx context.Context, f state.File) fileView {
 	}
 	if f.Status == state.Failed && v.Reason == "" {
 		v.Reason = fmt.Sprintf("%d invalid, %d failed of %d rows", f.Counts.Invalid, f.Counts.Failed, f.Rows)
-		if outs, _, err := h.reportRows(ctx, f, 1, true); err == nil && len(outs) == 1 {
+		if outs, _, err := h.reportRows(reportCtx, f, 1, true); err == nil && len(outs) == 1 {
 			v.Reason += fmt.Sprintf("; first: row %d %s: %s", outs[0].Row, outs[0].Result, outs[0].Message)
 		}
 	}
@@ -286,6 +289,8 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 	for _, x := range health {
 		byName[x.Source] = x
 	}
+	reportCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
 	var views []sourceView
 	for _, s := range h.c.Sources {
 		v := sourceView{Source: s}
@@ -304,16 +309,16 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 		for _, f := range files {
 			switch f.Status {
 			case state.Processing, state.Claimed:
-				v.InProgress = append(v.InProgress, h.fileView(ctx, f))
+				v.InProgress = append(v.InProgress, h.fileView(ctx, reportCtx, f))
 				continue
 			case state.Seen:
 				continue
 			}
 			if len(v.Recent) < h.c.Recent {
-				v.Recent = append(v.Recent, h.fileView(ctx, f))
+				v.Recent = append(v.Recent, h.fileView(ctx, reportCtx, f))
 			}
 			if (f.Status == state.Failed || f.Status == state.Skipped) && len(v.Failed) < h.c.Recent {
-				v.Failed = append(v.Failed, h.fileView(ctx, f))
+				v.Failed = append(v.Failed, h.fileView(ctx, reportCtx, f))
 			}
 		}
 		views = append(views, v)

@@ -170,16 +170,24 @@ type Options struct {
 	Dir string
 	// LookupEnv replaces os.LookupEnv, for tests.
 	LookupEnv func(string) (string, bool)
+	// NoAPI is for commands that make no API call (validate): problems
+	// under the api key, such as credentials whose environment variable
+	// is not set, are not errors then.
+	NoAPI bool
 }
 
 // Load reads, decodes and validates the configuration file at path.
 // Relative file paths inside it are relative to the file's folder.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options; File and Dir are set from path.
+func LoadWith(path string, opt Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(data, Options{File: path, Dir: filepath.Dir(path)})
+	opt.File, opt.Dir = path, filepath.Dir(path)
+	return Parse(data, opt)
 }
 
 // Parse decodes and validates a configuration held in memory.
@@ -191,11 +199,20 @@ func Parse(data []byte, opt Options) (*Config, error) {
 	d := &decoder{opt: opt, lines: map[string]int{}}
 	d.decodeDocument(data, c)
 	c.file, c.lines = opt.File, d.lines
+	if opt.NoAPI {
+		d.errs = d.errs.withoutAPI()
+	}
 	if len(d.errs) > 0 {
 		return nil, d.errs.withFile(opt.File)
 	}
 	c.finish()
 	if err := c.Validate(); err != nil {
+		if es, ok := err.(Errors); ok && opt.NoAPI {
+			if es = es.withoutAPI(); len(es) == 0 {
+				return c, nil
+			}
+			return nil, es
+		}
 		return nil, err
 	}
 	return c, nil

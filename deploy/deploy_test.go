@@ -251,9 +251,9 @@ func TestKubernetesManifests(t *testing.T) {
 				ports[str(get(p, "name"))] = str(get(p, "containerPort"))
 				ports[str(get(p, "containerPort"))] = str(get(p, "containerPort"))
 			}
-			for _, probe := range []string{"livenessProbe", "readinessProbe"} {
-				if got := str(get(c, probe, "httpGet", "path")); got != "/healthz" {
-					t.Errorf("%s: %s path = %q, want /healthz", where, probe, got)
+			for probe, want := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+				if got := str(get(c, probe, "httpGet", "path")); got != want {
+					t.Errorf("%s: %s path = %q, want %s", where, probe, got, want)
 				}
 				if p := ports[str(get(c, probe, "httpGet", "port"))]; p != port {
 					t.Errorf("%s: %s port resolves to %q, serve listens on %q", where, probe, p, port)

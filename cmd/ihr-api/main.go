@@ -2,11 +2,15 @@
 //
 //	ihr-api [--addr 127.0.0.1:8080] [--db sqlite:PATH | postgres://…]
 //	        [--api-key KEY]… [--oauth-client ID:SECRET]…
-//	        [--rate-limit N --burst M] [--strict]
+//	        [--rate-limit N --burst M] [--strict] [--integrations-file F]
+//	ihr-api integrations add --db … --code CODE --name NAME [--direction …]
+//	ihr-api integrations add --db … --file F
+//	ihr-api integrations list --db … [--json]
 //
 // Every flag has an environment variable: IHR_API_ADDR, IHR_API_DB,
 // IHR_API_KEYS (comma-separated), IHR_API_OAUTH_CLIENTS (comma-separated
-// ID:SECRET), IHR_API_RATE_LIMIT, IHR_API_BURST, IHR_API_STRICT. Flags win.
+// ID:SECRET), IHR_API_RATE_LIMIT, IHR_API_BURST, IHR_API_STRICT,
+// IHR_API_INTEGRATIONS_FILE. Flags win.
 //
 // With no credentials configured (our choice) the server does not run
 // open: it generates a random API key, prints it once on stderr with a
@@ -31,6 +35,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/ihr-tools/ihr/apiserver"
 )
@@ -50,6 +55,7 @@ type options struct {
 	burst     int
 	strict    bool
 	debug     bool
+	seedFile  string
 }
 
 func envList(name string) []string {
@@ -72,10 +78,11 @@ func envOr(name, def string) string {
 // fromEnv fills defaults from the environment; flags then override them.
 func fromEnv() (options, error) {
 	o := options{
-		addr:    envOr("IHR_API_ADDR", "127.0.0.1:8080"),
-		db:      envOr("IHR_API_DB", "sqlite:ihr-api.db"),
-		apiKeys: envList("IHR_API_KEYS"),
-		clients: envList("IHR_API_OAUTH_CLIENTS"),
+		addr:     envOr("IHR_API_ADDR", "127.0.0.1:8080"),
+		db:       envOr("IHR_API_DB", "sqlite:ihr-api.db"),
+		apiKeys:  envList("IHR_API_KEYS"),
+		clients:  envList("IHR_API_OAUTH_CLIENTS"),
+		seedFile: os.Getenv("IHR_API_INTEGRATIONS_FILE"),
 	}
 	var err error
 	if v := os.Getenv("IHR_API_RATE_LIMIT"); v != "" {
@@ -124,18 +131,21 @@ func newCommand(stderr io.Writer) *cobra.Command {
 	f.IntVar(&o.burst, "burst", env.burst, "rate-limit burst (IHR_API_BURST); Coupa: 20")
 	f.BoolVar(&o.strict, "strict", env.strict, "ignore integration_filename on input, as Coupa's element page says (IHR_API_STRICT)")
 	f.BoolVar(&o.debug, "debug", false, "log every request")
+	f.StringVar(&o.seedFile, "integrations-file", env.seedFile, "create the integrations this YAML/JSON file lists at start, unless their code exists (IHR_API_INTEGRATIONS_FILE)")
+	cmd.AddCommand(newIntegrationsCommand(stderr, env.db))
 	return cmd
 }
 
 func run(ctx context.Context, o options, stderr io.Writer) error {
-	zcfg := zap.NewProductionConfig()
+	// JSON logs on stderr with the same ISO 8601 timestamps as
+	// ihr-worker's, so both read alike in one log collector.
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	lvl := zapcore.InfoLevel
 	if o.debug {
-		zcfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+		lvl = zapcore.DebugLevel
 	}
-	log, err := zcfg.Build()
-	if err != nil {
-		return err
-	}
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.AddSync(stderr), lvl), zap.AddCaller())
 	defer log.Sync()
 
 	clients := map[string]string{}
@@ -172,6 +182,11 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
+	if o.seedFile != "" {
+		if err := seed(ctx, srv, o.seedFile, log); err != nil {
+			return err
+		}
+	}
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -132,6 +132,9 @@ written), 2 usage or configuration error, 3 a source or the API could not be rea
 		return exitErr(ExitUsage, err)
 	})
 	g.addFlags(root.PersistentFlags())
+	// Every command checks the logging flags, also those that log
+	// nothing (status): a typo must not pass silently.
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.checkLogFlags() }
 	root.AddCommand(
 		newRunCommand(g),
 		newServeCommand(g),

@@ -19,6 +19,7 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/exporter"
+	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
 )
 
@@ -212,9 +213,12 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 	if err != nil {
 		return to, err
 	}
+	// The folder must exist, as a source root must: a typo in --to is a
+	// usage error, not a new folder tree.
 	if dir, ok := storeurl.LocalPath(src.URL); ok {
-		if err := os.MkdirAll(filepath.FromSlash(dir), 0o755); err != nil {
-			return where, exitErr(ExitUnreachable, err)
+		dir = filepath.FromSlash(dir)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return where, usageErr("--to: the folder %s does not exist; create it first", dir)
 		}
 	}
 	store, err := openStore(ctx, src, log)
@@ -222,7 +226,14 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 		return where, exitErr(classify(err), err)
 	}
 	defer store.Close()
-	return where, exporter.ToStore(ctx, store, name, produce)
+	err = exporter.ToStore(ctx, store, name, produce)
+	switch {
+	case err != nil && errors.Is(err, filestore.ErrNotExist):
+		return where, usageErr("--to %s: the folder does not exist on the store; create it first (%v)", where, err)
+	case err != nil && setupStoreError(err):
+		return where, usageErr("--to %s: %v", where, err)
+	}
+	return where, err
 }
 
 // exportTarget splits --to into a store (a source description reusing the
@@ -249,6 +260,7 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 	dir.RawPath = ""
 	src := &config.Source{Name: "export", URL: dir.String()}
 	if _, local := storeurl.LocalPath(to); !local {
+		found := false
 		for i := range cfg.Sources {
 			c := &cfg.Sources[i]
 			cu, err := url.Parse(c.URL)
@@ -257,8 +269,16 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 			}
 			cp := *c
 			cp.Name, cp.URL = "export", dir.String()
-			src = &cp
+			src, found = &cp, true
 			break
+		}
+		if !found {
+			host := u.Host
+			if n := u.User.Username(); n != "" {
+				host = n + "@" + host
+			}
+			return nil, "", to, usageErr("--to %s: no configured source is on %s://%s; export writes to a store with the settings (credentials, known_hosts, endpoint …) of a source on the same scheme, host and user. Add such a source, or export to a local path",
+				storeurl.Redact(to), u.Scheme, host)
 		}
 	}
 	where := to

@@ -404,34 +404,6 @@ func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expe
 	o.om.missed.WithLabelValues(s.Name).Set(still)
 }
 
-// ready is /readyz: every served source's last pass succeeded with the
-// API reachable. Sources not passed yet count as ready.
-func (o *operator) ready(ctx context.Context) (bool, string) {
-	hs, err := o.ops.Health(ctx)
-	if err != nil {
-		return false, "ledger unreadable: " + err.Error()
-	}
-	byName := map[string]state.Health{}
-	for _, h := range hs {
-		byName[h.Source] = h
-	}
-	ok := true
-	var b strings.Builder
-	for _, s := range o.sources {
-		h, seen := byName[s.Name]
-		switch {
-		case !seen:
-			fmt.Fprintf(&b, "%s: no pass yet\n", s.Name)
-		case h.Failures > 0 || !h.APIReachable:
-			ok = false
-			fmt.Fprintf(&b, "%s: last pass failed (%d in a row, api reachable: %v, store reachable: %v): %s\n", s.Name, h.Failures, h.APIReachable, h.StoreReachable, h.Error)
-		default:
-			fmt.Fprintf(&b, "%s: ok\n", s.Name)
-		}
-	}
-	return ok, b.String()
-}
-
 // dashboardHandler builds the dashboard for the served sources.
 func (o *operator) dashboardHandler(cfg *config.Config) (http.Handler, error) {
 	var ds []dashboard.Source

@@ -32,11 +32,12 @@ and counted (ihr_worker_passes_skipped_total).
 On SIGTERM or SIGINT it stops scheduling, lets running passes finish and record
 the rows in flight (files left mid-way resume on the next pass), and exits 0.
 
-Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping);
-/readyz answers 503 when a source's last pass failed or the API was unreachable;
-/metrics is Prometheus (ihr_worker_*); / is a read-only dashboard (protected by
-dashboard.token or dashboard.username/password when set). The listener is
-loopback by default.
+Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping):
+the liveness probe. /readyz answers 503 while the last pass of any source failed
+(the source or the API unreachable, a configuration error), naming each, and 200
+once they pass again: the readiness probe. /metrics is Prometheus (ihr_worker_*).
+/ is a read-only dashboard (protected by dashboard.token or
+dashboard.username/password when set). The listener is loopback by default.
 
 Each pass's health and events (a rejected file, a source down for down_after
 passes, an expected file that did not arrive) are kept in the ledger and sent
@@ -132,6 +133,9 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 
 	op, err := newOperator(ctx, w, cfg, sources, m.reg, log)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	opCtx, stopOp := context.WithCancel(context.WithoutCancel(ctx))
@@ -141,6 +145,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 	// pass's events are queued before they stop.
 	defer func() { stopOp(); <-opDone }()
 
+	ready := &readiness{}
 	sch := scheduler.New(log, m)
 	for _, s := range sources {
 		job := scheduler.Job{Name: s.Name, Poll: s.Poll}
@@ -152,6 +157,9 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		job.Run = func(ctx context.Context, why scheduler.Trigger) error {
 			sr := w.pass(ctx, s)
 			w.logPass(sr, why)
+			if ctx.Err() == nil {
+				ready.passDone(s.Name, sr.err)
+			}
 			op.afterPass(ctx, s, sr)
 			return sr.err
 		}
@@ -174,21 +182,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 			}
 			fmt.Fprintln(rw, "ok")
 		})
-		mux.HandleFunc("/readyz", func(rw http.ResponseWriter, r *http.Request) {
-			rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			if stopping.Load() {
-				rw.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintln(rw, "stopping")
-				return
-			}
-			rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-			defer cancel()
-			ok, detail := op.ready(rctx)
-			if !ok {
-				rw.WriteHeader(http.StatusServiceUnavailable)
-			}
-			fmt.Fprint(rw, detail)
-		})
+		mux.Handle("/readyz", ready)
 		dash, err := op.dashboardHandler(cfg)
 		if err != nil {
 			ln.Close()
@@ -230,7 +224,7 @@ func (w *worker) logPass(sr *sourceRun, why scheduler.Trigger) {
 	sum := sr.Summary
 	fields := []zap.Field{
 		zap.String("source", sr.Name), zap.String("trigger", string(why)),
-		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("rejected", sum.Rejected),
+		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("failed", sum.Rejected),
 		zap.Int("skipped", sum.Skipped), zap.Int("pending", sum.Pending),
 		zap.Int64("rows_created", sum.Rows.Created), zap.Int64("rows_already_recorded", sum.Rows.AlreadyRecorded),
 		zap.Int64("rows_invalid", sum.Rows.Invalid), zap.Int64("rows_failed", sum.Rows.Failed),

@@ -3,7 +3,6 @@ package workercli
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"go.uber.org/zap"
 
@@ -11,15 +10,14 @@ import (
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
-	"github.com/ihr-tools/ihr/importer"
 )
 
 // openStore builds the store a source's URL and settings describe, wrapped
 // to retry transient failures. Remote stores connect lazily, so an error
 // here is about the settings (a key file that does not parse, a missing
-// known_hosts): a usage error, exit 2. A local folder that is not there is a
-// source that cannot be reached (an unmounted share):
-// importer.ErrSourceUnavailable, exit 3.
+// known_hosts): a usage error, exit 2. So is a local folder that is not
+// there: the source root must exist (a typo in a path must not look like an
+// empty inbox).
 func openStore(ctx context.Context, s *config.Source, log *zap.Logger) (filestore.Store, error) {
 	return openSharedStore(ctx, s, log, nil)
 }
@@ -33,7 +31,7 @@ func openSharedStore(ctx context.Context, s *config.Source, log *zap.Logger, acc
 	st, err := storeurl.Open(ctx, s.URL, settings, log)
 	if err != nil {
 		if _, local := storeurl.LocalPath(s.URL); local && errors.Is(err, filestore.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s: %v", importer.ErrSourceUnavailable, s.Name, err)
+			return nil, usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only the inbox, archive, failed and reports folders, inside an existing folder)", s.Name, storeLocation(s, ""))
 		}
 		return nil, usageErr("source %s: %v", s.Name, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/local"
 	"github.com/ihr-tools/ihr/importer"
@@ -40,7 +41,16 @@ when the source cannot be reached.`,
   ihr-worker validate --config worker.yaml --source erp-invoices inbox/invoices.csv --json`,
 		Args: exactArgs("PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, s, err := g.loadSource(cmd, source)
+			// No API call: the api block (and its credentials) may be
+			// incomplete here, e.g. on a laptop without the secrets.
+			if err := requireFlags(cmd, "source"); err != nil {
+				return err
+			}
+			cfg, err := g.loadConfigWith(cmd.Flags(), config.Options{NoAPI: true})
+			if err != nil {
+				return err
+			}
+			s, err := g.source(cfg, source)
 			if err != nil {
 				return err
 			}
@@ -110,7 +120,12 @@ when the source cannot be reached.`,
 				}
 				return exitErr(classify(err), err)
 			}
-			valid := res.Rows - res.Counts.Invalid
+			// A file rejected as a whole has no valid row, whatever its
+			// counts say (its one "invalid" line may be the header's).
+			valid := max(0, res.Rows-res.Counts.Invalid)
+			if res.Reason != "" && res.Status != state.Done {
+				valid = 0
+			}
 			if g.jsonOut {
 				if err := g.printJSON(map[string]any{
 					"source": s.Name, "file": where, "rows": res.Rows, "valid": valid, "invalid": res.Counts.Invalid,
@@ -121,7 +136,7 @@ when the source cannot be reached.`,
 			} else {
 				msg := fmt.Sprintf("%s: %d row(s), %d valid, %d invalid", where, res.Rows, valid, res.Counts.Invalid)
 				if res.Reason != "" {
-					msg += ": " + res.Reason
+					msg = fmt.Sprintf("%s: rejected as a whole, no row checked: %s", where, res.Reason)
 				}
 				g.say("%s\n", msg)
 			}

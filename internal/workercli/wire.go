@@ -92,7 +92,7 @@ func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metr
 	if progress != nil {
 		obs = multiObserver{m, progress}
 	}
-	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, importer.ClientAPI(api), led, log, obs)
+	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, setupAwareAPI{importer.ClientAPI(api), cfg.API.URL}, led, log, obs)
 	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp, budget: budget}, nil
 }
 
@@ -178,6 +178,12 @@ func classify(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, new(*missingIntegrationError)):
+		return ExitUsage
+	case setupStoreError(err):
+		// A host key that does not match, a refused login: no rerun
+		// fixes them, the configuration (or the server) must change.
+		return ExitUsage
 	case errors.Is(err, importer.ErrSourceUnavailable), errors.Is(err, importer.ErrAPIUnavailable):
 		return ExitUnreachable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -190,4 +196,13 @@ func classify(err error) int {
 		return ee.Code
 	}
 	return ExitUnreachable
+}
+
+// preflight checks a source before its pass touches any file: the root
+// folder exists and the integration is on the API (preflight.go).
+func (w *worker) preflight(ctx context.Context, s *config.Source, store filestore.Store) error {
+	if err := checkRoot(ctx, s, store); err != nil {
+		return err
+	}
+	return checkIntegration(ctx, w.api, w.cfg, s)
 }

@@ -143,7 +143,11 @@ func headless(t *testing.T, bin string, args ...string) string {
 func TestDashboardInBrowser(t *testing.T) {
 	browser := chromium(t)
 	api := startAPI(t, "ERP-INVOICES")
-	e := newEnv(t, api, "    poll: 1s\n    expect: {schedule: \"0 2 * * *\", within: 2h}\n    retain: {archive: 90d, reports: 180d}\n", "")
+	h := &hooks{}
+	recv := httptest.NewServer(h)
+	defer recv.Close()
+	e := newEnv(t, api, "    poll: 1s\n    expect: {schedule: \"0 2 * * *\", within: 2h}\n    retain: {archive: 90d, reports: 180d}\n",
+		"notify:\n  - webhook: "+recv.URL+"\n    events: [file_failed]\n")
 	// Slow enough that big.csv is still in progress while the page loads.
 	cfg, _ := os.ReadFile(e.config)
 	os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "rate_limit: 0", "rate_limit: 40\n  burst: 1", 1)), 0o600)
@@ -241,6 +245,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if resp, err := http.Post(s.base+"/", "text/plain", nil); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %v %v", resp, err)
+	}
+	// The rejected file was notified, once, with its reason and report.
+	s.waitFor("the file_failed notification", 10*time.Second, func() bool { return len(h.of("file_failed")) > 0 })
+	ff := h.of("file_failed")
+	if len(ff) != 1 || ff[0]["file"] != "bad.csv" || ff[0]["report"] != "reports/bad.response.csv" ||
+		!strings.Contains(fmt.Sprint(ff[0]["reason"]), "1 invalid") {
+		t.Errorf("file_failed notifications: %v", ff)
 	}
 }
 

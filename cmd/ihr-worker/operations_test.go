@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/internal/binharness"
+	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
 // served is a running `ihr-worker serve`.
@@ -379,5 +380,40 @@ func TestReadyzFollowsTheAPI(t *testing.T) {
 	}
 	if _, page := s.get("/"); !strings.Contains(page, `data-health="api"><b>API</b> unreachable`) {
 		t.Errorf("dashboard does not show the API unreachable")
+	}
+}
+
+// TestReplicasShareThePicture: two serve replicas on one PostgreSQL
+// ledger. Each dashboard shows the files either processed, and a missed
+// delivery both replicas detect is recorded and notified once.
+func TestReplicasShareThePicture(t *testing.T) {
+	api := startAPI(t, "ERP-INVOICES")
+	h := &hooks{}
+	recv := httptest.NewServer(h)
+	defer recv.Close()
+	dsn := testservers.StartPostgres(t).NewDatabase(t)
+	binharness.Binary(t, "ihr-worker")
+	sec := (time.Now().Second() + 8) % 60
+	e := newEnv(t, api, fmt.Sprintf("    poll: 1s\n    expect: {schedule: \"%d * * * * *\", within: 2s}\n", sec),
+		"notify:\n  - webhook: "+recv.URL+"\n    events: [delivery_missed]\n")
+	cfg, _ := os.ReadFile(e.config)
+	cfg = regexp.MustCompile(`(?m)^state: .*$`).ReplaceAll(cfg, []byte("state: "+dsn))
+	os.WriteFile(e.config, cfg, 0o600)
+	e.drop("good.csv", goodRows("R", 3))
+	s1, s2 := e.serve(), e.serve()
+
+	s1.waitFor("good.csv archived", 20*time.Second, func() bool { return exists(filepath.Join(e.src, "archive", "good.csv")) })
+	s1.waitFor("the missed delivery", 25*time.Second, func() bool { return len(h.of("delivery_missed")) > 0 })
+	time.Sleep(2 * time.Second) // both replicas' watchers check every 500 ms
+	if n := len(h.of("delivery_missed")); n != 1 {
+		t.Errorf("%d delivery_missed notifications from two replicas, want 1", n)
+	}
+	for i, s := range []*served{s1, s2} {
+		_, page := s.get("/")
+		for _, want := range []string{`<tr data-file="good.csv">`, `3 created`, `data-event="delivery_missed"`, `data-health="api"><b>API</b> reachable`} {
+			if !strings.Contains(page, want) {
+				t.Errorf("replica %d's dashboard lacks %q", i+1, want)
+			}
+		}
 	}
 }

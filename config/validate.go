@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
@@ -38,6 +39,7 @@ var storeKeys = []struct {
 	{"known_hosts", "sftp", func(s *Source) bool { return s.KnownHosts != "" }},
 	{"insecure_ignore_host_key", "sftp", func(s *Source) bool { return s.InsecureIgnoreHostKey }},
 	{"ca_file", "ftps", func(s *Source) bool { return s.CAFile != "" }},
+	{"allow_insecure_ftp", "ftp", func(s *Source) bool { return s.AllowInsecureFTP }},
 	{"insecure_skip_verify", "ftps", func(s *Source) bool { return s.InsecureSkipVerify }},
 	{"endpoint", "s3", func(s *Source) bool { return s.Endpoint != "" }},
 	{"region", "s3", func(s *Source) bool { return s.Region != "" }},
@@ -106,6 +108,8 @@ func (c *Config) validateAPI(v *validator) {
 		v.add("api.url", "must be an http:// or https:// URL, got %q", a.URL)
 	case u.User != nil:
 		v.add("api.url", "must not carry credentials; use api_key or oauth")
+	case cleartextTo(u) && !a.AllowInsecureHTTP:
+		v.add("api.url", "http:// to %s would send the credentials in cleartext; use https:// (or set api.allow_insecure_http: true)", u.Hostname())
 	}
 	switch {
 	case a.APIKey != "" && a.OAuth != nil:
@@ -125,6 +129,8 @@ func (c *Config) validateAPI(v *validator) {
 		}
 		if u, err := url.Parse(o.TokenURL); o.TokenURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 			v.add("api.oauth.token_url", "must be an http:// or https:// URL, got %q", o.TokenURL)
+		} else if o.TokenURL != "" && cleartextTo(u) && !a.AllowInsecureHTTP {
+			v.add("api.oauth.token_url", "http:// to %s would send the client secret in cleartext; use https:// (or set api.allow_insecure_http: true)", u.Hostname())
 		}
 	}
 	if a.RateLimit < 0 {
@@ -203,6 +209,9 @@ func (s *Source) validate(v *validator, p string) {
 		default:
 			v.add(p+".url", "unsupported scheme %q (use file, sftp, ftp, ftps or s3)", u.Scheme)
 			scheme = ""
+		}
+		if scheme == "ftp" && s.Password != "" && !isLoopback(u.Hostname()) && !s.AllowInsecureFTP && u.Hostname() != "" {
+			v.add(p+".url", "ftp:// to %s would send the password in cleartext; use ftps:// (or set %s.allow_insecure_ftp: true)", u.Hostname(), p)
 		}
 		if u.User != nil {
 			if _, has := u.User.Password(); has {
@@ -349,4 +358,47 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// cleartextTo reports an http:// URL whose host is not loopback: what is
+// sent there crosses the network readable by anyone on the path.
+func cleartextTo(u *url.URL) bool {
+	return strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
+}
+
+// isLoopback reports localhost, 127.0.0.0/8 and ::1. Other names are not
+// resolved: a name that resolves to loopback today may not tomorrow.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// Warnings lists what the configuration allows that is unsafe: cleartext
+// credentials by api.allow_insecure_http or allow_insecure_ftp. The
+// commands log each on every start, so it is never forgotten.
+func (c *Config) Warnings() []string {
+	var out []string
+	if c.API.AllowInsecureHTTP {
+		for _, e := range []struct{ key, raw string }{{"api.url", c.API.URL}, {"api.oauth.token_url", c.oauthTokenURL()}} {
+			if u, err := url.Parse(e.raw); e.raw != "" && err == nil && cleartextTo(u) {
+				out = append(out, fmt.Sprintf("%s: credentials go to %s in cleartext (api.allow_insecure_http: true)", e.key, u.Hostname()))
+			}
+		}
+	}
+	for i, s := range c.Sources {
+		if u, err := url.Parse(s.URL); s.AllowInsecureFTP && err == nil && strings.EqualFold(u.Scheme, "ftp") && s.Password != "" && !isLoopback(u.Hostname()) {
+			out = append(out, fmt.Sprintf("sources[%d].url: the FTP password goes to %s in cleartext (allow_insecure_ftp: true)", i, u.Hostname()))
+		}
+	}
+	return out
+}
+
+func (c *Config) oauthTokenURL() string {
+	if c.API.OAuth == nil {
+		return ""
+	}
+	return c.API.OAuth.TokenURL
 }

@@ -49,6 +49,16 @@ type Config struct {
 	Strict bool
 	// MaxBodyBytes bounds request bodies (413 beyond); 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// AuthFailures is how many failed authentications one client address
+	// may make in a burst (refilled at as many per minute) before it gets
+	// 429; 0 means DefaultAuthFailures, < 0 disables the limit.
+	AuthFailures int
+	// MaxTokensPerClient bounds the live access tokens of one OAuth
+	// client (the oldest is revoked); 0 means DefaultMaxTokensPerClient.
+	MaxTokensPerClient int
+	// SmallBodyTimeout is the deadline for the body of /oauth2/token;
+	// 0 means DefaultSmallBodyTimeout.
+	SmallBodyTimeout time.Duration
 	// Logger receives request and error logs; nil discards them.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now. Tests use it to control timestamps.
@@ -73,6 +83,8 @@ type Server struct {
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
 
+	guard *authGuard // failed authentications per client address; nil: off
+
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -82,6 +94,15 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.AuthFailures == 0 {
+		cfg.AuthFailures = DefaultAuthFailures
+	}
+	if cfg.MaxTokensPerClient <= 0 {
+		cfg.MaxTokensPerClient = DefaultMaxTokensPerClient
+	}
+	if cfg.SmallBodyTimeout <= 0 {
+		cfg.SmallBodyTimeout = DefaultSmallBodyTimeout
 	}
 	if cfg.RateLimit > 0 && cfg.Burst <= 0 {
 		cfg.Burst = max(1, int(cfg.RateLimit))
@@ -95,6 +116,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		userIDs:  map[string]int64{},
 		tokens:   map[string]cachedToken{},
 		limiters: map[string]*rate.Limiter{},
+		guard:    newAuthGuard(cfg.AuthFailures),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -258,8 +280,18 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 			}
 		}()
 		if need != scopeNone {
+			// Limit guessing before looking at the credentials: a blocked
+			// address learns nothing, right secret or not.
+			addr := clientAddr(r.RemoteAddr)
+			if wait, blocked := s.guard.blocked(addr, time.Now()); blocked {
+				tooManyFailures(sw, r, resource, wait, false)
+				return
+			}
 			p, ok := s.authenticate(r)
 			if !ok {
+				if r.Header.Get("X-COUPA-API-KEY") != "" || r.Header.Get("Authorization") != "" {
+					s.guard.failed(addr, time.Now())
+				}
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="ihr-api"`)
 				writeError(sw, r, http.StatusUnauthorized, resource, "Invalid or missing credentials: send X-COUPA-API-KEY or Authorization: Bearer <token>")
 				return

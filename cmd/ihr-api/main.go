@@ -1,12 +1,15 @@
 // Command ihr-api serves the Integration History Records API.
 //
 //	ihr-api [--addr 127.0.0.1:8080] [--db sqlite:PATH | postgres://…]
-//	        [--api-key KEY]… [--oauth-client ID:SECRET]…
+//	        [--api-key-file FILE] [--oauth-clients-file FILE]
+//	        [--tls-cert FILE --tls-key FILE]
 //	        [--rate-limit N --burst M] [--strict]
 //
 // Every flag has an environment variable: IHR_API_ADDR, IHR_API_DB,
 // IHR_API_KEYS (comma-separated), IHR_API_OAUTH_CLIENTS (comma-separated
-// ID:SECRET), IHR_API_RATE_LIMIT, IHR_API_BURST, IHR_API_STRICT. Flags win.
+// ID:SECRET), IHR_API_RATE_LIMIT, IHR_API_BURST, IHR_API_STRICT, and those
+// of the security flags below. Flags win. Secrets belong in files or the
+// environment: --api-key and --oauth-client show in every process listing.
 //
 // With no credentials configured (our choice) the server does not run
 // open: it generates a random API key, prints it once on stderr with a
@@ -20,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -50,6 +52,7 @@ type options struct {
 	burst     int
 	strict    bool
 	debug     bool
+	sec       securityOptions
 }
 
 func envList(name string) []string {
@@ -78,6 +81,9 @@ func fromEnv() (options, error) {
 		clients: envList("IHR_API_OAUTH_CLIENTS"),
 	}
 	var err error
+	if o.sec, err = securityFromEnv(); err != nil {
+		return o, err
+	}
 	if v := os.Getenv("IHR_API_RATE_LIMIT"); v != "" {
 		if o.rateLimit, err = strconv.ParseFloat(v, 64); err != nil {
 			return o, fmt.Errorf("IHR_API_RATE_LIMIT=%q: not a number", v)
@@ -124,6 +130,7 @@ func newCommand(stderr io.Writer) *cobra.Command {
 	f.IntVar(&o.burst, "burst", env.burst, "rate-limit burst (IHR_API_BURST); Coupa: 20")
 	f.BoolVar(&o.strict, "strict", env.strict, "ignore integration_filename on input, as Coupa's element page says (IHR_API_STRICT)")
 	f.BoolVar(&o.debug, "debug", false, "log every request")
+	o.sec.addFlags(f, env.sec)
 	return cmd
 }
 
@@ -138,6 +145,12 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 	}
 	defer log.Sync()
 
+	fileKeys, fileClients, err := o.sec.readSecrets(log)
+	if err != nil {
+		return err
+	}
+	o.apiKeys = append(o.apiKeys, fileKeys...)
+	o.clients = append(o.clients, fileClients...)
 	clients := map[string]string{}
 	for _, c := range o.clients {
 		id, secret, ok := strings.Cut(c, ":")
@@ -157,7 +170,7 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		// Printed on stderr, not logged: logs are shipped, the terminal is not.
 		fmt.Fprintf(stderr, "\n"+
 			"!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"+
-			"!! ihr-api: NO CREDENTIALS CONFIGURED (--api-key / --oauth-client).\n"+
+			"!! ihr-api: NO CREDENTIALS CONFIGURED (--api-key-file / --oauth-clients-file).\n"+
 			"!! Accepting only this generated key for this run:\n"+
 			"!!     X-COUPA-API-KEY: %s\n"+
 			"!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n", k)
@@ -167,13 +180,14 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 	srv, err := apiserver.New(ctx, apiserver.Config{
 		DB: o.db, APIKeys: keys, OAuthClients: clients,
 		RateLimit: o.rateLimit, Burst: o.burst, Strict: o.strict, Logger: log,
+		AuthFailures: o.sec.authFailures,
 	})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
-	ln, err := net.Listen("tcp", o.addr)
+	ln, err := o.sec.listen(o.addr)
 	if err != nil {
 		return err
 	}
@@ -185,7 +199,7 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	log.Info("ihr-api listening", zap.String("addr", ln.Addr().String()), zap.String("db", srv.Dialect()),
+	log.Info("ihr-api listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", o.sec.tlsCert != ""), zap.String("db", srv.Dialect()),
 		zap.Int("api_keys", len(keys)), zap.Int("oauth_clients", len(clients)),
 		zap.Float64("rate_limit", o.rateLimit), zap.Bool("strict", o.strict))
 	errc := make(chan error, 1)

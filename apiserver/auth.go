@@ -179,7 +179,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// MaxTokensPerClient-1 are revoked to make room for this one. A
 		// client that keeps its token never notices; one that mints a
 		// token per request cannot fill the table.
-		rows, err := tx.QueryContext(ctx, d.q(`SELECT token_hash FROM oauth_tokens WHERE client_id = ? ORDER BY expires_at DESC, token_hash`), id)
+		rows, err := tx.QueryContext(ctx, d.q(`SELECT token_hash FROM oauth_tokens WHERE client_id = ? ORDER BY issued_at DESC, token_hash`), id)
 		if err != nil {
 			return err
 		}
@@ -202,8 +202,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, d.q(`INSERT INTO oauth_tokens (token_hash, client_id, scope, expires_at) VALUES (?, ?, ?, ?)`),
-			hex.EncodeToString(sum[:]), id, scope, exp)
+		_, err = tx.ExecContext(ctx, d.q(`INSERT INTO oauth_tokens (token_hash, client_id, scope, expires_at, issued_at) VALUES (?, ?, ?, ?, ?)`),
+			hex.EncodeToString(sum[:]), id, scope, exp, time.Now().UnixNano())
 		return err
 	})
 	if err == nil {

@@ -128,9 +128,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// RootCAs verifies the server's certificate instead of the system
 	// roots (the worker's api.ca_file); ignored when HTTPClient is set.
-	RootCAs *x509.CertPool
-	UserAgent  string       // default "ihr-worker/<module version>"
-	Observer   Observer     // optional metrics hook
+	RootCAs   *x509.CertPool
+	UserAgent string   // default "ihr-worker/<module version>"
+	Observer  Observer // optional metrics hook
 }
 
 // Client talks to one API. It is safe for concurrent use; share one per

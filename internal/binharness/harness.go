@@ -174,6 +174,8 @@ type APIOptions struct {
 	SecretsInFiles bool
 	// Args are extra command-line arguments.
 	Args []string
+	// DB is an existing SQLite file to serve (default: a fresh one).
+	DB string
 }
 
 // API is a running ihr-api process.
@@ -199,6 +201,9 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 	bin := Binary(t, "ihr-api")
 	dir := t.TempDir()
 	a := &API{Key: opt.Key, Logs: &SyncBuffer{}, DB: filepath.Join(dir, "api.db"), done: make(chan struct{})}
+	if opt.DB != "" {
+		a.DB = opt.DB
+	}
 	if a.Key == "" {
 		a.Key = "bench-key-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}

@@ -27,9 +27,10 @@ const (
 	// most 64 KiB) may take to arrive.
 	DefaultSmallBodyTimeout = 5 * time.Second
 	// DefaultMaxConns and DefaultMaxConnsPerAddr are LimitListener's
-	// bounds in ihr-api.
+	// bounds in ihr-api; per address, room for one worker at its largest
+	// api.concurrency (256).
 	DefaultMaxConns        = 1024
-	DefaultMaxConnsPerAddr = 64
+	DefaultMaxConnsPerAddr = 256
 )
 
 // clientAddr is the address limits are kept per: the remote IP, or its

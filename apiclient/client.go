@@ -53,9 +53,10 @@ const (
 	DefaultMaxBackoff = 30 * time.Second
 	DefaultSettle     = 2 * time.Second
 
-	// maxBody bounds what we read of one answer; an index page of 50 full
-	// records is far below it.
-	maxBody = 32 << 20
+	// maxBody bounds what we read of one answer. An index page of 50
+	// records at ihr-api's response cap (1 000 responses, 1 MiB of text
+	// each) is about 60 MB of JSON; Coupa's records are far smaller.
+	maxBody = 96 << 20
 )
 
 // Limiter is the rate budget. *rate.Limiter satisfies it; so can a limiter
@@ -460,7 +461,12 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 		return outcome{err: err, wrote: wrote.Load(), auth: authUsed, fatal: isCertError(err)}
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err == nil && len(b) > maxBody {
+		// Cut short, it would only fail to decode; say why instead.
+		return outcome{status: resp.StatusCode, wrote: true, auth: authUsed, fatal: true,
+			err: fmt.Errorf("answer larger than %d MiB; ask for fewer records (limit) or elements (fields)", maxBody>>20)}
+	}
 	if err != nil {
 		// The server answered, so for 2xx the work is done but we lost
 		// the record; treat as unknown like any cut-off answer.

@@ -115,6 +115,7 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	addr := clientAddr(r.RemoteAddr)
 	if wait, blocked := s.guard.blocked(addr, time.Now()); blocked {
+		dropBody(w, r)
 		tooManyFailures(w, r, "oauth2", wait, true)
 		return
 	}

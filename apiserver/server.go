@@ -288,6 +288,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 			// address learns nothing, right secret or not.
 			addr := clientAddr(r.RemoteAddr)
 			if wait, blocked := s.guard.blocked(addr, time.Now()); blocked {
+				dropBody(sw, r)
 				tooManyFailures(sw, r, resource, wait, false)
 				return
 			}
@@ -296,12 +297,14 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 				if r.Header.Get("X-COUPA-API-KEY") != "" || r.Header.Get("Authorization") != "" {
 					s.guard.failed(addr, time.Now())
 				}
+				dropBody(sw, r)
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="ihr-api"`)
 				writeError(sw, r, http.StatusUnauthorized, resource, "Invalid or missing credentials: send X-COUPA-API-KEY or Authorization: Bearer <token>")
 				return
 			}
 			if s.cfg.RateLimit > 0 {
 				if wait, ok := s.allow(p.login); !ok {
+					dropBody(sw, r)
 					sw.Header().Set("Retry-After", strconv.Itoa(wait))
 					writeError(sw, r, http.StatusTooManyRequests, resource, "Rate limit exceeded; retry after "+strconv.Itoa(wait)+" seconds")
 					return
@@ -312,6 +315,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 				if need == scopeWrite {
 					want = ScopeWrite
 				}
+				dropBody(sw, r)
 				writeError(sw, r, http.StatusForbidden, resource, "The access token lacks the scope "+want)
 				return
 			}
@@ -319,6 +323,19 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 		}
 		h(sw, r)
 	})
+}
+
+// dropBody is for answers given without reading the request's body
+// (refused credentials, throttling). net/http would otherwise read up to
+// 256 KiB of it after the answer, to reuse the connection, for as long as
+// the server's read timeout: any client, without credentials, could hold
+// connections open with slow bodies. The connection closes instead.
+func dropBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // resourceFor names the resource of a route in error bodies.

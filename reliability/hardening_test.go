@@ -343,6 +343,26 @@ func TestSlowBodyCut(t *testing.T) {
 		}
 	})
 
+	// An unauthenticated body is never waited for: the 401 goes out at
+	// once and the connection is closed.
+	t.Run("unauthenticated-slow-body", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		fmt.Fprintf(c, "POST /api/integration_history_records HTTP/1.1\r\nHost: x\r\nX-COUPA-API-KEY: wrong\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		b, err := io.ReadAll(c)
+		took := time.Since(start)
+		line, _, _ := strings.Cut(string(b), "\r\n")
+		t.Logf("unauthenticated slow body: %q, connection closed after %v (%v)", line, took.Round(time.Millisecond), err)
+		if !strings.Contains(line, " 401 ") || took > 2*time.Second {
+			t.Errorf("unauthenticated slow body: %q after %v, want a 401 and the connection closed at once", line, took)
+		}
+	})
+
 	t.Run("conns-per-addr", func(t *testing.T) {
 		var held []net.Conn
 		defer func() {

@@ -47,9 +47,27 @@ type oauthAuth struct {
 	refreshAt time.Time
 }
 
+// OAuth client authentication methods, named as RFC 7591 names them.
+const (
+	AuthPost  = "client_secret_post"
+	AuthBasic = "client_secret_basic"
+)
+
 func newOAuth(cl *Client, o OAuthConfig) (*oauthAuth, error) {
 	if o.ClientID == "" || o.ClientSecret == "" {
 		return nil, errors.New("apiclient: OAuth needs a client id and a client secret")
+	}
+	// Never auto-detect: that spends a token request on a guess, and a
+	// failed guess looks like a wrong secret in the server's logs.
+	var style oauth2.AuthStyle
+	switch o.AuthMethod {
+	case "", AuthPost:
+		style = oauth2.AuthStyleInParams
+	case AuthBasic:
+		// x/oauth2 form-urlencodes the id and secret before base64.
+		style = oauth2.AuthStyleInHeader
+	default:
+		return nil, fmt.Errorf("apiclient: OAuth auth method %q is not %s or %s", o.AuthMethod, AuthPost, AuthBasic)
 	}
 	if o.TokenURL == "" {
 		o.TokenURL = cl.base.String() + "/oauth2/token"
@@ -61,9 +79,7 @@ func newOAuth(cl *Client, o OAuthConfig) (*oauthAuth, error) {
 		cl: cl,
 		cc: clientcredentials.Config{
 			ClientID: o.ClientID, ClientSecret: o.ClientSecret, TokenURL: o.TokenURL, Scopes: o.Scopes,
-			// Coupa documents the credentials as form fields; auto-detect
-			// would waste a token request on Basic auth first.
-			AuthStyle: oauth2.AuthStyleInParams,
+			AuthStyle: style,
 		},
 		early:     o.EarlyRefresh,
 		tokenPath: tokenPath(o.TokenURL),

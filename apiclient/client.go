@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
@@ -43,21 +44,38 @@ import (
 	"github.com/ihr-tools/ihr/record"
 )
 
-// Defaults, from Coupa's documented limits where Coupa documents them.
+// Defaults. These are the worker's too: its configuration (api.rate_limit,
+// api.timeout, api.max_retries, api.concurrency) and the importer take
+// them from here, so each lives in one place.
 const (
-	DefaultRateLimit  = 25 // requests per second
-	DefaultBurst      = 20
-	DefaultTimeout    = 30 * time.Second
+	// DefaultRateLimit is requests per second, all callers of one Client
+	// together: below Coupa's documented 25, leaving room for other
+	// integrations on the same instance.
+	DefaultRateLimit = 20
+	// DefaultTimeout bounds one attempt. Coupa can take tens of seconds on
+	// a loaded instance; a timed-out POST costs a lookup and a re-send.
+	DefaultTimeout    = 60 * time.Second
 	DefaultMaxRetries = 6
-	DefaultMinBackoff = 250 * time.Millisecond
-	DefaultMaxBackoff = 30 * time.Second
-	DefaultSettle     = 2 * time.Second
+	// DefaultConcurrency is how many calls a caller keeps in flight per
+	// file (the importer's Config.Concurrency); the Client does not bound
+	// it.
+	DefaultConcurrency = 4
+	DefaultMinBackoff  = 250 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+	DefaultSettle      = 2 * time.Second
 
 	// maxBody bounds what we read of one answer. An index page of 50
 	// records at ihr-api's response cap (1 000 responses, 1 MiB of text
 	// each) is about 60 MB of JSON; Coupa's records are far smaller.
 	maxBody = 96 << 20
 )
+
+// DefaultBurst is the burst for a rate when none is given: one second's
+// worth of requests, rounded up (at least 1).
+func DefaultBurst(rate float64) int {
+	b := int(math.Ceil(rate))
+	return max(b, 1)
+}
 
 // Limiter is the rate budget. *rate.Limiter satisfies it; so can a limiter
 // shared between processes (e.g. backed by PostgreSQL). Wait blocks until
@@ -87,6 +105,11 @@ type OAuthConfig struct {
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
+	// AuthMethod is how the id and secret reach the token endpoint:
+	// AuthPost (default; form fields, as Coupa documents them) or
+	// AuthBasic (HTTP Basic, form-urlencoded first as RFC 6749 §2.3.1
+	// says, so ids and secrets with + % @ : / arrive intact).
+	AuthMethod string
 	// EarlyRefresh renews a token this long before it expires, so no
 	// request goes out with a token about to die. Default 60 s.
 	EarlyRefresh time.Duration
@@ -100,14 +123,15 @@ type Config struct {
 	APIKey string
 	OAuth  *OAuthConfig
 
-	// RateLimit is the budget in requests per second (default 25; < 0: no
-	// limit) with Burst (default 20). Ignored when Limiter is set.
+	// RateLimit is the budget in requests per second (default
+	// DefaultRateLimit; < 0: no limit) with Burst (default DefaultBurst of
+	// the rate). Ignored when Limiter is set.
 	RateLimit float64
 	Burst     int
 	Limiter   Limiter
 
-	Timeout    time.Duration // per attempt; default 30 s
-	MaxRetries int           // retries after the first attempt; default 6; < 0: none
+	Timeout    time.Duration // per attempt; default DefaultTimeout
+	MaxRetries int           // retries after the first attempt; default DefaultMaxRetries; < 0: none
 	MinBackoff time.Duration // first backoff cap; default 250 ms
 	MaxBackoff time.Duration // largest backoff cap; default 30 s
 	// Settle is the least time to wait after a POST with an unknown
@@ -172,7 +196,7 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		cfg.RateLimit = DefaultRateLimit
 	}
 	if cfg.Burst == 0 {
-		cfg.Burst = DefaultBurst
+		cfg.Burst = DefaultBurst(cfg.RateLimit)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout

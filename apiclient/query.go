@@ -112,7 +112,8 @@ func (q *Query) Limit(n int) *Query { q.limit = n; return q }
 // Offset skips n records.
 func (q *Query) Offset(n int) *Query { q.offset = n; return q }
 
-// ReturnObject sets return_object=limited|shallow|none.
+// ReturnObject sets return_object=limited|shallow. Coupa documents none
+// for writes only, and ihr-api answers a query with none with a 400.
 func (q *Query) ReturnObject(mode string) *Query {
 	if q.v == nil {
 		q.v = url.Values{}

@@ -133,18 +133,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
 		return
 	}
-	if gt := r.PostForm.Get("grant_type"); gt != "client_credentials" {
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials")
+	if kind, desc := checkTokenForm(r.PostForm); kind != "" {
+		oauthError(w, http.StatusBadRequest, kind, desc)
 		return
 	}
-	id, secret, basic := r.BasicAuth()
-	if !basic {
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	}
-	want, ok := s.clients[id]
-	if !ok || id == "" || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
+	id := s.checkClient(readClient(r))
+	if id == "" {
 		s.guard.failed(addr, time.Now())
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
+		invalidClient(w)
 		return
 	}
 	scopes := strings.Fields(r.PostForm.Get("scope"))
@@ -220,7 +216,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "could not store the token")
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	writeJSONObject(w, http.StatusOK, object{
 		{"access_token", tok},
 		{"token_type", "bearer"},
@@ -230,6 +226,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func oauthError(w http.ResponseWriter, code int, kind, desc string) {
+	noStore(w)
 	writeJSONObject(w, code, object{{"error", kind}, {"error_description", desc}})
 }
 

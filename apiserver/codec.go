@@ -254,6 +254,11 @@ func writeXMLElem(b *bytes.Buffer, name string, v any, depth int) {
 		indent(b, depth)
 		b.WriteString("</" + name + ">\n")
 	case string:
+		if t == "" {
+			// Untyped, an empty element reads back as nil in Rails.
+			b.WriteString("<" + name + ` type="string"></` + name + ">\n")
+			return
+		}
 		b.WriteString("<" + name + ">")
 		xmlEscape(b, t)
 		b.WriteString("</" + name + ">\n")
@@ -483,13 +488,14 @@ func readXMLElem(d *xml.Decoder, start xml.StartElement, depth int) (any, error)
 	if depth > maxDepth {
 		return nil, errors.New("request body nests too deeply")
 	}
-	isNil, isArray := false, false
+	isNil, isArray, isString := false, false, false
 	for _, a := range start.Attr {
 		switch a.Name.Local {
 		case "nil":
 			isNil = a.Value == "true"
 		case "type":
 			isArray = a.Value == "array"
+			isString = a.Value == "string"
 		}
 	}
 	var text strings.Builder
@@ -529,6 +535,11 @@ func readXMLElem(d *xml.Decoder, start xml.StartElement, depth int) (any, error)
 				return list, nil
 			}
 			if len(children) == 0 {
+				// Rails (Hash.from_xml) reads an empty element, <x/> or
+				// <x></x>, as nil unless it is typed string.
+				if text.Len() == 0 && !isString {
+					return nil, nil
+				}
 				return text.String(), nil
 			}
 			m := make(map[string]any, len(children))

@@ -405,7 +405,7 @@ func TestContractFieldsReturnObject(t *testing.T) {
 			t.Fatalf("limited: %v", m)
 		}
 		m = c.obj(200, "GET", ihr+"/"+id+"?return_object=shallow", "")
-		if integ := m["integration"].(map[string]any); len(integ) != 1 || integ["id"] == nil || m["status"] != "Error" {
+		if integ := m["integration"].(map[string]any); len(integ) != 2 || integ["id"] == nil || integ["code"] != "F" || m["status"] != "Error" {
 			t.Fatalf("shallow: %v", m)
 		}
 		if r := c.must(201, "POST", ihr+"?return_object=none", rec()); len(r.Body) != 0 {

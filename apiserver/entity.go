@@ -109,6 +109,9 @@ var (
 func (e *entity[T]) serve(s *Server, how single, act func(r *http.Request, id int64, body map[string]any) (*T, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		out, err := parseOutput(r.URL.Query())
+		if err == nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			err = out.forRead()
+		}
 		var id int64
 		if err == nil && how.id {
 			id, err = pathID(r)

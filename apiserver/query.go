@@ -140,11 +140,24 @@ func parseOutput(vals url.Values) (outputOpts, error) {
 	return o, nil
 }
 
+// forRead refuses return_object=none on a read: Coupa documents none for
+// POST and PUT only, and a GET that answers nothing is never what the
+// caller meant.
+func (o outputOpts) forRead() error {
+	if o.ret == "none" {
+		return qerr("return_object=none is only for POST and PUT; a GET always answers a body (use limited for ids only)")
+	}
+	return nil
+}
+
 // parseQuery turns an index query string into SQL conditions for res.
 func parseQuery(res *resource, d dialect, vals url.Values) (*listQuery, error) {
 	q := &listQuery{limit: MaxLimit, orderBy: res.cols["id"].sql}
 	out, err := parseOutput(vals)
 	if err != nil {
+		return nil, err
+	}
+	if err := out.forRead(); err != nil {
 		return nil, err
 	}
 	q.out = out
@@ -191,19 +204,34 @@ func parseQuery(res *resource, d dialect, vals url.Values) (*listQuery, error) {
 			}
 			continue
 		}
-		for _, v := range vs {
-			cond, args, err := parseCondition(res, d, k, v)
-			if err != nil {
+		// Rails' to_query writes a list as repeated key[]=v: the values
+		// are the items of one in/not_in list, as a comma list would be.
+		if base, isList := strings.CutSuffix(k, "[]"); isList {
+			if err := q.add(parseCondition(res, d, base, "", vs)); err != nil {
 				return nil, err
 			}
-			q.where = append(q.where, cond)
-			q.args = append(q.args, args...)
-			if len(q.where) > maxConditions || len(q.args) > maxArgs {
-				return nil, qerr("too many conditions (at most %d, with %d values)", maxConditions, maxArgs)
+			continue
+		}
+		for _, v := range vs {
+			if err := q.add(parseCondition(res, d, k, v, nil)); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return q, nil
+}
+
+// add ANDs one parsed condition to the query, within the bounds.
+func (q *listQuery) add(cond string, args []any, err error) error {
+	if err != nil {
+		return err
+	}
+	q.where = append(q.where, cond)
+	q.args = append(q.args, args...)
+	if len(q.where) > maxConditions || len(q.args) > maxArgs {
+		return qerr("too many conditions (at most %d, with %d values)", maxConditions, maxArgs)
+	}
+	return nil
 }
 
 // splitKey splits "a[b][c]" into ["a","b","c"].
@@ -236,7 +264,9 @@ func normOp(s string) string {
 	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), "-", "_"))
 }
 
-func parseCondition(res *resource, d dialect, key, val string) (string, []any, error) {
+// parseCondition parses one key=val condition; list, when not nil, holds
+// the items of key[]=… (Rails' array form) and val is unused.
+func parseCondition(res *resource, d dialect, key, val string, list []string) (string, []any, error) {
 	parts, ok := splitKey(key)
 	if !ok || parts[0] == "" {
 		return "", nil, qerr("malformed query parameter %q", key)
@@ -254,7 +284,7 @@ func parseCondition(res *resource, d dialect, key, val string) (string, []any, e
 		default:
 			return "", nil, qerr("malformed query parameter %q", key)
 		}
-		return condition(d, c, name, op, val)
+		return condition(d, c, name, op, val, list)
 	}
 	a, ok := res.assocs[name]
 	if !ok {
@@ -275,19 +305,25 @@ func parseCondition(res *resource, d dialect, key, val string) (string, []any, e
 			return "", nil, qerr("unknown operator %q in %q", parts[2], key)
 		}
 	}
-	cond, args, err := condition(d, c, name+"["+sub+"]", op, val)
+	cond, args, err := condition(d, c, name+"["+sub+"]", op, val, list)
 	if err != nil {
 		return "", nil, err
 	}
 	return fmt.Sprintf(a.cond, cond), args, nil
 }
 
-// condition builds the SQL for one column, operator and raw value.
-func condition(d dialect, c column, name, op, raw string) (string, []any, error) {
+// condition builds the SQL for one column, operator and raw value, or
+// the items of a key[]= list.
+func condition(d dialect, c column, name, op, raw string, list []string) (string, []any, error) {
+	if list != nil && op != "in" && op != "not_in" {
+		return "", nil, qerr("%s: a list (%s[]=…) is only for the in and not_in operators", name, name)
+	}
 	// PostgreSQL refuses NUL and invalid UTF-8 in text parameters; refuse
 	// them here so both engines answer 400, not a database error.
-	if !utf8.ValidString(raw) || strings.ContainsRune(raw, 0) {
-		return "", nil, qerr("%s: value is not valid UTF-8 text", name)
+	for _, v := range append([]string{raw}, list...) {
+		if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			return "", nil, qerr("%s: value is not valid UTF-8 text", name)
+		}
 	}
 	col := c.sql
 	switch op {
@@ -319,7 +355,10 @@ func condition(d dialect, c column, name, op, raw string) (string, []any, error)
 		}
 		return col + " " + d.like() + ` ? ESCAPE '\'`, []any{p}, nil
 	case "in", "not_in":
-		items := strings.Split(raw, ",")
+		items := list
+		if items == nil {
+			items = strings.Split(raw, ",")
+		}
 		if len(items) > maxInList {
 			return "", nil, qerr("%s[%s]: more than %d values", name, op, maxInList)
 		}
@@ -520,14 +559,11 @@ func (o outputOpts) shape(obj object) (object, bool) {
 		for _, f := range obj {
 			switch t := f.Val.(type) {
 			case object:
-				if id, ok := t.get("id"); ok {
-					f.Val = object{{"id", id}}
-				}
+				f.Val = keysOnly(t)
 			case array:
 				elems := make([]object, len(t.Elems))
 				for i, e := range t.Elems {
-					id, _ := e.get("id")
-					elems[i] = object{{"id", id}}
+					elems[i] = keysOnly(e)
 				}
 				f.Val = array{Item: t.Item, Elems: elems}
 			}
@@ -536,4 +572,22 @@ func (o outputOpts) shape(obj object) (object, bool) {
 		return out, true
 	}
 	return obj, true
+}
+
+// naturalKeys are the elements that identify an associated object besides
+// its id: an integration's code, a user's login. Coupa's shallow format
+// keeps "the IDs and natural keys of the one-deep associations", so a
+// client can read integration/code from a shallow answer.
+var naturalKeys = map[string]bool{"id": true, "code": true, "login": true}
+
+// keysOnly reduces an associated object to its id and natural keys, in
+// output order; what fields already trimmed stays trimmed.
+func keysOnly(o object) object {
+	out := make(object, 0, 2)
+	for _, f := range o {
+		if naturalKeys[f.Key] {
+			out = append(out, f)
+		}
+	}
+	return out
 }

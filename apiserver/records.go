@@ -119,11 +119,22 @@ func scanRecord(sc scanner) (*recordRow, error) {
 	return &x, err
 }
 
+// userObj is a record's created-by / updated-by with the elements of
+// Coupa's user object in these associations. The caller is an API key or
+// an OAuth client, which has a login and nothing else we could know:
+// email, names and employee number are nil rather than made up.
 func userObj(id sqlInt, login sqlString) any {
 	if !id.Valid && !login.Valid {
 		return nullString
 	}
-	return object{{"id", i64(id)}, {"login", str(login)}}
+	return object{
+		{"id", i64(id)},
+		{"login", str(login)},
+		{"email", nullString},
+		{"firstname", nullString},
+		{"lastname", nullString},
+		{"employee-number", nullString},
+	}
 }
 
 // render is a record as Coupa prints it. integration-run is input only

@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ihr-tools/ihr/apiclient"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -27,6 +29,7 @@ api:
     client_id: worker
     client_secret: ${SECRET}
     scopes: [core.integration.write, core.integration.read]
+    auth_method: client_secret_basic
   rate_limit: 20
   burst: 30
   concurrency: 8
@@ -71,7 +74,7 @@ func TestParseFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.API.OAuth.ClientSecret.Reveal() != "s3cr3t" || c.API.OAuth.TokenURL != "https://acme.coupahost.com/oauth2/token" {
+	if c.API.OAuth.ClientSecret.Reveal() != "s3cr3t" || c.API.OAuth.TokenURL != "https://acme.coupahost.com/oauth2/token" || c.API.OAuth.AuthMethod != "client_secret_basic" {
 		t.Errorf("oauth = %+v", c.API.OAuth)
 	}
 	if c.API.RateLimit != 20 || c.API.Burst != 30 || c.API.Concurrency != 8 || c.API.Timeout != 45*time.Second {
@@ -145,6 +148,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown key", strings.Replace(minimal, "    url: file", "    pasword: x\n    url: file", 1),
 			`w.yaml:7: sources[0].pasword: unknown key (did you mean "password"?)`},
 		{"unknown top key", minimal + "sauces: []\n", `w.yaml:8: sauces: unknown key`},
+		// Store URLs are judged by storeurl, as Open will judge them.
+		{"sftp without user", strings.Replace(minimal, "file:///data/a", "sftp://h/x", 1), `w.yaml:7: sources[0].url: no user`},
+		// Mapping blocks are judged by mapping.Check, as the pipeline will.
+		{"bad default id", minimal + "    mapping: {defaults: {document-id: x1}}\n", `sources[0].mapping.defaults["document-id"]: "x1" is not an integer`},
 		{"missing env", strings.Replace(minimal, "api_key: k", "api_key: ${COUPA_API_KEY}", 1),
 			`w.yaml:3: api.api_key: environment variable COUPA_API_KEY is not set`},
 		{"bad duration", minimal + "    poll: 30\n", `w.yaml:8: sources[0].poll: invalid duration "30"`},
@@ -160,11 +167,12 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"secret file missing", strings.Replace(minimal, "api_key: k", "api_key_file: /nonexistent/key", 1), `api.api_key_file: open /nonexistent/key`},
 		{"no auth", strings.Replace(minimal, "  api_key: k\n", "", 1), `api.api_key: set api_key (or api_key_file), or oauth`},
 		{"oauth incomplete", strings.Replace(minimal, "api_key: k", "oauth: {client_id: x}", 1), `api.oauth.client_secret: is required`},
+		{"bad oauth auth method", strings.Replace(minimal, "api_key: k", "oauth: {client_id: x, client_secret: y, auth_method: private_key_jwt}", 1), `api.oauth.auth_method: must be client_secret_post or client_secret_basic, got "private_key_jwt"`},
 		{"bad state", strings.Replace(minimal, "sqlite:state.db", "mysql://x", 1), `state: must start with sqlite: or postgres://`},
 		{"no sources", strings.Split(minimal, "sources:")[0], `sources: at least one source is required`},
 		{"bad encoding", minimal + "    encoding: latin1\n", `sources[0].encoding: unsupported encoding "latin1"`},
-		{"bad action", minimal + "    mapping: {actions: {Error: explode}}\n", `sources[0].mapping.actions["Error"]: unknown action "explode"`},
-		{"bad element", minimal + "    mapping: {columns: {doc-id: X}}\n", `sources[0].mapping.columns["doc-id"]: unknown element`},
+		{"bad action", minimal + "    mapping: {actions: {Error: explode}}\n", `sources[0].mapping.actions["Error"]: "explode" is not an action`},
+		{"bad element", minimal + "    mapping: {columns: {doc-id: X}}\n", `sources[0].mapping.columns["doc-id"]: not an element a column can feed`},
 		{"bad document type", minimal + "    mapping: {defaults: {document_type: Invoices}}\n", `"Invoices" is not one of the 31 document types`},
 		{"folder escapes", minimal + "    folders: {inbox: ../x}\n", `sources[0].folders.inbox: "../x" must be a relative path inside the source`},
 		{"folders collide", minimal + "    folders: {archive: reports}\n", `sources[0].folders.reports: "reports" is also the archive folder`},
@@ -353,9 +361,6 @@ sources:
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := RedactURL("sftp://u:pw@h/x"); strings.Contains(got, "pw") {
-		t.Fatal(got)
-	}
 	s := Source{Name: "a", URL: "ftp://u:hunter2@h/"}
 	if strings.Contains(s.String(), "hunter2") {
 		t.Fatal(s.String())
@@ -415,5 +420,22 @@ func TestCleartextCredentials(t *testing.T) {
 	w := strings.Join(c.Warnings(), "\n")
 	if !strings.Contains(w, "api.url: credentials go to ihr.example.com in cleartext") || !strings.Contains(w, "sources[0].url: the FTP password goes to ftp.example.com") {
 		t.Errorf("warnings:\n%s", w)
+	}
+}
+
+// The api block's defaults are the API client's, and the encodings are
+// the parser's: one place for each.
+func TestDefaultsAndEncodingsComeFromTheirPackages(t *testing.T) {
+	c, err := Parse([]byte(minimal+"    encoding: CP932\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.API
+	if a.RateLimit != apiclient.DefaultRateLimit || a.Burst != apiclient.DefaultBurst(apiclient.DefaultRateLimit) ||
+		a.Concurrency != apiclient.DefaultConcurrency || a.Timeout != apiclient.DefaultTimeout || a.MaxRetries != apiclient.DefaultMaxRetries {
+		t.Errorf("api defaults %+v", a)
+	}
+	if c.Sources[0].Encoding != "shift_jis" {
+		t.Errorf("encoding %q, want the parser's canonical shift_jis", c.Sources[0].Encoding)
 	}
 }

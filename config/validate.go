@@ -2,51 +2,25 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
+	"github.com/ihr-tools/ihr/mapping"
+	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/record"
 	"github.com/ihr-tools/ihr/scheduler"
 )
 
-// Elements are the record elements a CSV column, a mapping column or a
-// mapping default may name (canonical, hyphenated spelling).
-var Elements = []string{
-	"external-id", "document-type", "document-id", "document-revision", "document-status",
-	"status", "contact-alert-type", "integration", "creation-method", "action",
-	"response-code", "response-message",
-}
-
-// Encodings are the accepted values of a source's encoding.
-var Encodings = []string{"auto", "utf-8", "shift_jis"}
-
 var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
-// store settings and the URL schemes they apply to.
-var storeKeys = []struct {
-	key     string
-	schemes string
-	isSet   func(*Source) bool
-}{
-	{"password", "sftp ftp ftps", func(s *Source) bool { return s.Password != "" }},
-	{"key_file", "sftp", func(s *Source) bool { return s.KeyFile != "" }},
-	{"known_hosts", "sftp", func(s *Source) bool { return s.KnownHosts != "" }},
-	{"insecure_ignore_host_key", "sftp", func(s *Source) bool { return s.InsecureIgnoreHostKey }},
-	{"ca_file", "ftps", func(s *Source) bool { return s.CAFile != "" }},
-	{"allow_insecure_ftp", "ftp", func(s *Source) bool { return s.AllowInsecureFTP }},
-	{"insecure_skip_verify", "ftps", func(s *Source) bool { return s.InsecureSkipVerify }},
-	{"endpoint", "s3", func(s *Source) bool { return s.Endpoint != "" }},
-	{"region", "s3", func(s *Source) bool { return s.Region != "" }},
-	{"path_style", "s3", func(s *Source) bool { return s.PathStyle }},
-	{"access_key_id", "s3", func(s *Source) bool { return s.AccessKeyID != "" }},
-	{"secret_access_key", "s3", func(s *Source) bool { return s.SecretAccessKey != "" }},
-}
 
 // Validate checks the whole configuration and returns every problem as
 // Errors. Load calls it; call it again after changing a Config (command-line
@@ -127,6 +101,11 @@ func (c *Config) validateAPI(v *validator) {
 		if len(o.Scopes) == 0 {
 			v.add("api.oauth.scopes", "must list at least one scope")
 		}
+		switch o.AuthMethod {
+		case "", "client_secret_post", "client_secret_basic":
+		default:
+			v.add("api.oauth.auth_method", "must be client_secret_post or client_secret_basic, got %q", o.AuthMethod)
+		}
 		if u, err := url.Parse(o.TokenURL); o.TokenURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 			v.add("api.oauth.token_url", "must be an http:// or https:// URL, got %q", o.TokenURL)
 		} else if o.TokenURL != "" && cleartextTo(u) && !a.AllowInsecureHTTP {
@@ -167,16 +146,8 @@ func (c *Config) validateState(v *validator) {
 			v.add("state", "invalid PostgreSQL URL")
 		}
 	default:
-		v.add("state", "must start with sqlite: or postgres://, got %q", redactDSN(s))
+		v.add("state", "must start with sqlite: or postgres://, got %q", storeurl.Redact(s))
 	}
-}
-
-// redactDSN hides a password in something that may be a URL.
-func redactDSN(s string) string {
-	if strings.Contains(s, "://") {
-		return RedactURL(s)
-	}
-	return s
 }
 
 func (s *Source) validate(v *validator, p string) {
@@ -186,44 +157,26 @@ func (s *Source) validate(v *validator, p string) {
 		v.add(p+".name", "%q: use letters, digits, '.', '_' and '-' only", s.Name)
 	}
 	scheme := ""
-	switch u, err := url.Parse(s.URL); {
+	switch u, err := storeurl.Check(s.URL); {
 	case s.URL == "":
 		v.add(p+".url", "is required (file:///…, sftp://…, ftp://…, ftps://… or s3://bucket/prefix)")
 	case err != nil:
-		v.add(p+".url", "invalid URL %q", RedactURL(s.URL))
+		v.add(p+".url", "%v", err)
 	default:
-		scheme = strings.ToLower(u.Scheme)
-		switch scheme {
-		case "file":
-			if u.Host != "" && u.Host != "localhost" {
-				v.add(p+".url", "file URLs take an absolute path: file:///data/erp, got %q", s.URL)
-			}
-		case "sftp", "ftp", "ftps":
-			if u.Hostname() == "" {
-				v.add(p+".url", "needs a host, e.g. %s://user@host/path", scheme)
-			}
-		case "s3":
-			if u.Host == "" {
-				v.add(p+".url", "needs a bucket: s3://bucket/prefix")
-			}
-		default:
-			v.add(p+".url", "unsupported scheme %q (use file, sftp, ftp, ftps or s3)", u.Scheme)
-			scheme = ""
+		scheme = u.Scheme
+		if _, has := u.User.Password(); u.User != nil && has {
+			v.add(p+".url", "must not carry a password; use password or password_file")
 		}
-		if scheme == "ftp" && s.Password != "" && !isLoopback(u.Hostname()) && !s.AllowInsecureFTP && u.Hostname() != "" {
+		if scheme == "ftp" && s.Password != "" && u.Hostname() != "" && !isLoopback(u.Hostname()) && !s.AllowInsecureFTP {
 			v.add(p+".url", "ftp:// to %s would send the password in cleartext; use ftps:// (or set %s.allow_insecure_ftp: true)", u.Hostname(), p)
-		}
-		if u.User != nil {
-			if _, has := u.User.Password(); has {
-				v.add(p+".url", "must not carry a password; use password or password_file")
-			}
 		}
 	}
 	if scheme != "" {
-		for _, k := range storeKeys {
-			if k.isSet(s) && !strings.Contains(" "+k.schemes+" ", " "+scheme+" ") {
-				v.add(p+"."+k.key, "applies to %s sources only, this one is %s://", strings.ReplaceAll(k.schemes, " ", "/"), scheme)
-			}
+		for _, m := range s.StoreSettings().Misapplied(scheme) {
+			v.add(p+"."+m.Key, "applies to %s sources only, this one is %s://", strings.Join(m.Schemes, "/"), scheme)
+		}
+		if s.AllowInsecureFTP && scheme != "ftp" {
+			v.add(p+".allow_insecure_ftp", "applies to ftp sources only, this one is %s://", scheme)
 		}
 		if s.KnownHosts != "" && s.InsecureIgnoreHostKey {
 			v.add(p+".insecure_ignore_host_key", "set either known_hosts or insecure_ignore_host_key, not both")
@@ -245,17 +198,10 @@ func (s *Source) validate(v *validator, p string) {
 	} else if _, err := path.Match(s.Include, ""); err != nil || strings.Contains(s.Include, "/") {
 		v.add(p+".include", "invalid file name pattern %q", s.Include)
 	}
-	enc := strings.ToLower(s.Encoding)
-	switch enc {
-	case "utf8":
-		enc = "utf-8"
-	case "shift-jis", "sjis":
-		enc = "shift_jis"
-	}
-	if !contains(Encodings, enc) {
-		v.add(p+".encoding", "unsupported encoding %q (use %s)", s.Encoding, strings.Join(Encodings, ", "))
-	} else {
+	if enc, ok := parse.Encoding(s.Encoding); ok {
 		s.Encoding = enc
+	} else {
+		v.add(p+".encoding", "unsupported encoding %q (use %s)", s.Encoding, strings.Join(parse.Encodings, ", "))
 	}
 	if s.Schedule != "" {
 		if _, err := scheduler.ParseSchedule(s.Schedule); err != nil {
@@ -300,64 +246,36 @@ func (s *Source) validateFolders(v *validator, p string) {
 	}
 }
 
+// validateMapping reports every problem mapping.Check finds, at the
+// key's path, then normalises the element names (so a later repeat of an
+// element in another spelling is caught here).
 func (s *Source) validateMapping(v *validator, p string) {
 	m := &s.Mapping
+	for _, pr := range mapping.Check(*m) {
+		v.add(fmt.Sprintf("%s.mapping.%s[%q]", p, pr.Block, pr.Name), "%s", pr.Msg)
+	}
 	m.Columns = normalizeElements(v, p+".mapping.columns", m.Columns)
 	m.Defaults = normalizeElements(v, p+".mapping.defaults", m.Defaults)
-	for el, col := range m.Columns {
-		if strings.TrimSpace(col) == "" {
-			v.add(fmt.Sprintf("%s.mapping.columns[%q]", p, el), "names no input column")
-		}
-	}
-	if dt, ok := m.Defaults["document-type"]; ok && !record.IsDocumentType(dt) {
-		v.add(fmt.Sprintf("%s.mapping.defaults[%q]", p, "document-type"), "%q is not one of the %d document types", dt, len(record.DocumentTypes))
-	}
-	if a, ok := m.Defaults["action"]; ok {
-		if _, valid := record.ParseAction(a); !valid {
-			v.add(fmt.Sprintf("%s.mapping.defaults[%q]", p, "action"), "unknown action %q", a)
-		}
-	}
-	for st, a := range m.Actions {
-		if _, ok := record.ParseAction(a); !ok {
-			v.add(fmt.Sprintf("%s.mapping.actions[%q]", p, st), "unknown action %q (use %s)", a, actionNames())
-		}
-	}
 }
 
+// normalizeElements rewrites element names to their canonical spelling.
+// A name that is not an element is left out (Check has reported it).
 func normalizeElements(v *validator, key string, in map[string]string) map[string]string {
 	if in == nil {
 		return nil
 	}
 	out := make(map[string]string, len(in))
-	for k, val := range in {
-		n := record.NormalizeKey(k)
-		if !contains(Elements, n) {
-			v.add(fmt.Sprintf("%s[%q]", key, k), "unknown element (use one of %s)", strings.Join(Elements, ", "))
+	for _, k := range slices.Sorted(maps.Keys(in)) {
+		if !mapping.IsElement(k) {
 			continue
 		}
+		n := record.NormalizeKey(k)
 		if _, dup := out[n]; dup {
 			v.add(fmt.Sprintf("%s[%q]", key, k), "names the element %s twice", n)
 		}
-		out[n] = val
+		out[n] = in[k]
 	}
 	return out
-}
-
-func actionNames() string {
-	s := make([]string, len(record.Actions))
-	for i, a := range record.Actions {
-		s[i] = string(a)
-	}
-	return strings.Join(s, ", ")
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // cleartextTo reports an http:// URL whose host is not loopback: what is

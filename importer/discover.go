@@ -83,7 +83,10 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 		for _, m := range markersOf(n) {
 			marked = marked || markers[m]
 		}
-		if marked || src.StableFor <= 0 {
+		// A file last changed longer than stable_for ago is stable
+		// already: waiting stable_for again would only delay every run.
+		old := !fi.ModTime.IsZero() && im.cfg.Now().Sub(fi.ModTime) >= src.StableFor
+		if marked || src.StableFor <= 0 || old {
 			ready = append(ready, fi)
 		} else {
 			waiting = append(waiting, fi)

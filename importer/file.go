@@ -139,14 +139,15 @@ type passInfo struct {
 	unique bool
 }
 
-// firstPass hashes the whole file and counts its data rows. fileErr says
-// why the file as a whole cannot be processed; err is a failure to read it.
-func (im *Importer) firstPass(ctx context.Context, src Source, name, loc string) (pi passInfo, fileErr, err error) {
+// scan reads the whole file once, before any row is posted: it hashes it
+// and counts its data rows. fileErr says why the file as a whole cannot be
+// processed; err is a failure to read it.
+func (im *Importer) scan(ctx context.Context, src Source, name, loc string) (pi passInfo, fileErr, err error) {
 	sum, rows, unique, fileErr, err := im.scanFile(ctx, src, name, loc)
 	return passInfo{sum: sum, rows: rows, unique: unique}, fileErr, err
 }
 
-// scanFile is firstPass with its results spelled out.
+// scanFile is scan with its results spelled out.
 func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string) (sum string, rows int64, unique bool, fileErr, err error) {
 	rc, err := src.Store.Open(ctx, loc, 0)
 	if err != nil {
@@ -236,7 +237,7 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
-	pi, fileErr, err := im.firstPass(ctx, src, f.Name, loc)
+	pi, fileErr, err := im.scan(ctx, src, f.Name, loc)
 	sum, rows := pi.sum, pi.rows
 	if errors.Is(err, filestore.ErrNotExist) {
 		return gone()

@@ -3,13 +3,17 @@
 //	ihr-api [--addr 127.0.0.1:8080] [--db sqlite:PATH | postgres://…]
 //	        [--api-key-file FILE] [--oauth-clients-file FILE]
 //	        [--tls-cert FILE --tls-key FILE]
-//	        [--rate-limit N --burst M] [--strict]
+//	        [--rate-limit N --burst M] [--strict] [--integrations-file F]
+//	ihr-api integrations add --db … --code CODE --name NAME [--direction …]
+//	ihr-api integrations add --db … --file F
+//	ihr-api integrations list --db … [--json]
 //
 // Every flag has an environment variable: IHR_API_ADDR, IHR_API_DB,
 // IHR_API_KEYS (comma-separated), IHR_API_OAUTH_CLIENTS (comma-separated
-// ID:SECRET), IHR_API_RATE_LIMIT, IHR_API_BURST, IHR_API_STRICT, and those
-// of the security flags below. Flags win. Secrets belong in files or the
-// environment: --api-key and --oauth-client show in every process listing.
+// ID:SECRET), IHR_API_RATE_LIMIT, IHR_API_BURST, IHR_API_STRICT,
+// IHR_API_INTEGRATIONS_FILE, and those of the security flags
+// (security.go). Flags win. Secrets belong in files or the environment:
+// --api-key and --oauth-client show in every process listing.
 //
 // With no credentials configured (our choice) the server does not run
 // open: it generates a random API key, prints it once on stderr with a
@@ -33,6 +37,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/ihr-tools/ihr/apiserver"
 )
@@ -52,6 +57,7 @@ type options struct {
 	burst     int
 	strict    bool
 	debug     bool
+	seedFile  string
 	sec       securityOptions
 }
 
@@ -75,10 +81,11 @@ func envOr(name, def string) string {
 // fromEnv fills defaults from the environment; flags then override them.
 func fromEnv() (options, error) {
 	o := options{
-		addr:    envOr("IHR_API_ADDR", "127.0.0.1:8080"),
-		db:      envOr("IHR_API_DB", "sqlite:ihr-api.db"),
-		apiKeys: envList("IHR_API_KEYS"),
-		clients: envList("IHR_API_OAUTH_CLIENTS"),
+		addr:     envOr("IHR_API_ADDR", "127.0.0.1:8080"),
+		db:       envOr("IHR_API_DB", "sqlite:ihr-api.db"),
+		apiKeys:  envList("IHR_API_KEYS"),
+		clients:  envList("IHR_API_OAUTH_CLIENTS"),
+		seedFile: os.Getenv("IHR_API_INTEGRATIONS_FILE"),
 	}
 	var err error
 	if o.sec, err = securityFromEnv(); err != nil {
@@ -131,18 +138,21 @@ func newCommand(stderr io.Writer) *cobra.Command {
 	f.BoolVar(&o.strict, "strict", env.strict, "ignore integration_filename on input, as Coupa's element page says (IHR_API_STRICT)")
 	f.BoolVar(&o.debug, "debug", false, "log every request")
 	o.sec.addFlags(f, env.sec)
+	f.StringVar(&o.seedFile, "integrations-file", env.seedFile, "create the integrations this YAML/JSON file lists at start, unless their code exists (IHR_API_INTEGRATIONS_FILE)")
+	cmd.AddCommand(newIntegrationsCommand(stderr, env.db))
 	return cmd
 }
 
 func run(ctx context.Context, o options, stderr io.Writer) error {
-	zcfg := zap.NewProductionConfig()
+	// JSON logs on stderr with the same ISO 8601 timestamps as
+	// ihr-worker's, so both read alike in one log collector.
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	lvl := zapcore.InfoLevel
 	if o.debug {
-		zcfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+		lvl = zapcore.DebugLevel
 	}
-	log, err := zcfg.Build()
-	if err != nil {
-		return err
-	}
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.AddSync(stderr), lvl), zap.AddCaller())
 	defer log.Sync()
 
 	fileKeys, fileClients, err := o.sec.readSecrets(log)
@@ -186,6 +196,11 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
+	if o.seedFile != "" {
+		if err := seed(ctx, srv, o.seedFile, log); err != nil {
+			return err
+		}
+	}
 
 	ln, err := o.sec.listen(o.addr)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +32,7 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/internal/launch"
 )
 
 // Bins are the built commands.
@@ -96,10 +96,10 @@ func Binary(t testing.TB, name string) string {
 	}
 	builds.mu.Unlock()
 	b.once.Do(func() {
-		cmd := exec.Command("go", "build", "-o", b.path, "github.com/ihr-tools/ihr/cmd/"+name)
-		cmd.Dir = moduleRoot() // a test binary may run from anywhere (go test -c)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
+		var out bytes.Buffer
+		// moduleRoot: a test binary may run from anywhere (go test -c).
+		if err := launch.Build(context.Background(), moduleRoot(), name, b.path, &out); err != nil {
+			b.err = fmt.Errorf("%v\n%s", err, out.Bytes())
 		}
 	})
 	if b.err != nil {
@@ -127,12 +127,16 @@ func moduleRoot() string {
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(addr)
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // SyncBuffer is a bytes.Buffer safe for a process's output goroutines and
@@ -218,7 +222,7 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 	if opt.RateLimit > 0 {
 		args = append(args, "--rate-limit", strconv.FormatFloat(opt.RateLimit, 'f', -1, 64), "--burst", strconv.Itoa(opt.Burst))
 	}
-	a.hc = http.DefaultClient
+	a.hc = &http.Client{Timeout: 10 * time.Second}
 	var roots *x509.CertPool
 	if opt.TLSCert != "" {
 		a.URL = "https://" + hostPort
@@ -229,7 +233,7 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 		}
 		roots = x509.NewCertPool()
 		roots.AppendCertsFromPEM(pem)
-		a.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+		a.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	}
 	// Credentials through the environment or files, never argv, so they
 	// do not show in a process listing (the security tests look).
@@ -262,20 +266,8 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 			t.Logf("ihr-api logs (tail):\n%s", tail(a.Logs.String(), 4000))
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, err := a.get("/api/integration_history_records?limit=1"); err == nil && code == 200 {
-			break
-		}
-		select {
-		case <-a.done:
-			t.Fatalf("ihr-api exited at start:\n%s", a.Logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ihr-api did not come up:\n%s", a.Logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := launch.WaitAPIWith(context.Background(), a.hc, a.URL, a.Key, a.done, 20*time.Second); err != nil {
+		t.Fatalf("%v:\n%s", err, a.Logs.String())
 	}
 	var err error
 	a.client, err = apiclient.New(apiclient.Config{BaseURL: a.URL, APIKey: a.Key, RateLimit: -1, Timeout: 30 * time.Second, RootCAs: roots}, nil)
@@ -305,34 +297,7 @@ func writeSecret(t testing.TB, path, line string) {
 }
 
 // Stop ends the server (idempotent).
-func (a *API) Stop() {
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-	}
-}
-
-func (a *API) get(path string) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+path, nil)
-	req.Header.Set("X-COUPA-API-KEY", a.Key)
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
-}
+func (a *API) Stop() { launch.Stop(a.cmd.Process, a.done, 10*time.Second) }
 
 // Client is an unthrottled API client on the server.
 func (a *API) Client() *apiclient.Client { return a.client }

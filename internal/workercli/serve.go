@@ -38,10 +38,13 @@ and counted (ihr_worker_passes_skipped_total).
 On SIGTERM or SIGINT it stops scheduling, lets running passes finish and record
 the rows in flight (files left mid-way resume on the next pass), and exits 0.
 
-Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping);
-/metrics is Prometheus (ihr_worker_*). They listen on loopback (127.0.0.1:9847) unless
---metrics-addr says otherwise; every interface only when said explicitly, e.g.
---metrics-addr 0.0.0.0:9847 (in a container, for Prometheus to scrape).`,
+Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping):
+the liveness probe. /readyz answers 503 while the last pass of any source failed
+(the source or the API unreachable, a configuration error), naming each, and 200
+once they pass again: the readiness probe. /metrics is Prometheus (ihr_worker_*).
+They listen on loopback (127.0.0.1:9847) unless --metrics-addr says otherwise;
+every interface only when said explicitly, e.g. --metrics-addr 0.0.0.0:9847 (in a
+container, for Prometheus and the probes to reach it).`,
 		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml
   ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr 0.0.0.0:9847`,
 		Args: exactArgs(),
@@ -62,7 +65,7 @@ Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping)
 			return g.serve(cmd.Context(), cfg, sources, metricsAddr, log)
 		},
 	}
-	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", DefaultMetricsAddr, "listen address for /healthz and /metrics; 0.0.0.0:PORT for every interface (\"\" to disable)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", DefaultMetricsAddr, "listen address for /healthz, /readyz and /metrics; 0.0.0.0:PORT for every interface (\"\" to disable)")
 	cmd.Flags().StringSliceVar(&only, "source", nil, "serve only these sources (repeatable)")
 	return cmd
 }
@@ -132,6 +135,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		}
 	}
 
+	ready := &readiness{}
 	sch := scheduler.New(log, m)
 	for _, s := range sources {
 		job := scheduler.Job{Name: s.Name, Poll: s.Poll}
@@ -143,6 +147,9 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		job.Run = func(ctx context.Context, why scheduler.Trigger) error {
 			sr := w.pass(ctx, s)
 			w.logPass(sr, why)
+			if ctx.Err() == nil {
+				ready.passDone(s.Name, sr.err)
+			}
 			return sr.err
 		}
 		if err := sch.Add(job); err != nil {
@@ -164,6 +171,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 			}
 			fmt.Fprintln(rw, "ok")
 		})
+		mux.Handle("/readyz", ready)
 		mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 		go func() { srvDone <- srv.Serve(ln) }()
@@ -202,7 +210,7 @@ func (w *worker) logPass(sr *sourceRun, why scheduler.Trigger) {
 	sum := sr.Summary
 	fields := []zap.Field{
 		zap.String("source", sr.Name), zap.String("trigger", string(why)),
-		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("rejected", sum.Rejected),
+		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("failed", sum.Rejected),
 		zap.Int("skipped", sum.Skipped), zap.Int("pending", sum.Pending),
 		zap.Int64("rows_created", sum.Rows.Created), zap.Int64("rows_already_recorded", sum.Rows.AlreadyRecorded),
 		zap.Int64("rows_invalid", sum.Rows.Invalid), zap.Int64("rows_failed", sum.Rows.Failed),

@@ -15,8 +15,8 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/importer"
-	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/ratebudget"
 	"github.com/ihr-tools/ihr/state"
 )
@@ -44,17 +44,10 @@ func newAPIClient(cfg *config.Config, log *zap.Logger, obs apiclient.Observer) (
 // newAPIClientWith is newAPIClient with a rate budget shared beyond this
 // process (nil: the client's own).
 func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observer, lim apiclient.Limiter) (*apiclient.Client, error) {
-	ac := apiclient.Config{
-		BaseURL:    cfg.API.URL,
-		APIKey:     cfg.API.APIKey.Reveal(),
-		RateLimit:  cfg.API.RateLimit,
-		Burst:      cfg.API.Burst,
-		Timeout:    cfg.API.Timeout,
-		MaxRetries: cfg.API.MaxRetries,
-		Observer:   obs,
-		// The ledger keeps only the record id of a create.
-		CreateFields: []string{"id"},
-	}
+	ac := cfg.API.ClientConfig()
+	ac.Observer = obs
+	// The ledger keeps only the record id of a create.
+	ac.CreateFields = []string{"id"}
 	if lim != nil {
 		ac.Limiter = lim
 	}
@@ -73,20 +66,6 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 		}
 		ac.RootCAs = pool
 	}
-	if cfg.API.MaxRetries == 0 {
-		ac.MaxRetries = -1 // config: 0 is none; apiclient: 0 is its default
-	}
-	if cfg.API.RateLimit == 0 {
-		ac.RateLimit = -1 // config: 0 is unlimited; apiclient: 0 is its default
-	}
-	if o := cfg.API.OAuth; o != nil {
-		ac.OAuth = &apiclient.OAuthConfig{
-			TokenURL:     o.TokenURL,
-			ClientID:     o.ClientID,
-			ClientSecret: o.ClientSecret.Reveal(),
-			Scopes:       o.Scopes,
-		}
-	}
 	c, err := apiclient.New(ac, log.Named("api"))
 	if err != nil {
 		return nil, exitErr(ExitUsage, err)
@@ -97,11 +76,6 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 // newWorker opens the ledger (for writing) and builds the API client and
 // the pipeline.
 func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metrics, progress importer.Observer) (*worker, error) {
-	for i := range cfg.Sources {
-		if err := checkMapping(&cfg.Sources[i], i); err != nil {
-			return nil, err
-		}
-	}
 	budget, err := sharedBudget(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -125,13 +99,13 @@ func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metr
 		if errors.Is(err, state.ErrLocked) {
 			return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s is in use by another ihr-worker (serve?); run this command there, or stop it first", cfg.State))
 		}
-		return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", config.RedactURL(cfg.State), err))
+		return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", storeurl.Redact(cfg.State), err))
 	}
 	var obs importer.Observer = m
 	if progress != nil {
 		obs = multiObserver{m, progress}
 	}
-	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, importer.ClientAPI(api), led, log, obs)
+	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, setupAwareAPI{importer.ClientAPI(api), cfg.API.URL}, led, log, obs)
 	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp, budget: budget}, nil
 }
 
@@ -170,26 +144,6 @@ func (w *worker) Close() error {
 	return errors.Join(errs...)
 }
 
-// checkMapping lets the mapping package judge the source's mapping block as
-// the pipeline will use it, so a mistake is a configuration error (exit 2)
-// before any file is touched.
-func checkMapping(s *config.Source, i int) error {
-	err := mapping.ValidateConfig(mappingConfig(s))
-	if err == nil {
-		return nil
-	}
-	key := fmt.Sprintf("sources[%d].mapping", i)
-	var me *mapping.ConfigError
-	if errors.As(err, &me) {
-		return usageErr("invalid configuration: %s.%s: %s", fmt.Sprintf("sources[%d]", i), me.Key, me.Msg)
-	}
-	return usageErr("invalid configuration: %s: %v", key, err)
-}
-
-func mappingConfig(s *config.Source) mapping.Config {
-	return mapping.Config{Columns: s.Mapping.Columns, Defaults: s.Mapping.Defaults, Actions: s.Mapping.Actions}
-}
-
 // importerSource describes a configured source to the pipeline, on an
 // opened store.
 func importerSource(s *config.Source, store filestore.Store) importer.Source {
@@ -201,7 +155,7 @@ func importerSource(s *config.Source, store filestore.Store) importer.Source {
 		},
 		Include:               s.Include,
 		Encoding:              s.Encoding,
-		Mapping:               mappingConfig(s),
+		Mapping:               s.Mapping,
 		Integration:           s.Integration,
 		StableFor:             s.StableFor,
 		ResolvePrevious:       s.ResolvePrevious,
@@ -213,12 +167,12 @@ func importerSource(s *config.Source, store filestore.Store) importer.Source {
 // storeLocation is where a name inside a source's store is, for humans:
 // a local path for file:// sources, else the URL (without password).
 func storeLocation(s *config.Source, name string) string {
+	if dir, ok := storeurl.LocalPath(s.URL); ok {
+		return filepath.Join(filepath.FromSlash(dir), filepath.FromSlash(name))
+	}
 	u, err := url.Parse(s.URL)
 	if err != nil {
 		return name
-	}
-	if u.Scheme == "file" {
-		return filepath.Join(filepath.FromSlash(u.Path), filepath.FromSlash(name))
 	}
 	u.User = nil
 	u.Path = joinURLPath(u.Path, name)
@@ -237,6 +191,12 @@ func classify(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, new(*missingIntegrationError)):
+		return ExitUsage
+	case setupStoreError(err):
+		// A host key that does not match, a refused login: no rerun
+		// fixes them, the configuration (or the server) must change.
+		return ExitUsage
 	case errors.Is(err, importer.ErrSourceUnavailable), errors.Is(err, importer.ErrAPIUnavailable):
 		return ExitUnreachable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -249,4 +209,13 @@ func classify(err error) int {
 		return ee.Code
 	}
 	return ExitUnreachable
+}
+
+// preflight checks a source before its pass touches any file: the root
+// folder exists and the integration is on the API (preflight.go).
+func (w *worker) preflight(ctx context.Context, s *config.Source, store filestore.Store) error {
+	if err := checkRoot(ctx, s, store); err != nil {
+		return err
+	}
+	return checkIntegration(ctx, w.api, w.cfg, s)
 }

@@ -515,9 +515,11 @@ func redirectRefused(loc string) string {
 	return "refused to follow a redirect to " + loc + ": credentials are sent to the configured URL only; configure the final URL instead"
 }
 
-// isCertError reports a TLS certificate the client does not trust
-// (unknown authority, wrong host name, expired): a configuration problem,
-// never transient.
+// IsCertificateError reports a TLS certificate the client does not
+// trust (unknown authority, wrong host name, expired): a configuration
+// problem, never transient.
+func IsCertificateError(err error) bool { return isCertError(err) }
+
 func isCertError(err error) bool {
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError

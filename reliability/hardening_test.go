@@ -78,8 +78,11 @@ func TestRedirectNeverFollowed(t *testing.T) {
 			src := localSource(t, "RD", 3)
 			r := binharness.Exec(t, 2*time.Minute, nil, bins.Worker, "run", "--config", workerConfig(t, c.block, src), "--no-progress")
 			t.Logf("exit %d: %s", r.Code, binharness.Tail(r.Stderr, 800))
-			if r.Code != 3 {
-				t.Errorf("exit %d, want 3 (the API refused; the file stays for a later run)", r.Code)
+			if r.Code != 2 {
+				t.Errorf("exit %d, want 2 (a setup error: no rerun follows the redirect)", r.Code)
+			}
+			if _, err := os.Stat(filepath.Join(src, "inbox", "RD.csv")); err != nil {
+				t.Errorf("the file left the inbox: %v", err)
 			}
 			if !strings.Contains(r.Stderr, "refused to follow a redirect to "+other.URL) {
 				t.Errorf("stderr does not name the Location %s", other.URL)
@@ -424,16 +427,19 @@ func TestTLSEndToEnd(t *testing.T) {
 	wrong := binharness.NewTLSFiles(t)
 	r = binharness.Exec(t, 2*time.Minute, nil, bins.Worker, "run", "--config", workerConfig(t, block(wrong.CA), localSource(t, "WRONG", 5)), "--no-progress")
 	t.Logf("wrong CA: exit %d after %v: %s", r.Code, r.Elapsed.Round(time.Millisecond), binharness.Tail(r.Stderr, 400))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "certificate") {
-		t.Errorf("wrong CA: exit %d, want a failure naming the certificate\n%s", r.Code, r.Stderr)
+	if r.Code != 2 || !strings.Contains(r.Stderr, "certificate") || !strings.Contains(r.Stderr, "api.ca_file") {
+		t.Errorf("wrong CA: exit %d, want 2 naming the certificate and api.ca_file\n%s", r.Code, r.Stderr)
+	}
+	if r.Elapsed > 10*time.Second {
+		t.Errorf("wrong CA took %v: a certificate error must not be retried", r.Elapsed)
 	}
 	if got := len(api.CountByFilename(t, "WRONG.csv")); got != 0 {
 		t.Errorf("%d records through a refused certificate", got)
 	}
 	// Without ca_file the system roots do not know the test CA either.
 	noCA := fmt.Sprintf("  url: %s\n  api_key: %s\n", api.URL, api.Key)
-	if r := binharness.Exec(t, 2*time.Minute, nil, bins.Worker, "run", "--config", workerConfig(t, noCA, localSource(t, "NOCA", 1)), "--no-progress"); r.Code == 0 {
-		t.Errorf("no ca_file: exit 0 against a private CA")
+	if r := binharness.Exec(t, 2*time.Minute, nil, bins.Worker, "run", "--config", workerConfig(t, noCA, localSource(t, "NOCA", 1)), "--no-progress"); r.Code != 2 {
+		t.Errorf("no ca_file: exit %d against a private CA, want 2", r.Code)
 	}
 }
 

@@ -69,6 +69,14 @@ type API struct {
 	// refused, timeout, 429, 502-504) per request; 0 disables them. An
 	// extension of the spec's keys, default apiclient.DefaultMaxRetries.
 	MaxRetries int `yaml:"max_retries"`
+	// CAFile is a PEM bundle that replaces the system roots when
+	// verifying the API's certificate (a self-hosted ihr-api with its own
+	// CA). An extension of the spec's keys.
+	CAFile string `yaml:"ca_file" path:"true"`
+	// AllowInsecureHTTP lets url and oauth.token_url be http:// to a host
+	// that is not loopback, sending the credentials in cleartext. Every
+	// start then logs a warning (Config.Warnings).
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
 // ClientConfig is the api block as apiclient.New takes it, secrets
@@ -142,6 +150,9 @@ type Source struct {
 	KeyFile               string `yaml:"key_file" path:"true"`
 	KnownHosts            string `yaml:"known_hosts" path:"true"`
 	InsecureIgnoreHostKey bool   `yaml:"insecure_ignore_host_key"`
+	// AllowInsecureFTP lets an ftp:// source with a password reach a
+	// host that is not loopback, sending the password in cleartext.
+	AllowInsecureFTP bool `yaml:"allow_insecure_ftp"`
 	// FTPS.
 	CAFile             string `yaml:"ca_file" path:"true"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`

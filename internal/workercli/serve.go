@@ -17,11 +17,17 @@ import (
 	"github.com/ihr-tools/ihr/scheduler"
 )
 
+// DefaultMetricsAddr is where serve answers /healthz and /metrics: loopback,
+// since /metrics tells anyone who can reach it about the sources and their
+// files, and a port no common Prometheus component uses (9090 is
+// Prometheus's own).
+const DefaultMetricsAddr = "127.0.0.1:9847"
+
 func newServeCommand(g *globals) *cobra.Command {
 	var metricsAddr string
 	var only []string
 	cmd := &cobra.Command{
-		Use:   "serve --config FILE [--metrics-addr 127.0.0.1:9090]",
+		Use:   "serve --config FILE [--metrics-addr 127.0.0.1:9847]",
 		Short: "Run continuously: each source on its schedule and/or poll interval; serve the dashboard, /healthz, /readyz and /metrics",
 		Long: `serve runs each source on its cron schedule (5 fields, the server's time zone or
 CRON_TZ=Zone; a leading 6th seconds field is accepted as an extension) and/or its
@@ -37,13 +43,18 @@ the liveness probe. /readyz answers 503 while the last pass of any source failed
 (the source or the API unreachable, a configuration error), naming each, and 200
 once they pass again: the readiness probe. /metrics is Prometheus (ihr_worker_*).
 / is a read-only dashboard (protected by dashboard.token or
-dashboard.username/password when set). The listener is loopback by default.
+dashboard.username/password when set).
+
+They listen on loopback (127.0.0.1:9847) unless --metrics-addr says otherwise;
+every interface only when said explicitly, e.g. --metrics-addr 0.0.0.0:9847 (in a
+container, for Prometheus and the probes to reach it).
 
 Each pass's health and events (a rejected file, a source down for down_after
 passes, an expected file that did not arrive) are kept in the ledger and sent
 to the notify channels; retention (retain) runs after each pass.`,
-		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr 127.0.0.1:9090`,
-		Args:    exactArgs(),
+		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml
+  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr 0.0.0.0:9847`,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(cmd.Flags())
 			if err != nil {
@@ -61,7 +72,7 @@ to the notify channels; retention (retain) runs after each pass.`,
 			return g.serve(cmd.Context(), cfg, sources, metricsAddr, log)
 		},
 	}
-	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9090", "listen address for the dashboard, /healthz, /readyz and /metrics (\"\" to disable)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", DefaultMetricsAddr, "listen address for the dashboard, /healthz, /readyz and /metrics; 0.0.0.0:PORT for every interface (\"\" to disable)")
 	cmd.Flags().StringSliceVar(&only, "source", nil, "serve only these sources (repeatable)")
 	return cmd
 }
@@ -193,6 +204,9 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 		go func() { srvDone <- srv.Serve(ln) }()
 		log.Info("serving the dashboard, /healthz, /readyz and /metrics", zap.String("addr", ln.Addr().String()))
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+			log.Warn("the dashboard, /healthz and /metrics listen on every interface, as --metrics-addr asks", zap.String("addr", addr))
+		}
 	}
 	names := make([]string, len(sources))
 	for i, s := range sources {

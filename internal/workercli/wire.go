@@ -2,9 +2,11 @@ package workercli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -52,6 +54,21 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 	ac.CreateFields = []string{"id"}
 	if lim != nil {
 		ac.Limiter = lim
+	}
+	// Said on every start, so an insecure override is never forgotten.
+	for _, w := range cfg.Warnings() {
+		log.Warn("insecure configuration: "+w, zap.String("hint", "use https:// or ftps://"))
+	}
+	if cfg.API.CAFile != "" {
+		pem, err := os.ReadFile(cfg.API.CAFile)
+		if err != nil {
+			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %w", err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %s holds no PEM certificate", cfg.API.CAFile))
+		}
+		ac.RootCAs = pool
 	}
 	c, err := apiclient.New(ac, log.Named("api"))
 	if err != nil {

@@ -47,6 +47,10 @@ type Config struct {
 	// PostgreSQL state may resume the file; 0 means the pipeline's
 	// default (2m). An extension of the spec's keys.
 	Lease time.Duration `yaml:"lease"`
+	// Notify lists the channels operator notifications go to (see
+	// operations.go); Dashboard protects serve's dashboard.
+	Notify    []Notify  `yaml:"notify"`
+	Dashboard Dashboard `yaml:"dashboard"`
 	// Report tunes the response reports and export output.
 	Report Report `yaml:"report"`
 
@@ -75,6 +79,14 @@ type API struct {
 	// refused, timeout, 429, 502-504) per request; 0 disables them. An
 	// extension of the spec's keys, default apiclient.DefaultMaxRetries.
 	MaxRetries int `yaml:"max_retries"`
+	// CAFile is a PEM bundle that replaces the system roots when
+	// verifying the API's certificate (a self-hosted ihr-api with its own
+	// CA). An extension of the spec's keys.
+	CAFile string `yaml:"ca_file" path:"true"`
+	// AllowInsecureHTTP lets url and oauth.token_url be http:// to a host
+	// that is not loopback, sending the credentials in cleartext. Every
+	// start then logs a warning (Config.Warnings).
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
 // ClientConfig is the api block as apiclient.New takes it, secrets
@@ -137,12 +149,20 @@ type Source struct {
 	Folders               Folders        `yaml:"folders"`
 	AllowDuplicateContent bool           `yaml:"allow_duplicate_content"`
 	SplitRows             int            `yaml:"split_rows"` // > 0: split files above this many rows among workers (importer.Source.SplitRows)
+	// Operator's view (operations.go).
+	Expect         *Expect `yaml:"expect"`
+	Retain         *Retain `yaml:"retain"`
+	DownAfter      int     `yaml:"down_after"`
+	MaxConnections int     `yaml:"max_connections"`
 
 	// SFTP (password also FTP/FTPS).
 	Password              Secret `yaml:"password"` // or password_file
 	KeyFile               string `yaml:"key_file" path:"true"`
 	KnownHosts            string `yaml:"known_hosts" path:"true"`
 	InsecureIgnoreHostKey bool   `yaml:"insecure_ignore_host_key"`
+	// AllowInsecureFTP lets an ftp:// source with a password reach a
+	// host that is not loopback, sending the password in cleartext.
+	AllowInsecureFTP bool `yaml:"allow_insecure_ftp"`
 	// FTPS.
 	CAFile             string `yaml:"ca_file" path:"true"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
@@ -232,10 +252,12 @@ func defaults() *Config {
 
 func newSource() Source {
 	return Source{
-		Include:   DefaultInclude,
-		Encoding:  DefaultEncoding,
-		StableFor: DefaultStableFor,
-		Folders:   Folders{Inbox: "inbox", Archive: "archive", Failed: "failed", Reports: "reports"},
+		Include:        DefaultInclude,
+		Encoding:       DefaultEncoding,
+		StableFor:      DefaultStableFor,
+		DownAfter:      DefaultDownAfter,
+		MaxConnections: DefaultMaxConnections,
+		Folders:        Folders{Inbox: "inbox", Archive: "archive", Failed: "failed", Reports: "reports"},
 	}
 }
 

@@ -378,6 +378,51 @@ func TestValidateAfterOverride(t *testing.T) {
 	}
 }
 
+// Credentials never go in cleartext to a host that is not loopback unless
+// the configuration says so, and then Warnings says it on every start.
+func TestCleartextCredentials(t *testing.T) {
+	api := func(url string) string { return strings.Replace(minimal, "http://127.0.0.1:8080", url, 1) }
+	refused := []struct{ name, doc, want string }{
+		{"api url", api("http://ihr.example.com:8080"), `api.url: http:// to ihr.example.com would send the credentials in cleartext; use https://`},
+		{"api url IP", api("http://10.0.0.5"), `api.url: http:// to 10.0.0.5`},
+		{"unspecified", api("http://0.0.0.0:8080"), `api.url: http:// to 0.0.0.0`},
+		{"token url", strings.Replace(minimal, "api_key: k", "oauth: {client_id: x, client_secret: y, token_url: \"http://auth.example.com/token\"}", 1),
+			`api.oauth.token_url: http:// to auth.example.com would send the client secret in cleartext`},
+		{"ftp password", strings.Replace(minimal, "file:///data/a", "ftp://u@ftp.example.com/x", 1) + "    password: hunter2\n",
+			`sources[0].url: ftp:// to ftp.example.com would send the password in cleartext; use ftps://`},
+		{"ftp override elsewhere", minimal + "    allow_insecure_ftp: true\n", `sources[0].allow_insecure_ftp: applies to ftp sources only`},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := parseErr(t, tc.doc, nil); !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error:\n%v\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+	for _, u := range []string{"http://127.0.0.1:8080", "http://127.1.2.3", "http://[::1]:80", "http://localhost:8080", "http://api.localhost", "https://ihr.example.com"} {
+		c, err := Parse([]byte(api(u)), Options{File: "w.yaml", LookupEnv: env(nil)})
+		if err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		} else if w := c.Warnings(); len(w) != 0 {
+			t.Errorf("%s: warnings %v", u, w)
+		}
+	}
+	ftpOK := strings.Replace(minimal, "file:///data/a", "ftp://u@127.0.0.1/x", 1) + "    password: p\n"
+	if _, err := Parse([]byte(ftpOK), Options{File: "w.yaml", LookupEnv: env(nil)}); err != nil {
+		t.Errorf("ftp:// to loopback refused: %v", err)
+	}
+	allowed := strings.Replace(api("http://ihr.example.com"), "api_key: k", "api_key: k\n  allow_insecure_http: true", 1)
+	allowed = strings.Replace(allowed, "file:///data/a", "ftp://u@ftp.example.com/x", 1) + "    password: p\n    allow_insecure_ftp: true\n"
+	c, err := Parse([]byte(allowed), Options{File: "w.yaml", LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, "api.url: credentials go to ihr.example.com in cleartext") || !strings.Contains(w, "sources[0].url: the FTP password goes to ftp.example.com") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}
+
 // The api block's defaults are the API client's, and the encodings are
 // the parser's: one place for each.
 func TestDefaultsAndEncodingsComeFromTheirPackages(t *testing.T) {

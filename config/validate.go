@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
@@ -40,7 +41,9 @@ func (c *Config) Validate() error {
 		}
 		names[s.Name] = i
 		s.validate(v, p)
+		s.validateOperations(v, p)
 	}
+	c.validateOperations(v)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -81,6 +84,8 @@ func (c *Config) validateAPI(v *validator) {
 		v.add("api.url", "must be an http:// or https:// URL, got %q", a.URL)
 	case u.User != nil:
 		v.add("api.url", "must not carry credentials; use api_key or oauth")
+	case cleartextTo(u) && !a.AllowInsecureHTTP:
+		v.add("api.url", "http:// to %s would send the credentials in cleartext; use https:// (or set api.allow_insecure_http: true)", u.Hostname())
 	}
 	switch {
 	case a.APIKey != "" && a.OAuth != nil:
@@ -105,6 +110,8 @@ func (c *Config) validateAPI(v *validator) {
 		}
 		if u, err := url.Parse(o.TokenURL); o.TokenURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 			v.add("api.oauth.token_url", "must be an http:// or https:// URL, got %q", o.TokenURL)
+		} else if o.TokenURL != "" && cleartextTo(u) && !a.AllowInsecureHTTP {
+			v.add("api.oauth.token_url", "http:// to %s would send the client secret in cleartext; use https:// (or set api.allow_insecure_http: true)", u.Hostname())
 		}
 	}
 	if a.RateLimit < 0 {
@@ -162,10 +169,16 @@ func (s *Source) validate(v *validator, p string) {
 		if _, has := u.User.Password(); u.User != nil && has {
 			v.add(p+".url", "must not carry a password; use password or password_file")
 		}
+		if scheme == "ftp" && s.Password != "" && u.Hostname() != "" && !isLoopback(u.Hostname()) && !s.AllowInsecureFTP {
+			v.add(p+".url", "ftp:// to %s would send the password in cleartext; use ftps:// (or set %s.allow_insecure_ftp: true)", u.Hostname(), p)
+		}
 	}
 	if scheme != "" {
 		for _, m := range s.StoreSettings().Misapplied(scheme) {
 			v.add(p+"."+m.Key, "applies to %s sources only, this one is %s://", strings.Join(m.Schemes, "/"), scheme)
+		}
+		if s.AllowInsecureFTP && scheme != "ftp" {
+			v.add(p+".allow_insecure_ftp", "applies to ftp sources only, this one is %s://", scheme)
 		}
 		if s.KnownHosts != "" && s.InsecureIgnoreHostKey {
 			v.add(p+".insecure_ignore_host_key", "set either known_hosts or insecure_ignore_host_key, not both")
@@ -265,4 +278,47 @@ func normalizeElements(v *validator, key string, in map[string]string) map[strin
 		out[n] = in[k]
 	}
 	return out
+}
+
+// cleartextTo reports an http:// URL whose host is not loopback: what is
+// sent there crosses the network readable by anyone on the path.
+func cleartextTo(u *url.URL) bool {
+	return strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
+}
+
+// isLoopback reports localhost, 127.0.0.0/8 and ::1. Other names are not
+// resolved: a name that resolves to loopback today may not tomorrow.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// Warnings lists what the configuration allows that is unsafe: cleartext
+// credentials by api.allow_insecure_http or allow_insecure_ftp. The
+// commands log each on every start, so it is never forgotten.
+func (c *Config) Warnings() []string {
+	var out []string
+	if c.API.AllowInsecureHTTP {
+		for _, e := range []struct{ key, raw string }{{"api.url", c.API.URL}, {"api.oauth.token_url", c.oauthTokenURL()}} {
+			if u, err := url.Parse(e.raw); e.raw != "" && err == nil && cleartextTo(u) {
+				out = append(out, fmt.Sprintf("%s: credentials go to %s in cleartext (api.allow_insecure_http: true)", e.key, u.Hostname()))
+			}
+		}
+	}
+	for i, s := range c.Sources {
+		if u, err := url.Parse(s.URL); s.AllowInsecureFTP && err == nil && strings.EqualFold(u.Scheme, "ftp") && s.Password != "" && !isLoopback(u.Hostname()) {
+			out = append(out, fmt.Sprintf("sources[%d].url: the FTP password goes to %s in cleartext (allow_insecure_ftp: true)", i, u.Hostname()))
+		}
+	}
+	return out
+}
+
+func (c *Config) oauthTokenURL() string {
+	if c.API.OAuth == nil {
+		return ""
+	}
+	return c.API.OAuth.TokenURL
 }

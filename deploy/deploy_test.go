@@ -240,11 +240,16 @@ func TestKubernetesManifests(t *testing.T) {
 			// Probes hit /healthz on the port serve listens on.
 			addr, ok := flagValue(args, "metrics-addr")
 			if !ok {
-				addr = ":9090"
+				addr = "127.0.0.1:9847" // serve's default
 			}
-			_, port, err := net.SplitHostPort(addr)
+			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
 				t.Errorf("%s: --metrics-addr %q: %v", where, addr, err)
+			}
+			// The kubelet probes (and Prometheus scrapes) the pod's IP,
+			// which serve's loopback default does not answer on.
+			if host != "0.0.0.0" && host != "::" {
+				t.Errorf("%s: --metrics-addr %q: probes reach the pod IP; listen on 0.0.0.0:PORT", where, addr)
 			}
 			ports := map[string]string{}
 			for _, p := range asList(get(c, "ports")) {

@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,7 +67,7 @@ func run(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	key := "demo-" + fmt.Sprint(time.Now().UnixNano())
+	key := "demo-" + rand.Text()
 	apiURL := "http://" + addr
 	say("==> starting ihr-api on %s (SQLite: %s)\n", apiURL, filepath.Join(dir, "api.db"))
 	apiLog, err := os.Create(filepath.Join(dir, "ihr-api.log"))
@@ -74,7 +75,13 @@ func run(ctx context.Context, dir string) error {
 		return err
 	}
 	defer apiLog.Close()
-	api := exec.Command(filepath.Join(bin, "ihr-api"), "--addr", addr, "--api-key", key, "--db", "sqlite:"+filepath.Join(dir, "api.db"))
+	// The key goes through a file, never argv, where every process
+	// listing would show it.
+	keyFile := filepath.Join(dir, "api-keys")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		return err
+	}
+	api := exec.Command(filepath.Join(bin, "ihr-api"), "--addr", addr, "--api-key-file", keyFile, "--db", "sqlite:"+filepath.Join(dir, "api.db"))
 	api.Stdout, api.Stderr = apiLog, apiLog
 	if err := api.Start(); err != nil {
 		return err

@@ -61,6 +61,12 @@ type Settings struct {
 	// filestore.DefaultTimeout. The worker's configuration has no key for
 	// it: only callers that build Settings themselves (tests) change it.
 	Timeout time.Duration
+
+	// MaxConns: max_connections, SFTP connections open at once (0: the
+	// store's default). With Accounts, SFTP sources of the same host and
+	// user share the budget and the connections.
+	MaxConns int
+	Accounts *sftpstore.Accounts
 }
 
 // Schemes are the URL schemes Open accepts. This package is the one place
@@ -161,7 +167,7 @@ func Open(ctx context.Context, rawURL string, s Settings, log *zap.Logger) (file
 		st, err = sftpstore.New(sftpstore.Config{
 			Addr: addr, User: user, Password: password, KeyFile: s.KeyFile,
 			KnownHosts: s.KnownHosts, InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
-			Root: serverPath(u.Path), Timeout: s.Timeout,
+			Root: serverPath(u.Path), Timeout: s.Timeout, MaxConns: s.MaxConns, Accounts: s.Accounts,
 		}, log)
 	case "ftp", "ftps":
 		addr, user, password, perr := login(u, s, "21")

@@ -46,7 +46,12 @@ func FreeAddr() (string, error) {
 // answers 200, the process ends (exited is closed), ctx ends or timeout
 // passes.
 func WaitAPI(ctx context.Context, baseURL, key string, exited <-chan struct{}, timeout time.Duration) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
+	return WaitAPIWith(ctx, &http.Client{Timeout: 2 * time.Second}, baseURL, key, exited, timeout)
+}
+
+// WaitAPIWith is WaitAPI through hc (e.g. one trusting an ihr-api's own
+// CA); hc should have a timeout.
+func WaitAPIWith(ctx context.Context, hc *http.Client, baseURL, key string, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/api/integration_history_records?limit=1", nil)

@@ -64,6 +64,15 @@ func checkIntegration(ctx context.Context, api *apiclient.Client, cfg *config.Co
 			return usageErr("source %s: the API at %s refused the credentials (%d %s) while looking up integration %q: check api.api_key or api.oauth (reading integrations needs the core.integration.read scope)",
 				s.Name, cfg.API.URL, ae.Status, http.StatusText(ae.Status), code)
 		}
+		// Neither a redirect we will not follow nor a certificate we do
+		// not trust changes on a rerun.
+		if errors.As(err, &ae) && ae.Status >= 300 && ae.Status < 400 {
+			return usageErr("source %s: %v: set api.url (or api.oauth.token_url) to the final URL; no file was touched", s.Name, err)
+		}
+		if apiclient.IsCertificateError(err) {
+			return usageErr("source %s: the API at %s has a certificate this worker does not trust: %v: set api.ca_file to the CA that signed it; no file was touched",
+				s.Name, cfg.API.URL, err)
+		}
 		return fmt.Errorf("%w: looking up integration %q: %w", importer.ErrAPIUnavailable, code, err)
 	}
 	for _, in := range list {

@@ -50,6 +50,9 @@ rows of unfinished files that have no recorded outcome yet.`,
 type statusSource struct {
 	Name    string      `json:"name"`
 	Summary jsonSummary `json:"summary"`
+	// Alerts are the source's open events: missed deliveries, outages,
+	// rejected files not yet fixed (see serve).
+	Alerts []statusAlert `json:"alerts"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -121,6 +124,9 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		}
 		ss.Summary.add(jf)
 	}
+	if err := addAlerts(ctx, led, out); err != nil {
+		return exitErr(ExitUnreachable, err)
+	}
 	if g.jsonOut {
 		return g.printJSON(map[string]any{"state": storeurl.Redact(cfg.State), "sources": out})
 	}
@@ -132,6 +138,9 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		g.say("%s: %d file(s) seen: %d archived, %d failed, %d skipped, %d pending; rows: %d created, %d already recorded, %d invalid, %d failed, %d not yet recorded\n",
 			ss.Name, len(sum.Files), sum.Archived, sum.Failed, sum.Skipped, sum.Pending,
 			sum.Rows.Created, sum.Rows.AlreadyRecorded, sum.Rows.Invalid, sum.Rows.Failed, sum.RowsPending)
+		for _, a := range ss.Alerts {
+			g.say("  ! %s since %s: %s\n", a.Kind, a.Since.UTC().Format(time.RFC3339), oneLine(a.Detail))
+		}
 		if len(sum.Files) == 0 {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
 )
 
@@ -18,8 +19,16 @@ import (
 // there: the source root must exist (a typo in a path must not look like an
 // empty inbox).
 func openStore(ctx context.Context, s *config.Source, log *zap.Logger) (filestore.Store, error) {
+	return openSharedStore(ctx, s, log, nil)
+}
+
+// openSharedStore is openStore where SFTP sources of one account (host and
+// user) share accounts' connections and max_connections budget.
+func openSharedStore(ctx context.Context, s *config.Source, log *zap.Logger, accounts *sftpstore.Accounts) (filestore.Store, error) {
 	log = log.Named("store").With(zap.String("source", s.Name))
-	st, err := storeurl.Open(ctx, s.URL, s.StoreSettings(), log)
+	settings := s.StoreSettings()
+	settings.MaxConns, settings.Accounts = s.MaxConnections, accounts
+	st, err := storeurl.Open(ctx, s.URL, settings, log)
 	if err != nil {
 		if _, local := storeurl.LocalPath(s.URL); local && errors.Is(err, filestore.ErrNotExist) {
 			return nil, usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only the inbox, archive, failed and reports folders, inside an existing folder)", s.Name, storeLocation(s, ""))

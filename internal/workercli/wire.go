@@ -2,9 +2,11 @@ package workercli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/ratebudget"
@@ -31,6 +34,9 @@ type worker struct {
 
 	mu     sync.Mutex
 	stores map[string]filestore.Store // by source name, opened on first use
+	// accounts shares SFTP connections (and max_connections) among the
+	// sources of one account.
+	accounts sftpstore.Accounts
 }
 
 // newAPIClient builds the API client from the configuration. It makes no
@@ -48,6 +54,21 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 	ac.CreateFields = []string{"id"}
 	if lim != nil {
 		ac.Limiter = lim
+	}
+	// Said on every start, so an insecure override is never forgotten.
+	for _, w := range cfg.Warnings() {
+		log.Warn("insecure configuration: "+w, zap.String("hint", "use https:// or ftps://"))
+	}
+	if cfg.API.CAFile != "" {
+		pem, err := os.ReadFile(cfg.API.CAFile)
+		if err != nil {
+			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %w", err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %s holds no PEM certificate", cfg.API.CAFile))
+		}
+		ac.RootCAs = pool
 	}
 	c, err := apiclient.New(ac, log.Named("api"))
 	if err != nil {
@@ -100,7 +121,7 @@ func (w *worker) store(ctx context.Context, s *config.Source) (filestore.Store, 
 	if st, ok := w.stores[s.Name]; ok {
 		return st, nil
 	}
-	st, err := openStore(ctx, s, w.log)
+	st, err := openSharedStore(ctx, s, w.log, &w.accounts)
 	if err != nil {
 		return nil, err
 	}

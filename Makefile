@@ -65,9 +65,9 @@ fuzz:
 	done; \
 	echo "fuzz: every target ran $(FUZZTIME) without a failure"
 
-## demo: build both binaries, start ihr-api on SQLite, import fixtures/demo once (see deploy/demo)
+## demo: build both binaries, start ihr-api on SQLite, import fixtures/demo once (see cmd/ihr-demo)
 demo:
-	$(GO) run ./deploy/demo -dir demo
+	$(GO) run ./cmd/ihr-demo -dir demo
 
 ## tools: install versitygw (the S3 server the tests use) when missing
 tools:

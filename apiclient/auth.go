@@ -146,6 +146,13 @@ func (a *oauthAuth) fetch(ctx context.Context) (*oauth2.Token, error) {
 		a.cl.obs.RequestDone(info)
 	}
 	if err != nil {
+		if isRedirect(info.Status) {
+			return nil, &Error{Status: info.Status, Method: http.MethodPost, Path: a.tokenPath,
+				Messages: []string{redirectRefused(re.Response.Header.Get("Location"))}}
+		}
+		if isCertError(err) {
+			return nil, &Error{Method: http.MethodPost, Path: a.tokenPath, Err: err}
+		}
 		if info.Status >= 400 && info.Status < 500 && info.Status != http.StatusTooManyRequests {
 			msg := re.ErrorCode
 			if re.ErrorDescription != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,5 +247,38 @@ func TestOutageIsRiddenOut(t *testing.T) {
 	}
 	if pc := p.Counts(); pc.Outage == 0 || f.count() != 5 {
 		t.Fatalf("outage %d, records %d", pc.Outage, f.count())
+	}
+}
+
+// A 3xx is never followed, for API calls and token requests alike: the
+// error names the Location, nothing reaches it, and nothing is retried.
+func TestRedirectNotFollowed(t *testing.T) {
+	var reached atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached.Add(1) }))
+	defer other.Close()
+	var asked atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusPermanentRedirect)
+	}))
+	defer front.Close()
+	for name, cfg := range map[string]Config{"api-key": fastConfig(front.URL), "oauth": oauthConfig(front.URL)} {
+		t.Run(name, func(t *testing.T) {
+			asked.Store(0)
+			_, err := mustNew(t, cfg).Create(context.Background(), record.Create, testRecord(1, "r.csv"))
+			var e *Error
+			if !errors.As(err, &e) || e.Status != http.StatusPermanentRedirect || e.Temporary() {
+				t.Fatalf("err = %v, want a permanent 308 *Error", err)
+			}
+			if want := "refused to follow a redirect to " + other.URL; !strings.Contains(err.Error(), want) {
+				t.Errorf("%v does not name the Location", err)
+			}
+			if n := asked.Load(); n != 1 {
+				t.Errorf("%d requests to the redirecting server, want 1 (no retry)", n)
+			}
+		})
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("the redirect target received %d requests", n)
 	}
 }

@@ -20,10 +20,13 @@ package apiclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
@@ -41,20 +44,38 @@ import (
 	"github.com/ihr-tools/ihr/record"
 )
 
-// Defaults, from Coupa's documented limits where Coupa documents them.
+// Defaults. These are the worker's too: its configuration (api.rate_limit,
+// api.timeout, api.max_retries, api.concurrency) and the importer take
+// them from here, so each lives in one place.
 const (
-	DefaultRateLimit  = 25 // requests per second
-	DefaultBurst      = 20
-	DefaultTimeout    = 30 * time.Second
+	// DefaultRateLimit is requests per second, all callers of one Client
+	// together: below Coupa's documented 25, leaving room for other
+	// integrations on the same instance.
+	DefaultRateLimit = 20
+	// DefaultTimeout bounds one attempt. Coupa can take tens of seconds on
+	// a loaded instance; a timed-out POST costs a lookup and a re-send.
+	DefaultTimeout    = 60 * time.Second
 	DefaultMaxRetries = 6
-	DefaultMinBackoff = 250 * time.Millisecond
-	DefaultMaxBackoff = 30 * time.Second
-	DefaultSettle     = 2 * time.Second
+	// DefaultConcurrency is how many calls a caller keeps in flight per
+	// file (the importer's Config.Concurrency); the Client does not bound
+	// it.
+	DefaultConcurrency = 4
+	DefaultMinBackoff  = 250 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+	DefaultSettle      = 2 * time.Second
 
-	// maxBody bounds what we read of one answer; an index page of 50 full
-	// records is far below it.
-	maxBody = 32 << 20
+	// maxBody bounds what we read of one answer. An index page of 50
+	// records at ihr-api's response cap (1 000 responses, 1 MiB of text
+	// each) is about 60 MB of JSON; Coupa's records are far smaller.
+	maxBody = 96 << 20
 )
+
+// DefaultBurst is the burst for a rate when none is given: one second's
+// worth of requests, rounded up (at least 1).
+func DefaultBurst(rate float64) int {
+	b := int(math.Ceil(rate))
+	return max(b, 1)
+}
 
 // Limiter is the rate budget. *rate.Limiter satisfies it; so can a limiter
 // shared between processes (e.g. backed by PostgreSQL). Wait blocks until
@@ -102,14 +123,15 @@ type Config struct {
 	APIKey string
 	OAuth  *OAuthConfig
 
-	// RateLimit is the budget in requests per second (default 25; < 0: no
-	// limit) with Burst (default 20). Ignored when Limiter is set.
+	// RateLimit is the budget in requests per second (default
+	// DefaultRateLimit; < 0: no limit) with Burst (default DefaultBurst of
+	// the rate). Ignored when Limiter is set.
 	RateLimit float64
 	Burst     int
 	Limiter   Limiter
 
-	Timeout    time.Duration // per attempt; default 30 s
-	MaxRetries int           // retries after the first attempt; default 6; < 0: none
+	Timeout    time.Duration // per attempt; default DefaultTimeout
+	MaxRetries int           // retries after the first attempt; default DefaultMaxRetries; < 0: none
 	MinBackoff time.Duration // first backoff cap; default 250 ms
 	MaxBackoff time.Duration // largest backoff cap; default 30 s
 	// Settle is the least time to wait after a POST with an unknown
@@ -125,9 +147,15 @@ type Config struct {
 	// asked for. Nil: whole records.
 	CreateFields []string
 
-	HTTPClient *http.Client // default: a pooled transport sized for concurrency
-	UserAgent  string       // default "ihr-worker/<module version>"
-	Observer   Observer     // optional metrics hook
+	// HTTPClient sends the requests (default: a pooled transport sized for
+	// concurrency, verifying with RootCAs). Its CheckRedirect is replaced:
+	// the client never follows a redirect (see New).
+	HTTPClient *http.Client
+	// RootCAs verifies the server's certificate instead of the system
+	// roots (the worker's api.ca_file); ignored when HTTPClient is set.
+	RootCAs   *x509.CertPool
+	UserAgent string   // default "ihr-worker/<module version>"
+	Observer  Observer // optional metrics hook
 }
 
 // Client talks to one API. It is safe for concurrent use; share one per
@@ -168,7 +196,7 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		cfg.RateLimit = DefaultRateLimit
 	}
 	if cfg.Burst == 0 {
-		cfg.Burst = DefaultBurst
+		cfg.Burst = DefaultBurst(cfg.RateLimit)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -194,14 +222,24 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		cfg.UserAgent = "ihr-worker/" + moduleVersion()
 	}
 	c := &Client{base: u, cfg: cfg, log: log, obs: cfg.Observer}
-	c.hc = cfg.HTTPClient
-	if c.hc == nil {
+	if cfg.HTTPClient != nil {
+		hc := *cfg.HTTPClient
+		c.hc = &hc
+	} else {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		// The default of 2 idle connections per host makes concurrent
 		// posting churn through connections (and TIME_WAIT sockets).
 		t.MaxIdleConnsPerHost = 64
+		if cfg.RootCAs != nil {
+			t.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		}
 		c.hc = &http.Client{Transport: t}
 	}
+	// Never follow a redirect: Go strips Authorization on a cross-host
+	// redirect but not X-COUPA-API-KEY, and a token request would carry
+	// the client secret (and any request the record) to wherever Location
+	// points. The 3xx comes back as an error naming the Location instead.
+	c.hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if len(cfg.CreateFields) > 0 {
 		fields := []string{"id", "integration-filename"}
 		for _, f := range cfg.CreateFields {
@@ -281,6 +319,7 @@ type outcome struct {
 	auth       string // the Authorization header sent, for invalidation
 	authErr    *Error // the token endpoint refused our credentials
 	fatal      bool   // err is final (the rate budget cannot be had in time)
+	location   string // Location of a 3xx answer, which is never followed
 }
 
 func (o *outcome) transient() bool {
@@ -442,18 +481,51 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 	req = req.WithContext(httptrace.WithClientTrace(actx, trace))
 	resp, err := cl.hc.Do(req)
 	if err != nil {
-		return outcome{err: err, wrote: wrote.Load(), auth: authUsed}
+		// A certificate that does not verify will not verify on a retry.
+		return outcome{err: err, wrote: wrote.Load(), auth: authUsed, fatal: isCertError(err)}
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err == nil && len(b) > maxBody {
+		// Cut short, it would only fail to decode; say why instead.
+		return outcome{status: resp.StatusCode, wrote: true, auth: authUsed, fatal: true,
+			err: fmt.Errorf("answer larger than %d MiB; ask for fewer records (limit) or elements (fields)", maxBody>>20)}
+	}
 	if err != nil {
 		// The server answered, so for 2xx the work is done but we lost
 		// the record; treat as unknown like any cut-off answer.
 		return outcome{err: err, wrote: true, auth: authUsed}
 	}
 	o = outcome{status: resp.StatusCode, body: b, wrote: true, auth: authUsed}
+	if isRedirect(resp.StatusCode) {
+		o.location = resp.Header.Get("Location")
+	}
 	o.retryAfter, o.hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return o
+}
+
+func isRedirect(code int) bool { return code >= 300 && code < 400 }
+
+// redirectRefused is the message of a 3xx answer: which Location we did
+// not follow, and why.
+func redirectRefused(loc string) string {
+	if loc == "" {
+		loc = "(no Location)"
+	}
+	return "refused to follow a redirect to " + loc + ": credentials are sent to the configured URL only; configure the final URL instead"
+}
+
+// IsCertificateError reports a TLS certificate the client does not
+// trust (unknown authority, wrong host name, expired): a configuration
+// problem, never transient.
+func IsCertificateError(err error) bool { return isCertError(err) }
+
+func isCertError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
 }
 
 // backoff is exponential with full jitter, or the server's Retry-After when

@@ -74,7 +74,10 @@ func (cl *Client) fail(c *call, o *outcome, cause error) error {
 	if cause != nil {
 		e.Err = cause
 	}
-	if o.status != 0 {
+	switch {
+	case isRedirect(o.status):
+		e.Messages = []string{redirectRefused(o.location)}
+	case o.status != 0:
 		e.Messages = errorMessages(o.body)
 	}
 	return e

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -22,7 +23,17 @@ const TokenLifetime = 86399 * time.Second
 type cachedToken struct {
 	p       principal
 	expires time.Time
+	checked time.Time // when the database last confirmed it
 }
+
+// tokenRecheck is how long a validated token is trusted from memory
+// before the database is asked again: a token revoked by another
+// instance (or by the per-client cap) stops working within it.
+const tokenRecheck = 30 * time.Second
+
+// maxCachedTokens bounds the validation cache; entries reload from the
+// database.
+const maxCachedTokens = 100000
 
 // authenticate checks X-COUPA-API-KEY or a Bearer token. Tokens live in
 // the database (hashed), so any instance sharing a PostgreSQL database
@@ -50,7 +61,7 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 	s.tokMu.Lock()
 	c, ok := s.tokens[hash]
 	s.tokMu.Unlock()
-	if ok {
+	if ok && now.Before(c.checked.Add(tokenRecheck)) {
 		if now.Before(c.expires) {
 			return c.p, true
 		}
@@ -62,6 +73,11 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 	var exp int64
 	err := s.st.r.QueryRowContext(ctx, s.st.d.q(`SELECT client_id, scope, expires_at FROM oauth_tokens WHERE token_hash = ?`), hash).Scan(&clientID, &scopes, &exp)
 	if err != nil {
+		if ok {
+			s.tokMu.Lock()
+			delete(s.tokens, hash)
+			s.tokMu.Unlock()
+		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			s.log.Warn("token lookup failed", zap.Error(err))
 		}
@@ -81,10 +97,10 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 		}
 	}
 	s.tokMu.Lock()
-	if len(s.tokens) > 100000 { // bound memory; entries reload from the DB
-		clear(s.tokens)
+	if len(s.tokens) >= maxCachedTokens {
+		s.pruneCache(now)
 	}
-	s.tokens[hash] = cachedToken{p: p, expires: expires}
+	s.tokens[hash] = cachedToken{p: p, expires: expires, checked: now}
 	s.tokMu.Unlock()
 	return p, true
 }
@@ -92,9 +108,28 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 // token is POST /oauth2/token, the client-credentials grant. Credentials
 // come from the form or HTTP Basic. An empty scope grants both scopes
 // (our choice); an unknown scope is invalid_scope.
+//
+// Abuse limits (our choice): an address out of failed attempts gets 429
+// before its body is read; the body must arrive within SmallBodyTimeout;
+// a client holds at most MaxTokensPerClient live tokens.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	addr := clientAddr(r.RemoteAddr)
+	if wait, blocked := s.guard.blocked(addr, time.Now()); blocked {
+		dropBody(w, r)
+		tooManyFailures(w, r, "oauth2", wait, true)
+		return
+	}
+	// A slow body would hold the connection (and a slot of the
+	// connection limit) for the server's whole read timeout.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.SmallBodyTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			w.Header().Set("Connection", "close")
+			oauthError(w, http.StatusRequestTimeout, "invalid_request", "the body did not arrive within "+s.cfg.SmallBodyTimeout.String())
+			return
+		}
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
 		return
 	}
@@ -104,6 +139,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	id := s.checkClient(readClient(r))
 	if id == "" {
+		s.guard.failed(addr, time.Now())
 		invalidClient(w)
 		return
 	}
@@ -129,15 +165,52 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	d := s.st.d
+	var revoked []string
 	err := s.st.tx(ctx, func(tx *wtx) error {
+		revoked = revoked[:0]
 		// Expired tokens are dropped here, where writes happen anyway.
 		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM oauth_tokens WHERE expires_at < ?`), s.now().Unix()); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, d.q(`INSERT INTO oauth_tokens (token_hash, client_id, scope, expires_at) VALUES (?, ?, ?, ?)`),
-			hex.EncodeToString(sum[:]), id, scope, exp)
+		// Bound the client's live tokens: those beyond the newest
+		// MaxTokensPerClient-1 are revoked to make room for this one. A
+		// client that keeps its token never notices; one that mints a
+		// token per request cannot fill the table.
+		rows, err := tx.QueryContext(ctx, d.q(`SELECT token_hash FROM oauth_tokens WHERE client_id = ? ORDER BY issued_at DESC, token_hash`), id)
+		if err != nil {
+			return err
+		}
+		for n := 1; rows.Next(); n++ {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				rows.Close()
+				return err
+			}
+			if n >= s.cfg.MaxTokensPerClient {
+				revoked = append(revoked, h)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, h := range revoked {
+			if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM oauth_tokens WHERE token_hash = ?`), h); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, d.q(`INSERT INTO oauth_tokens (token_hash, client_id, scope, expires_at, issued_at) VALUES (?, ?, ?, ?, ?)`),
+			hex.EncodeToString(sum[:]), id, scope, exp, time.Now().UnixNano())
 		return err
 	})
+	if err == nil {
+		s.tokMu.Lock()
+		for _, h := range revoked {
+			delete(s.tokens, h)
+		}
+		s.pruneCache(s.now())
+		s.tokMu.Unlock()
+	}
 	if err != nil {
 		s.log.Error("token store failed", zap.Error(err))
 		oauthError(w, http.StatusInternalServerError, "server_error", "could not store the token")
@@ -155,4 +228,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 func oauthError(w http.ResponseWriter, code int, kind, desc string) {
 	noStore(w)
 	writeJSONObject(w, code, object{{"error", kind}, {"error_description", desc}})
+}
+
+// pruneCache drops expired tokens from the validation cache, and
+// everything when it is still full (entries reload from the database).
+// The caller holds tokMu.
+func (s *Server) pruneCache(now time.Time) {
+	for h, c := range s.tokens {
+		if !now.Before(c.expires) {
+			delete(s.tokens, h)
+		}
+	}
+	if len(s.tokens) >= maxCachedTokens {
+		clear(s.tokens)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/ihr-tools/ihr/apiserver"
 )
 
 // Bad input is a 4xx, never a 5xx, and never writes anything.
@@ -33,6 +35,15 @@ func TestBadInputNeverFailsOrWrites(t *testing.T) {
 			`{"status":"` + strings.Repeat("x", 256) + `","document-id":1,"contact-alert-type":"x","document-type":"User"}`,
 			`{"document-type":"User'); DROP TABLE integration_history_records; --","document-id":1,"contact-alert-type":"x"}`,
 			`{"document-id":1,"contact-alert-type":"x","document-type":"User","integration":{"code":"' OR 1=1 --"}}`,
+			// Lone UTF-16 surrogates: no UTF-8 can hold them (encoding/json
+			// would store U+FFFD).
+			`{"status":"\ud800","document-id":1,"contact-alert-type":"x","document-type":"User"}`,
+			`{"status":"x\udc00","document-id":1,"contact-alert-type":"x","document-type":"User"}`,
+			`{"status":"\ud83d\u0041","document-id":1,"contact-alert-type":"x","document-type":"User"}`,
+			`{"\ud800":"x","document-id":1,"contact-alert-type":"x","document-type":"User"}`,
+			// More responses than one record may hold.
+			`{"document-id":1,"contact-alert-type":"x","document-type":"User","responses":[` +
+				strings.TrimSuffix(strings.Repeat(`{"response-code":"c"},`, apiserver.MaxResponsesPerRecord+1), ",") + `]}`,
 			`{"code":"","name":""}`,
 			`{"document-id":"","contact-alert-type":"","document-type":""}`,
 		}

@@ -346,6 +346,10 @@ func decodeJSON(body []byte, root string) (map[string]any, error) {
 	if !utf8.Valid(body) {
 		return nil, errors.New("request body is not valid UTF-8")
 	}
+	// The same holds for a \u escape of half a surrogate pair.
+	if off, ok := loneSurrogate(body); ok {
+		return nil, fmt.Errorf("request body is not valid JSON: lone UTF-16 surrogate escape at byte %d", off)
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var v any
@@ -561,3 +565,43 @@ func readXMLElem(d *xml.Decoder, start xml.StartElement, depth int) (any, error)
 }
 
 type xmlList []any
+
+// loneSurrogate finds a \uD800-\uDFFF escape inside a JSON string that is
+// not a high surrogate followed at once by an escaped low one: text no
+// UTF-8 can hold, which encoding/json would store as U+FFFD. It returns
+// the escape's byte offset. Invalid JSON is left to the decoder.
+func loneSurrogate(b []byte) (int, bool) {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	in := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c == '"':
+			in = !in
+		case in && c == '\\':
+			r, ok := hex4(i)
+			if !ok {
+				i++ // a one-character escape: skip the escaped byte
+				continue
+			}
+			switch {
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return i, true
+			case r >= 0xD800 && r <= 0xDBFF:
+				lo, ok := hex4(i + 6)
+				if !ok || lo < 0xDC00 || lo > 0xDFFF {
+					return i, true
+				}
+				i += 6
+			}
+			i += 5
+		}
+	}
+	return 0, false
+}

@@ -43,7 +43,10 @@ func (e *entity[T]) load(ctx context.Context, d dialect, q querier, id int64) (*
 }
 
 // index is GET on the collection: Coupa's query syntax, then every
-// matching row with its children.
+// matching row with its children. The page's rows are read first (they
+// are small and bounded); children are read, rendered and written one row
+// at a time, so the memory an answer takes is that of one record with its
+// children, not of the page.
 func (e *entity[T]) index(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseQuery(e.res, s.st.d, r.URL.Query())
@@ -54,18 +57,28 @@ func (e *entity[T]) index(s *Server) http.HandlerFunc {
 		ctx := r.Context()
 		text, args := q.sql(e.sel, e.res.cols["id"].sql)
 		xs, err := queryAll(ctx, s.st.r, s.st.d.q(text), args, e.scan)
-		if err == nil && e.children != nil {
-			err = e.children(ctx, s.st.d, s.st.r, xs)
-		}
 		if err != nil {
 			s.fail(w, r, e.root(), err)
 			return
 		}
-		objs := make([]object, len(xs))
-		for i, x := range xs {
-			objs[i] = e.render(x)
+		lw := startList(w, r, e.plural, e.root(), len(xs), q.out)
+		if lw == nil {
+			return
 		}
-		respondList(w, r, e.plural, e.root(), objs, q.out)
+		for i, x := range xs {
+			if e.children != nil {
+				if err := e.children(ctx, s.st.d, s.st.r, []*T{x}); err != nil {
+					lw.abort(s, err)
+				}
+			}
+			xs[i] = nil // written: let it go
+			if err := lw.item(e.render(x)); err != nil {
+				lw.abort(s, err)
+			}
+		}
+		if err := lw.end(); err != nil {
+			lw.abort(s, err)
+		}
 	}
 }
 

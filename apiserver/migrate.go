@@ -111,6 +111,10 @@ var migrations = []string{
 		scope TEXT NOT NULL,
 		expires_at BIGINT NOT NULL
 	);`,
+	// 2: issue order of tokens (Unix nanoseconds), so the per-client cap
+	// revokes the oldest even among tokens minted within one second.
+	`ALTER TABLE oauth_tokens ADD COLUMN issued_at BIGINT NOT NULL DEFAULT 0;
+	CREATE INDEX oauth_tokens_client ON oauth_tokens (client_id, issued_at);`,
 }
 
 // migrate brings the schema to the newest version. On PostgreSQL an

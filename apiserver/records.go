@@ -371,7 +371,7 @@ func (s *Server) insertRecord(ctx context.Context, tx *wtx, a record.Action, x *
 	if err != nil {
 		return err
 	}
-	if err := s.appendResponses(ctx, tx, x, in.responses); err != nil {
+	if err := s.appendResponses(ctx, tx, x, in.responses, true); err != nil {
 		return err
 	}
 	if a.MarksExported() {
@@ -398,7 +398,43 @@ func (s *Server) insertRecord(ctx context.Context, tx *wtx, a record.Action, x *
 	return nil
 }
 
-func (s *Server) appendResponses(ctx context.Context, tx *wtx, x *recordRow, rs []responseIn) error {
+// Bounds of one record's responses (our choice). Updates append
+// responses, so without them one small record could grow without end and
+// every index page holding it with it; 400 beyond.
+const (
+	MaxResponsesPerRecord     = 1000
+	MaxResponseBytesPerRecord = 1 << 20 // response-message text, in bytes
+)
+
+// checkResponseCap refuses to grow record id's responses past the caps;
+// isNew skips counting what a record being created cannot have yet.
+func (s *Server) checkResponseCap(ctx context.Context, tx *wtx, id int64, isNew bool, rs []responseIn) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	var n, size int64
+	if !isNew {
+		if err := tx.QueryRowContext(ctx, s.st.d.q(`SELECT COUNT(*), COALESCE(SUM(OCTET_LENGTH(response_message)), 0) FROM record_responses WHERE record_id = ?`), id).Scan(&n, &size); err != nil {
+			return err
+		}
+	}
+	var add int64
+	for _, r := range rs {
+		add += int64(len(r.message.String))
+	}
+	switch {
+	case n+int64(len(rs)) > MaxResponsesPerRecord:
+		return validationError{{Element: "responses", Message: fmt.Sprintf("Responses are limited to %d per record (this record has %d; %d more were given)", MaxResponsesPerRecord, n, len(rs))}}
+	case size+add > MaxResponseBytesPerRecord:
+		return validationError{{Element: "responses", Message: fmt.Sprintf("Responses are limited to %d bytes of response-message text per record (this record has %d; %d more were given)", MaxResponseBytesPerRecord, size, add)}}
+	}
+	return nil
+}
+
+func (s *Server) appendResponses(ctx context.Context, tx *wtx, x *recordRow, rs []responseIn, isNew bool) error {
+	if err := s.checkResponseCap(ctx, tx, x.ID, isNew, rs); err != nil {
+		return err
+	}
 	for _, rs := range rs {
 		var id int64
 		if err := tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO record_responses (record_id, response_code, response_message, created_at, updated_at)
@@ -455,7 +491,7 @@ func (s *Server) recordUpdate() http.HandlerFunc {
 			if err := updateByID(ctx, s.st.d, tx, "integration_history_records", strings.Join(sets, ", "), args, id); err != nil {
 				return 0, err
 			}
-			return id, s.appendResponses(ctx, tx, &recordRow{ID: id, UpdatedAt: now}, in.responses)
+			return id, s.appendResponses(ctx, tx, &recordRow{ID: id, UpdatedAt: now}, in.responses, false)
 		})
 	})
 }

@@ -125,35 +125,98 @@ func respond(w http.ResponseWriter, r *http.Request, code int, root string, obj 
 	w.Write(b.Bytes())
 }
 
-// respondList writes an index answer: a bare JSON array, or
-// <plural type="array"> in XML, where no match is a 404 as Coupa does.
-func respondList(w http.ResponseWriter, r *http.Request, plural, item string, objs []object, out outputOpts) {
+// listWriter streams an index answer: a bare JSON array, or
+// <plural type="array"> in XML. Items are encoded into a buffer that goes
+// to the client whenever it passes flushAt bytes.
+type listWriter struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	f        format
+	plural   string
+	itemName string
+	out      outputOpts
+	b        bytes.Buffer
+	n        int
+}
+
+const flushAt = 32 << 10
+
+// startList answers the status and headers of an index of n items, or
+// the whole answer when there is nothing to stream (no match in XML is a
+// 404 as Coupa does; return_object=none is an empty 200): nil then.
+func startList(w http.ResponseWriter, r *http.Request, plural, item string, n int, out outputOpts) *listWriter {
 	f := negotiate(r.Header.Get("Accept"))
-	if len(objs) == 0 && f == formatXML {
+	if n == 0 && f == formatXML {
 		writeError(w, r, http.StatusNotFound, item, "No results match your search criteria.")
-		return
-	}
-	shaped := make([]object, 0, len(objs))
-	for _, o := range objs {
-		if so, ok := out.shape(o); ok {
-			shaped = append(shaped, so)
-		}
+		return nil
 	}
 	if out.ret == "none" {
 		w.WriteHeader(http.StatusOK)
-		return
+		return nil
 	}
-	var b bytes.Buffer
-	b.Grow(512 * (len(shaped) + 1))
-	if f == formatXML {
-		encodeXML(&b, plural, array{Item: item, Elems: shaped})
-	} else {
-		encodeJSON(&b, array{Item: item, Elems: shaped})
-	}
+	lw := &listWriter{w: w, r: r, f: f, plural: plural, itemName: item, out: out}
 	w.Header().Set("Content-Type", f.contentType())
-	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(http.StatusOK)
-	w.Write(b.Bytes())
+	if f == formatXML {
+		lw.b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
+		if n == 0 {
+			lw.b.WriteString("<" + plural + ` type="array"/>` + "\n")
+		} else {
+			lw.b.WriteString("<" + plural + ` type="array">` + "\n")
+		}
+	} else {
+		lw.b.WriteByte('[')
+	}
+	return lw
+}
+
+// item writes one element.
+func (lw *listWriter) item(obj object) error {
+	obj, ok := lw.out.shape(obj)
+	if !ok {
+		return nil
+	}
+	if lw.f == formatXML {
+		writeXMLElem(&lw.b, lw.itemName, obj, 1)
+	} else {
+		if lw.n > 0 {
+			lw.b.WriteByte(',')
+		}
+		encodeJSON(&lw.b, obj)
+	}
+	lw.n++
+	if lw.b.Len() >= flushAt {
+		return lw.flush()
+	}
+	return nil
+}
+
+func (lw *listWriter) flush() error {
+	_, err := lw.w.Write(lw.b.Bytes())
+	lw.b.Reset()
+	return err
+}
+
+// end closes the document and sends the rest.
+func (lw *listWriter) end() error {
+	if lw.f == formatXML {
+		if lw.n > 0 {
+			lw.b.WriteString("</" + lw.plural + ">\n")
+		}
+	} else {
+		lw.b.WriteByte(']')
+	}
+	return lw.flush()
+}
+
+// abort ends an answer that failed after its status went out: the
+// connection is cut, so the client sees a broken answer, never a short
+// list that looks whole.
+func (lw *listWriter) abort(s *Server, err error) {
+	if lw.r.Context().Err() == nil {
+		s.log.Error("index answer cut short", zap.String("path", lw.r.URL.Path), zap.Error(err))
+	}
+	panic(http.ErrAbortHandler)
 }
 
 func writeJSONObject(w http.ResponseWriter, code int, v any) {

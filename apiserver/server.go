@@ -49,6 +49,16 @@ type Config struct {
 	Strict bool
 	// MaxBodyBytes bounds request bodies (413 beyond); 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// AuthFailures is how many failed authentications one client address
+	// may make in a burst (refilled at as many per minute) before it gets
+	// 429; 0 means DefaultAuthFailures, < 0 disables the limit.
+	AuthFailures int
+	// MaxTokensPerClient bounds the live access tokens of one OAuth
+	// client (the oldest is revoked); 0 means DefaultMaxTokensPerClient.
+	MaxTokensPerClient int
+	// SmallBodyTimeout is the deadline for the body of /oauth2/token;
+	// 0 means DefaultSmallBodyTimeout.
+	SmallBodyTimeout time.Duration
 	// Logger receives request and error logs; nil discards them.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now. Tests use it to control timestamps.
@@ -73,6 +83,8 @@ type Server struct {
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
 
+	guard *authGuard // failed authentications per client address; nil: off
+
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -82,6 +94,15 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.AuthFailures == 0 {
+		cfg.AuthFailures = DefaultAuthFailures
+	}
+	if cfg.MaxTokensPerClient <= 0 {
+		cfg.MaxTokensPerClient = DefaultMaxTokensPerClient
+	}
+	if cfg.SmallBodyTimeout <= 0 {
+		cfg.SmallBodyTimeout = DefaultSmallBodyTimeout
 	}
 	if cfg.RateLimit > 0 && cfg.Burst <= 0 {
 		cfg.Burst = max(1, int(cfg.RateLimit))
@@ -95,6 +116,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		userIDs:  map[string]int64{},
 		tokens:   map[string]cachedToken{},
 		limiters: map[string]*rate.Limiter{},
+		guard:    newAuthGuard(cfg.AuthFailures),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -128,6 +150,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.apiKeys[k] = principal{login: login, userID: s.userIDs[login], read: true, write: true}
+	}
+	// The user in-process administration acts as (seed.go).
+	if err := s.ensureUser(ctx, adminLogin); err != nil {
+		st.close()
+		return nil, err
 	}
 	s.initMetrics()
 	s.handler = s.routes()
@@ -220,6 +247,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (the body
+// deadline of /oauth2/token).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
@@ -257,15 +288,34 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 				s.log.Debug("request", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Int("status", code), zap.Duration("took", d))
 			}
 		}()
+		if lp, ok := r.Context().Value(localKey{}).(principal); ok {
+			// In-process administration (seed.go): no credential, no
+			// rate limit.
+			h(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, lp)))
+			return
+		}
 		if need != scopeNone {
+			// Limit guessing before looking at the credentials: a blocked
+			// address learns nothing, right secret or not.
+			addr := clientAddr(r.RemoteAddr)
+			if wait, blocked := s.guard.blocked(addr, time.Now()); blocked {
+				dropBody(sw, r)
+				tooManyFailures(sw, r, resource, wait, false)
+				return
+			}
 			p, ok := s.authenticate(r)
 			if !ok {
+				if r.Header.Get("X-COUPA-API-KEY") != "" || r.Header.Get("Authorization") != "" {
+					s.guard.failed(addr, time.Now())
+				}
+				dropBody(sw, r)
 				sw.Header().Set("WWW-Authenticate", bearerChallenge(r))
 				writeError(sw, r, http.StatusUnauthorized, resource, "Invalid or missing credentials: send X-COUPA-API-KEY or Authorization: Bearer <token>")
 				return
 			}
 			if s.cfg.RateLimit > 0 {
 				if wait, ok := s.allow(p.login); !ok {
+					dropBody(sw, r)
 					sw.Header().Set("Retry-After", strconv.Itoa(wait))
 					writeError(sw, r, http.StatusTooManyRequests, resource, "Rate limit exceeded; retry after "+strconv.Itoa(wait)+" seconds")
 					return
@@ -276,6 +326,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 				if need == scopeWrite {
 					want = ScopeWrite
 				}
+				dropBody(sw, r)
 				sw.Header().Set("WWW-Authenticate", scopeChallenge(want))
 				writeError(sw, r, http.StatusForbidden, resource, "The access token lacks the scope "+want)
 				return
@@ -284,6 +335,19 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 		}
 		h(sw, r)
 	})
+}
+
+// dropBody is for answers given without reading the request's body
+// (refused credentials, throttling). net/http would otherwise read up to
+// 256 KiB of it after the answer, to reuse the connection, for as long as
+// the server's read timeout: any client, without credentials, could hold
+// connections open with slow bodies. The connection closes instead.
+func dropBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // resourceFor names the resource of a route in error bodies.

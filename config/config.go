@@ -17,17 +17,20 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
+	"github.com/ihr-tools/ihr/mapping"
 )
 
-// Defaults applied to keys the file leaves out.
+// Defaults applied to keys the file leaves out. The api block's defaults
+// are the API client's (apiclient.DefaultRateLimit, DefaultConcurrency,
+// DefaultTimeout, DefaultMaxRetries, DefaultBurst), so the worker and the
+// client cannot disagree.
 const (
-	DefaultRateLimit   = 20.0 // requests per second, all sources together
-	DefaultConcurrency = 4
-	DefaultTimeout     = 60 * time.Second
-	DefaultMaxRetries  = 6
-	DefaultInclude     = "*.csv"
-	DefaultEncoding    = "auto"
-	DefaultStableFor   = 10 * time.Second
+	DefaultInclude   = "*.csv"
+	DefaultEncoding  = "auto"
+	DefaultStableFor = 10 * time.Second
 )
 
 // DefaultScopes are requested when oauth.scopes is absent: what the worker
@@ -44,6 +47,10 @@ type Config struct {
 	// PostgreSQL state may resume the file; 0 means the pipeline's
 	// default (2m). An extension of the spec's keys.
 	Lease time.Duration `yaml:"lease"`
+	// Notify lists the channels operator notifications go to (see
+	// operations.go); Dashboard protects serve's dashboard.
+	Notify    []Notify  `yaml:"notify"`
+	Dashboard Dashboard `yaml:"dashboard"`
 	// Report tunes the response reports and export output.
 	Report Report `yaml:"report"`
 
@@ -70,8 +77,47 @@ type API struct {
 	Timeout     time.Duration `yaml:"timeout"` // per request
 	// MaxRetries bounds retries of a transient failure (connection
 	// refused, timeout, 429, 502-504) per request; 0 disables them. An
-	// extension of the spec's keys, default DefaultMaxRetries.
+	// extension of the spec's keys, default apiclient.DefaultMaxRetries.
 	MaxRetries int `yaml:"max_retries"`
+	// CAFile is a PEM bundle that replaces the system roots when
+	// verifying the API's certificate (a self-hosted ihr-api with its own
+	// CA). An extension of the spec's keys.
+	CAFile string `yaml:"ca_file" path:"true"`
+	// AllowInsecureHTTP lets url and oauth.token_url be http:// to a host
+	// that is not loopback, sending the credentials in cleartext. Every
+	// start then logs a warning (Config.Warnings).
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+}
+
+// ClientConfig is the api block as apiclient.New takes it, secrets
+// revealed. The file says 0 for "no limit" and "no retries", where the
+// client reads 0 as "its default" and a negative number as "none"; this is
+// the one place that translates.
+func (a *API) ClientConfig() apiclient.Config {
+	c := apiclient.Config{
+		BaseURL:    a.URL,
+		APIKey:     a.APIKey.Reveal(),
+		RateLimit:  a.RateLimit,
+		Burst:      a.Burst,
+		Timeout:    a.Timeout,
+		MaxRetries: a.MaxRetries,
+	}
+	if a.RateLimit == 0 {
+		c.RateLimit = -1
+	}
+	if a.MaxRetries == 0 {
+		c.MaxRetries = -1
+	}
+	if o := a.OAuth; o != nil {
+		c.OAuth = &apiclient.OAuthConfig{
+			TokenURL:     o.TokenURL,
+			ClientID:     o.ClientID,
+			ClientSecret: o.ClientSecret.Reveal(),
+			Scopes:       o.Scopes,
+			AuthMethod:   o.AuthMethod,
+		}
+	}
+	return c
 }
 
 // OAuth is the client-credentials grant Coupa uses for API access.
@@ -90,19 +136,24 @@ type OAuth struct {
 // settings sit on the source, flat, as the spec has them; each applies to
 // some URL schemes only, and validation refuses the others.
 type Source struct {
-	Name                  string        `yaml:"name"`
-	URL                   string        `yaml:"url"`
-	Integration           string        `yaml:"integration"`
-	Include               string        `yaml:"include"`
-	Encoding              string        `yaml:"encoding"`
-	Mapping               Mapping       `yaml:"mapping"`
-	Schedule              string        `yaml:"schedule"`
-	Poll                  time.Duration `yaml:"poll"`
-	ResolvePrevious       bool          `yaml:"resolve_previous"`
-	StableFor             time.Duration `yaml:"stable_for"`
-	Folders               Folders       `yaml:"folders"`
-	AllowDuplicateContent bool          `yaml:"allow_duplicate_content"`
-	SplitRows             int           `yaml:"split_rows"` // > 0: split files above this many rows among workers (importer.Source.SplitRows)
+	Name                  string         `yaml:"name"`
+	URL                   string         `yaml:"url"`
+	Integration           string         `yaml:"integration"`
+	Include               string         `yaml:"include"`
+	Encoding              string         `yaml:"encoding"`
+	Mapping               mapping.Config `yaml:"mapping"`
+	Schedule              string         `yaml:"schedule"`
+	Poll                  time.Duration  `yaml:"poll"`
+	ResolvePrevious       bool           `yaml:"resolve_previous"`
+	StableFor             time.Duration  `yaml:"stable_for"`
+	Folders               Folders        `yaml:"folders"`
+	AllowDuplicateContent bool           `yaml:"allow_duplicate_content"`
+	SplitRows             int            `yaml:"split_rows"` // > 0: split files above this many rows among workers (importer.Source.SplitRows)
+	// Operator's view (operations.go).
+	Expect         *Expect `yaml:"expect"`
+	Retain         *Retain `yaml:"retain"`
+	DownAfter      int     `yaml:"down_after"`
+	MaxConnections int     `yaml:"max_connections"`
 
 	// Encrypted, compressed and manifest-checked drops (config/unwrap.go).
 	Decrypt          *Decrypt       `yaml:"decrypt"`
@@ -116,6 +167,9 @@ type Source struct {
 	KeyFile               string `yaml:"key_file" path:"true"`
 	KnownHosts            string `yaml:"known_hosts" path:"true"`
 	InsecureIgnoreHostKey bool   `yaml:"insecure_ignore_host_key"`
+	// AllowInsecureFTP lets an ftp:// source with a password reach a
+	// host that is not loopback, sending the password in cleartext.
+	AllowInsecureFTP bool `yaml:"allow_insecure_ftp"`
 	// FTPS.
 	CAFile             string `yaml:"ca_file" path:"true"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
@@ -125,14 +179,6 @@ type Source struct {
 	PathStyle       bool   `yaml:"path_style"`
 	AccessKeyID     string `yaml:"access_key_id"`
 	SecretAccessKey Secret `yaml:"secret_access_key"` // or secret_access_key_file
-}
-
-// Mapping adapts an input layout to the record elements. Element names in
-// Columns and Defaults are normalised to their hyphenated lower-case form.
-type Mapping struct {
-	Columns  map[string]string `yaml:"columns"`  // element → input column
-	Defaults map[string]string `yaml:"defaults"` // element → value when absent or empty
-	Actions  map[string]string `yaml:"actions"`  // status value (or "*") → action
 }
 
 // Folders are the source's folders, relative to the source URL's path.
@@ -152,16 +198,24 @@ type Options struct {
 	Dir string
 	// LookupEnv replaces os.LookupEnv, for tests.
 	LookupEnv func(string) (string, bool)
+	// NoAPI is for commands that make no API call (validate): problems
+	// under the api key, such as credentials whose environment variable
+	// is not set, are not errors then.
+	NoAPI bool
 }
 
 // Load reads, decodes and validates the configuration file at path.
 // Relative file paths inside it are relative to the file's folder.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options; File and Dir are set from path.
+func LoadWith(path string, opt Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(data, Options{File: path, Dir: filepath.Dir(path)})
+	opt.File, opt.Dir = path, filepath.Dir(path)
+	return Parse(data, opt)
 }
 
 // Parse decodes and validates a configuration held in memory.
@@ -173,11 +227,20 @@ func Parse(data []byte, opt Options) (*Config, error) {
 	d := &decoder{opt: opt, lines: map[string]int{}}
 	d.decodeDocument(data, c)
 	c.file, c.lines = opt.File, d.lines
+	if opt.NoAPI {
+		d.errs = d.errs.withoutAPI()
+	}
 	if len(d.errs) > 0 {
 		return nil, d.errs.withFile(opt.File)
 	}
 	c.finish()
 	if err := c.Validate(); err != nil {
+		if es, ok := err.(Errors); ok && opt.NoAPI {
+			if es = es.withoutAPI(); len(es) == 0 {
+				return c, nil
+			}
+			return nil, es
+		}
 		return nil, err
 	}
 	return c, nil
@@ -186,26 +249,29 @@ func Parse(data []byte, opt Options) (*Config, error) {
 // defaults returns a Config holding every top-level default; sources get
 // theirs as the decoder creates them (see newSource).
 func defaults() *Config {
-	return &Config{API: API{RateLimit: DefaultRateLimit, Concurrency: DefaultConcurrency, Timeout: DefaultTimeout, MaxRetries: DefaultMaxRetries},
-		Report: Report{EscapeFormulas: true}}
+	return &Config{API: API{
+		RateLimit:   apiclient.DefaultRateLimit,
+		Concurrency: apiclient.DefaultConcurrency,
+		Timeout:     apiclient.DefaultTimeout,
+		MaxRetries:  apiclient.DefaultMaxRetries,
+	}, Report: Report{EscapeFormulas: true}}
 }
 
 func newSource() Source {
 	return Source{
-		Include:   DefaultInclude,
-		Encoding:  DefaultEncoding,
-		StableFor: DefaultStableFor,
-		Folders:   Folders{Inbox: "inbox", Archive: "archive", Failed: "failed", Reports: "reports"},
+		Include:        DefaultInclude,
+		Encoding:       DefaultEncoding,
+		StableFor:      DefaultStableFor,
+		DownAfter:      DefaultDownAfter,
+		MaxConnections: DefaultMaxConnections,
+		Folders:        Folders{Inbox: "inbox", Archive: "archive", Failed: "failed", Reports: "reports"},
 	}
 }
 
 // finish fills defaults that depend on other keys.
 func (c *Config) finish() {
 	if c.API.Burst == 0 && c.API.RateLimit > 0 {
-		c.API.Burst = int(c.API.RateLimit)
-		if float64(c.API.Burst) < c.API.RateLimit {
-			c.API.Burst++
-		}
+		c.API.Burst = apiclient.DefaultBurst(c.API.RateLimit)
 	}
 	if o := c.API.OAuth; o != nil {
 		if o.Scopes == nil {
@@ -238,27 +304,19 @@ func (c *Config) Source(name string) (*Source, bool) {
 	return nil, false
 }
 
-// Scheme returns the source URL's scheme in lower case ("" if unparsable).
-func (s *Source) Scheme() string {
-	u, err := url.Parse(s.URL)
-	if err != nil {
-		return ""
-	}
-	return u.Scheme
-}
-
 // RedactedURL is the source URL safe to log: any password in it is masked.
-func (s *Source) RedactedURL() string { return RedactURL(s.URL) }
+func (s *Source) RedactedURL() string { return storeurl.Redact(s.URL) }
 
-// RedactURL masks the password of a URL, for logs and messages. A string
-// that does not parse is returned as "<invalid URL>" rather than risk
-// printing a secret.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
+// StoreSettings are the source's store settings as storeurl.Open takes
+// them, secrets revealed: pass them on, never print them.
+func (s *Source) StoreSettings() storeurl.Settings {
+	return storeurl.Settings{
+		Password: s.Password.Reveal(), KeyFile: s.KeyFile, KnownHosts: s.KnownHosts,
+		InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
+		CAFile:                s.CAFile, InsecureSkipVerify: s.InsecureSkipVerify,
+		Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle,
+		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey.Reveal(),
 	}
-	return u.Redacted()
 }
 
 // String prints a one-line description without secrets.

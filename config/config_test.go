@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ihr-tools/ihr/apiclient"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -146,6 +148,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown key", strings.Replace(minimal, "    url: file", "    pasword: x\n    url: file", 1),
 			`w.yaml:7: sources[0].pasword: unknown key (did you mean "password"?)`},
 		{"unknown top key", minimal + "sauces: []\n", `w.yaml:8: sauces: unknown key`},
+		// Store URLs are judged by storeurl, as Open will judge them.
+		{"sftp without user", strings.Replace(minimal, "file:///data/a", "sftp://h/x", 1), `w.yaml:7: sources[0].url: no user`},
+		// Mapping blocks are judged by mapping.Check, as the pipeline will.
+		{"bad default id", minimal + "    mapping: {defaults: {document-id: x1}}\n", `sources[0].mapping.defaults["document-id"]: "x1" is not an integer`},
 		{"missing env", strings.Replace(minimal, "api_key: k", "api_key: ${COUPA_API_KEY}", 1),
 			`w.yaml:3: api.api_key: environment variable COUPA_API_KEY is not set`},
 		{"bad duration", minimal + "    poll: 30\n", `w.yaml:8: sources[0].poll: invalid duration "30"`},
@@ -165,8 +171,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad state", strings.Replace(minimal, "sqlite:state.db", "mysql://x", 1), `state: must start with sqlite: or postgres://`},
 		{"no sources", strings.Split(minimal, "sources:")[0], `sources: at least one source is required`},
 		{"bad encoding", minimal + "    encoding: latin1\n", `sources[0].encoding: unsupported encoding "latin1"`},
-		{"bad action", minimal + "    mapping: {actions: {Error: explode}}\n", `sources[0].mapping.actions["Error"]: unknown action "explode"`},
-		{"bad element", minimal + "    mapping: {columns: {doc-id: X}}\n", `sources[0].mapping.columns["doc-id"]: unknown element`},
+		{"bad action", minimal + "    mapping: {actions: {Error: explode}}\n", `sources[0].mapping.actions["Error"]: "explode" is not an action`},
+		{"bad element", minimal + "    mapping: {columns: {doc-id: X}}\n", `sources[0].mapping.columns["doc-id"]: not an element a column can feed`},
 		{"bad document type", minimal + "    mapping: {defaults: {document_type: Invoices}}\n", `"Invoices" is not one of the 31 document types`},
 		{"folder escapes", minimal + "    folders: {inbox: ../x}\n", `sources[0].folders.inbox: "../x" must be a relative path inside the source`},
 		{"folders collide", minimal + "    folders: {archive: reports}\n", `sources[0].folders.reports: "reports" is also the archive folder`},
@@ -355,9 +361,6 @@ sources:
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := RedactURL("sftp://u:pw@h/x"); strings.Contains(got, "pw") {
-		t.Fatal(got)
-	}
 	s := Source{Name: "a", URL: "ftp://u:hunter2@h/"}
 	if strings.Contains(s.String(), "hunter2") {
 		t.Fatal(s.String())
@@ -372,5 +375,67 @@ func TestValidateAfterOverride(t *testing.T) {
 	c.API.Concurrency = 0
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "api.concurrency") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// Credentials never go in cleartext to a host that is not loopback unless
+// the configuration says so, and then Warnings says it on every start.
+func TestCleartextCredentials(t *testing.T) {
+	api := func(url string) string { return strings.Replace(minimal, "http://127.0.0.1:8080", url, 1) }
+	refused := []struct{ name, doc, want string }{
+		{"api url", api("http://ihr.example.com:8080"), `api.url: http:// to ihr.example.com would send the credentials in cleartext; use https://`},
+		{"api url IP", api("http://10.0.0.5"), `api.url: http:// to 10.0.0.5`},
+		{"unspecified", api("http://0.0.0.0:8080"), `api.url: http:// to 0.0.0.0`},
+		{"token url", strings.Replace(minimal, "api_key: k", "oauth: {client_id: x, client_secret: y, token_url: \"http://auth.example.com/token\"}", 1),
+			`api.oauth.token_url: http:// to auth.example.com would send the client secret in cleartext`},
+		{"ftp password", strings.Replace(minimal, "file:///data/a", "ftp://u@ftp.example.com/x", 1) + "    password: hunter2\n",
+			`sources[0].url: ftp:// to ftp.example.com would send the password in cleartext; use ftps://`},
+		{"ftp override elsewhere", minimal + "    allow_insecure_ftp: true\n", `sources[0].allow_insecure_ftp: applies to ftp sources only`},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := parseErr(t, tc.doc, nil); !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error:\n%v\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+	for _, u := range []string{"http://127.0.0.1:8080", "http://127.1.2.3", "http://[::1]:80", "http://localhost:8080", "http://api.localhost", "https://ihr.example.com"} {
+		c, err := Parse([]byte(api(u)), Options{File: "w.yaml", LookupEnv: env(nil)})
+		if err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		} else if w := c.Warnings(); len(w) != 0 {
+			t.Errorf("%s: warnings %v", u, w)
+		}
+	}
+	ftpOK := strings.Replace(minimal, "file:///data/a", "ftp://u@127.0.0.1/x", 1) + "    password: p\n"
+	if _, err := Parse([]byte(ftpOK), Options{File: "w.yaml", LookupEnv: env(nil)}); err != nil {
+		t.Errorf("ftp:// to loopback refused: %v", err)
+	}
+	allowed := strings.Replace(api("http://ihr.example.com"), "api_key: k", "api_key: k\n  allow_insecure_http: true", 1)
+	allowed = strings.Replace(allowed, "file:///data/a", "ftp://u@ftp.example.com/x", 1) + "    password: p\n    allow_insecure_ftp: true\n"
+	c, err := Parse([]byte(allowed), Options{File: "w.yaml", LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, "api.url: credentials go to ihr.example.com in cleartext") || !strings.Contains(w, "sources[0].url: the FTP password goes to ftp.example.com") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}
+
+// The api block's defaults are the API client's, and the encodings are
+// the parser's: one place for each.
+func TestDefaultsAndEncodingsComeFromTheirPackages(t *testing.T) {
+	c, err := Parse([]byte(minimal+"    encoding: CP932\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.API
+	if a.RateLimit != apiclient.DefaultRateLimit || a.Burst != apiclient.DefaultBurst(apiclient.DefaultRateLimit) ||
+		a.Concurrency != apiclient.DefaultConcurrency || a.Timeout != apiclient.DefaultTimeout || a.MaxRetries != apiclient.DefaultMaxRetries {
+		t.Errorf("api defaults %+v", a)
+	}
+	if c.Sources[0].Encoding != "shift_jis" {
+		t.Errorf("encoding %q, want the parser's canonical shift_jis", c.Sources[0].Encoding)
 	}
 }

@@ -312,9 +312,9 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
 	// and the quoted numbers of a JSON-minded author both work.
 	switch {
 	case v.Type() == durationType:
-		dur, err := time.ParseDuration(strings.TrimSpace(s))
+		dur, err := parseDuration(s)
 		if err != nil {
-			d.fail(path, n, "invalid duration %q (want a Go duration such as 30s, 5m or 1h30m)", s)
+			d.fail(path, n, "invalid duration %q (want a Go duration such as 30s, 5m or 1h30m, or days such as 90d)", s)
 			return
 		}
 		v.SetInt(int64(dur))

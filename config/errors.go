@@ -57,3 +57,15 @@ func (es Errors) withFile(file string) Errors {
 	}
 	return es
 }
+
+// withoutAPI drops the problems under the api key.
+func (es Errors) withoutAPI() Errors {
+	var out Errors
+	for _, e := range es {
+		if e.Key == "api" || strings.HasPrefix(e.Key, "api.") {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}

@@ -2,49 +2,25 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
+	"github.com/ihr-tools/ihr/mapping"
+	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/record"
 	"github.com/ihr-tools/ihr/scheduler"
 )
 
-// Elements are the record elements a CSV column, a mapping column or a
-// mapping default may name (canonical, hyphenated spelling).
-var Elements = []string{
-	"external-id", "document-type", "document-id", "document-revision", "document-status",
-	"status", "contact-alert-type", "integration", "creation-method", "action",
-	"response-code", "response-message",
-}
-
-// Encodings are the accepted values of a source's encoding.
-var Encodings = []string{"auto", "utf-8", "shift_jis"}
-
 var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
-// store settings and the URL schemes they apply to.
-var storeKeys = []struct {
-	key     string
-	schemes string
-	isSet   func(*Source) bool
-}{
-	{"password", "sftp ftp ftps", func(s *Source) bool { return s.Password != "" }},
-	{"key_file", "sftp", func(s *Source) bool { return s.KeyFile != "" }},
-	{"known_hosts", "sftp", func(s *Source) bool { return s.KnownHosts != "" }},
-	{"insecure_ignore_host_key", "sftp", func(s *Source) bool { return s.InsecureIgnoreHostKey }},
-	{"ca_file", "ftps", func(s *Source) bool { return s.CAFile != "" }},
-	{"insecure_skip_verify", "ftps", func(s *Source) bool { return s.InsecureSkipVerify }},
-	{"endpoint", "s3", func(s *Source) bool { return s.Endpoint != "" }},
-	{"region", "s3", func(s *Source) bool { return s.Region != "" }},
-	{"path_style", "s3", func(s *Source) bool { return s.PathStyle }},
-	{"access_key_id", "s3", func(s *Source) bool { return s.AccessKeyID != "" }},
-	{"secret_access_key", "s3", func(s *Source) bool { return s.SecretAccessKey != "" }},
-}
 
 // Validate checks the whole configuration and returns every problem as
 // Errors. Load calls it; call it again after changing a Config (command-line
@@ -65,7 +41,9 @@ func (c *Config) Validate() error {
 		}
 		names[s.Name] = i
 		s.validate(v, p)
+		s.validateOperations(v, p)
 	}
+	c.validateOperations(v)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -106,6 +84,8 @@ func (c *Config) validateAPI(v *validator) {
 		v.add("api.url", "must be an http:// or https:// URL, got %q", a.URL)
 	case u.User != nil:
 		v.add("api.url", "must not carry credentials; use api_key or oauth")
+	case cleartextTo(u) && !a.AllowInsecureHTTP:
+		v.add("api.url", "http:// to %s would send the credentials in cleartext; use https:// (or set api.allow_insecure_http: true)", u.Hostname())
 	}
 	switch {
 	case a.APIKey != "" && a.OAuth != nil:
@@ -130,6 +110,8 @@ func (c *Config) validateAPI(v *validator) {
 		}
 		if u, err := url.Parse(o.TokenURL); o.TokenURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 			v.add("api.oauth.token_url", "must be an http:// or https:// URL, got %q", o.TokenURL)
+		} else if o.TokenURL != "" && cleartextTo(u) && !a.AllowInsecureHTTP {
+			v.add("api.oauth.token_url", "http:// to %s would send the client secret in cleartext; use https:// (or set api.allow_insecure_http: true)", u.Hostname())
 		}
 	}
 	if a.RateLimit < 0 {
@@ -166,16 +148,8 @@ func (c *Config) validateState(v *validator) {
 			v.add("state", "invalid PostgreSQL URL")
 		}
 	default:
-		v.add("state", "must start with sqlite: or postgres://, got %q", redactDSN(s))
+		v.add("state", "must start with sqlite: or postgres://, got %q", storeurl.Redact(s))
 	}
-}
-
-// redactDSN hides a password in something that may be a URL.
-func redactDSN(s string) string {
-	if strings.Contains(s, "://") {
-		return RedactURL(s)
-	}
-	return s
 }
 
 func (s *Source) validate(v *validator, p string) {
@@ -185,41 +159,26 @@ func (s *Source) validate(v *validator, p string) {
 		v.add(p+".name", "%q: use letters, digits, '.', '_' and '-' only", s.Name)
 	}
 	scheme := ""
-	switch u, err := url.Parse(s.URL); {
+	switch u, err := storeurl.Check(s.URL); {
 	case s.URL == "":
 		v.add(p+".url", "is required (file:///…, sftp://…, ftp://…, ftps://… or s3://bucket/prefix)")
 	case err != nil:
-		v.add(p+".url", "invalid URL %q", RedactURL(s.URL))
+		v.add(p+".url", "%v", err)
 	default:
-		scheme = strings.ToLower(u.Scheme)
-		switch scheme {
-		case "file":
-			if u.Host != "" && u.Host != "localhost" {
-				v.add(p+".url", "file URLs take an absolute path: file:///data/erp, got %q", s.URL)
-			}
-		case "sftp", "ftp", "ftps":
-			if u.Hostname() == "" {
-				v.add(p+".url", "needs a host, e.g. %s://user@host/path", scheme)
-			}
-		case "s3":
-			if u.Host == "" {
-				v.add(p+".url", "needs a bucket: s3://bucket/prefix")
-			}
-		default:
-			v.add(p+".url", "unsupported scheme %q (use file, sftp, ftp, ftps or s3)", u.Scheme)
-			scheme = ""
+		scheme = u.Scheme
+		if _, has := u.User.Password(); u.User != nil && has {
+			v.add(p+".url", "must not carry a password; use password or password_file")
 		}
-		if u.User != nil {
-			if _, has := u.User.Password(); has {
-				v.add(p+".url", "must not carry a password; use password or password_file")
-			}
+		if scheme == "ftp" && s.Password != "" && u.Hostname() != "" && !isLoopback(u.Hostname()) && !s.AllowInsecureFTP {
+			v.add(p+".url", "ftp:// to %s would send the password in cleartext; use ftps:// (or set %s.allow_insecure_ftp: true)", u.Hostname(), p)
 		}
 	}
 	if scheme != "" {
-		for _, k := range storeKeys {
-			if k.isSet(s) && !strings.Contains(" "+k.schemes+" ", " "+scheme+" ") {
-				v.add(p+"."+k.key, "applies to %s sources only, this one is %s://", strings.ReplaceAll(k.schemes, " ", "/"), scheme)
-			}
+		for _, m := range s.StoreSettings().Misapplied(scheme) {
+			v.add(p+"."+m.Key, "applies to %s sources only, this one is %s://", strings.Join(m.Schemes, "/"), scheme)
+		}
+		if s.AllowInsecureFTP && scheme != "ftp" {
+			v.add(p+".allow_insecure_ftp", "applies to ftp sources only, this one is %s://", scheme)
 		}
 		if s.KnownHosts != "" && s.InsecureIgnoreHostKey {
 			v.add(p+".insecure_ignore_host_key", "set either known_hosts or insecure_ignore_host_key, not both")
@@ -241,17 +200,10 @@ func (s *Source) validate(v *validator, p string) {
 	} else if _, err := path.Match(s.Include, ""); err != nil || strings.Contains(s.Include, "/") {
 		v.add(p+".include", "invalid file name pattern %q", s.Include)
 	}
-	enc := strings.ToLower(s.Encoding)
-	switch enc {
-	case "utf8":
-		enc = "utf-8"
-	case "shift-jis", "sjis":
-		enc = "shift_jis"
-	}
-	if !contains(Encodings, enc) {
-		v.add(p+".encoding", "unsupported encoding %q (use %s)", s.Encoding, strings.Join(Encodings, ", "))
-	} else {
+	if enc, ok := parse.Encoding(s.Encoding); ok {
 		s.Encoding = enc
+	} else {
+		v.add(p+".encoding", "unsupported encoding %q (use %s)", s.Encoding, strings.Join(parse.Encodings, ", "))
 	}
 	if s.Schedule != "" {
 		if _, err := scheduler.ParseSchedule(s.Schedule); err != nil {
@@ -297,62 +249,77 @@ func (s *Source) validateFolders(v *validator, p string) {
 	}
 }
 
+// validateMapping reports every problem mapping.Check finds, at the
+// key's path, then normalises the element names (so a later repeat of an
+// element in another spelling is caught here).
 func (s *Source) validateMapping(v *validator, p string) {
 	m := &s.Mapping
+	for _, pr := range mapping.Check(*m) {
+		v.add(fmt.Sprintf("%s.mapping.%s[%q]", p, pr.Block, pr.Name), "%s", pr.Msg)
+	}
 	m.Columns = normalizeElements(v, p+".mapping.columns", m.Columns)
 	m.Defaults = normalizeElements(v, p+".mapping.defaults", m.Defaults)
-	for el, col := range m.Columns {
-		if strings.TrimSpace(col) == "" {
-			v.add(fmt.Sprintf("%s.mapping.columns[%q]", p, el), "names no input column")
-		}
-	}
-	if dt, ok := m.Defaults["document-type"]; ok && !record.IsDocumentType(dt) {
-		v.add(fmt.Sprintf("%s.mapping.defaults[%q]", p, "document-type"), "%q is not one of the %d document types", dt, len(record.DocumentTypes))
-	}
-	if a, ok := m.Defaults["action"]; ok {
-		if _, valid := record.ParseAction(a); !valid {
-			v.add(fmt.Sprintf("%s.mapping.defaults[%q]", p, "action"), "unknown action %q", a)
-		}
-	}
-	for st, a := range m.Actions {
-		if _, ok := record.ParseAction(a); !ok {
-			v.add(fmt.Sprintf("%s.mapping.actions[%q]", p, st), "unknown action %q (use %s)", a, actionNames())
-		}
-	}
 }
 
+// normalizeElements rewrites element names to their canonical spelling.
+// A name that is not an element is left out (Check has reported it).
 func normalizeElements(v *validator, key string, in map[string]string) map[string]string {
 	if in == nil {
 		return nil
 	}
 	out := make(map[string]string, len(in))
-	for k, val := range in {
-		n := record.NormalizeKey(k)
-		if !contains(Elements, n) {
-			v.add(fmt.Sprintf("%s[%q]", key, k), "unknown element (use one of %s)", strings.Join(Elements, ", "))
+	for _, k := range slices.Sorted(maps.Keys(in)) {
+		if !mapping.IsElement(k) {
 			continue
 		}
+		n := record.NormalizeKey(k)
 		if _, dup := out[n]; dup {
 			v.add(fmt.Sprintf("%s[%q]", key, k), "names the element %s twice", n)
 		}
-		out[n] = val
+		out[n] = in[k]
 	}
 	return out
 }
 
-func actionNames() string {
-	s := make([]string, len(record.Actions))
-	for i, a := range record.Actions {
-		s[i] = string(a)
-	}
-	return strings.Join(s, ", ")
+// cleartextTo reports an http:// URL whose host is not loopback: what is
+// sent there crosses the network readable by anyone on the path.
+func cleartextTo(u *url.URL) bool {
+	return strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
 }
 
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
+// isLoopback reports localhost, 127.0.0.0/8 and ::1. Other names are not
+// resolved: a name that resolves to loopback today may not tomorrow.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// Warnings lists what the configuration allows that is unsafe: cleartext
+// credentials by api.allow_insecure_http or allow_insecure_ftp. The
+// commands log each on every start, so it is never forgotten.
+func (c *Config) Warnings() []string {
+	var out []string
+	if c.API.AllowInsecureHTTP {
+		for _, e := range []struct{ key, raw string }{{"api.url", c.API.URL}, {"api.oauth.token_url", c.oauthTokenURL()}} {
+			if u, err := url.Parse(e.raw); e.raw != "" && err == nil && cleartextTo(u) {
+				out = append(out, fmt.Sprintf("%s: credentials go to %s in cleartext (api.allow_insecure_http: true)", e.key, u.Hostname()))
+			}
 		}
 	}
-	return false
+	for i, s := range c.Sources {
+		if u, err := url.Parse(s.URL); s.AllowInsecureFTP && err == nil && strings.EqualFold(u.Scheme, "ftp") && s.Password != "" && !isLoopback(u.Hostname()) {
+			out = append(out, fmt.Sprintf("sources[%d].url: the FTP password goes to %s in cleartext (allow_insecure_ftp: true)", i, u.Hostname()))
+		}
+	}
+	return out
+}
+
+func (c *Config) oauthTokenURL() string {
+	if c.API.OAuth == nil {
+		return ""
+	}
+	return c.API.OAuth.TokenURL
 }

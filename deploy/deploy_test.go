@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/internal/workercli"
 	"github.com/ihr-tools/ihr/scheduler"
 )
@@ -239,20 +240,25 @@ func TestKubernetesManifests(t *testing.T) {
 			// Probes hit /healthz on the port serve listens on.
 			addr, ok := flagValue(args, "metrics-addr")
 			if !ok {
-				addr = ":9090"
+				addr = "127.0.0.1:9847" // serve's default
 			}
-			_, port, err := net.SplitHostPort(addr)
+			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
 				t.Errorf("%s: --metrics-addr %q: %v", where, addr, err)
+			}
+			// The kubelet probes (and Prometheus scrapes) the pod's IP,
+			// which serve's loopback default does not answer on.
+			if host != "0.0.0.0" && host != "::" {
+				t.Errorf("%s: --metrics-addr %q: probes reach the pod IP; listen on 0.0.0.0:PORT", where, addr)
 			}
 			ports := map[string]string{}
 			for _, p := range asList(get(c, "ports")) {
 				ports[str(get(p, "name"))] = str(get(p, "containerPort"))
 				ports[str(get(p, "containerPort"))] = str(get(p, "containerPort"))
 			}
-			for _, probe := range []string{"livenessProbe", "readinessProbe"} {
-				if got := str(get(c, probe, "httpGet", "path")); got != "/healthz" {
-					t.Errorf("%s: %s path = %q, want /healthz", where, probe, got)
+			for probe, want := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+				if got := str(get(c, probe, "httpGet", "path")); got != want {
+					t.Errorf("%s: %s path = %q, want %s", where, probe, got, want)
 				}
 				if p := ports[str(get(c, probe, "httpGet", "port"))]; p != port {
 					t.Errorf("%s: %s port resolves to %q, serve listens on %q", where, probe, p, port)
@@ -302,7 +308,9 @@ func TestExampleConfig(t *testing.T) {
 	}
 	schemes := map[string]bool{}
 	for _, s := range c.Sources {
-		schemes[s.Scheme()] = true
+		if u, err := storeurl.Check(s.URL); err == nil {
+			schemes[u.Scheme] = true
+		}
 	}
 	for _, want := range []string{"sftp", "ftps", "s3", "file"} {
 		if !schemes[want] {

@@ -28,6 +28,11 @@ var (
 	ErrBadName = errors.New("filestore: name escapes the store root")
 )
 
+// DefaultTimeout is a remote store's connect and inactivity limit when its
+// Config leaves Timeout at 0: long enough for a slow server's first byte,
+// short enough that a dead connection is noticed within a pass.
+const DefaultTimeout = 30 * time.Second
+
 // FileInfo describes a file as a listing reports it.
 type FileInfo struct {
 	Name    string    // base name, never a path

@@ -61,12 +61,13 @@ func (a clientAPI) Resolve(ctx context.Context, id int64) error {
 // (validation, unknown integration, too large, a server error on this
 // record). Anything else stops the file so it resumes later instead of
 // rejecting good rows: no answer, throttling or gateway errors that
-// outlived the client's retries, refused credentials.
+// outlived the client's retries, refused credentials, a refused redirect.
 func rowError(err error) (status int, rowFailure bool) {
 	var ae *apiclient.Error
 	if errors.As(err, &ae) {
 		switch {
-		case ae.Temporary(), ae.Status == http.StatusUnauthorized, ae.Status == http.StatusForbidden:
+		case ae.Temporary(), ae.Status == http.StatusUnauthorized, ae.Status == http.StatusForbidden,
+			ae.Status >= 300 && ae.Status < 400: // a redirect we refused: the configured URL is wrong
 			return ae.Status, false
 		}
 		return ae.Status, true

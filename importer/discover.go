@@ -28,12 +28,16 @@ func isMarker(name string) bool {
 
 // markersOf lists the marker names that announce name: NAME.done and, for
 // NAME.csv, NAME.done too (both spellings are in use).
+// Names longer than any store allows are left out: no such marker can
+// exist, and asking a server about one only earns an error.
 func markersOf(name string) []string {
 	var out []string
 	stem := strings.TrimSuffix(name, path.Ext(name))
 	for _, s := range markerSuffixes {
-		out = append(out, name+s)
-		if stem != name && stem != "" {
+		if len(name+s) <= maxNameBytes {
+			out = append(out, name+s)
+		}
+		if stem != name && stem != "" && len(stem+s) <= maxNameBytes {
 			out = append(out, stem+s)
 		}
 	}
@@ -83,8 +87,11 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 		for _, m := range markersOf(n) {
 			marked = marked || markers[m]
 		}
+		// A file last changed longer than stable_for ago is stable
+		// already: waiting stable_for again would only delay every run.
+		old := !fi.ModTime.IsZero() && im.cfg.Now().Sub(fi.ModTime) >= src.StableFor
 		switch {
-		case marked || (src.StableFor <= 0 && !src.RequireManifest):
+		case marked || ((src.StableFor <= 0 || old) && !src.RequireManifest):
 			ready = append(ready, fi)
 		case src.RequireManifest:
 			// Waits for its control file.
@@ -174,7 +181,7 @@ func (im *Importer) finishMove(ctx context.Context, src Source, f *state.File) e
 	} else if info, serr := src.Store.Stat(ctx, f.Location); serr == nil && (info.Size != f.Size || !info.ModTime.Equal(f.ModTime)) {
 		log.Warn("the file was replaced by a new drop before its move; the new drop is processed",
 			zap.String("location", SafeName(f.Location)))
-		f.Destination = ""
+		f.Destination, f.ArchivedTo = "", ""
 		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
 			return err
 		}

@@ -15,7 +15,10 @@
 //     encoding, a required column missing, no data rows) gets a report
 //     with one line saying why and goes to failed/. The same content under
 //     another name is recognised by its hash and skipped, with the reason
-//     in its report, unless Source.AllowDuplicateContent.
+//     in its report, unless Source.AllowDuplicateContent. A quoted field
+//     that is never closed would swallow the rest of the file: the pass
+//     notes the quote's position and reads the file again, and every later
+//     read (parse.Options.UnclosedQuotes) fails only that row.
 //  4. Second pass: parse, map and validate each row; post the valid ones
 //     with at most Config.Concurrency calls in flight; record each outcome.
 //  5. Third pass: spool the report from the file and the ledger (one line

@@ -161,11 +161,12 @@ func (pi passInfo) parseOptions() parse.Options {
 // failed row, whose line says why.
 const maxQuotePasses = 8
 
-// firstPass hashes the whole file and counts its data rows. fileErr says
-// why the file as a whole cannot be processed; err is a failure to read it.
+// scan reads the whole file before any row is posted: it hashes it and
+// counts its data rows. fileErr says why the file as a whole cannot be
+// processed; err is a failure to read it.
 // A file with an unclosed quote is read again, with the quote's position,
 // until every row is counted.
-func (im *Importer) firstPass(ctx context.Context, src Source, name, loc string) (pi passInfo, fileErr, err error) {
+func (im *Importer) scan(ctx context.Context, src Source, name, loc string) (pi passInfo, fileErr, err error) {
 	for pass := 0; ; pass++ {
 		var sum string
 		var quote *parse.Position
@@ -314,7 +315,7 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
-	pi, fileErr, err := im.firstPass(ctx, src, f.Name, loc)
+	pi, fileErr, err := im.scan(ctx, src, f.Name, loc)
 	archive := errors.Is(fileErr, errArchive)
 	if archive {
 		fileErr = nil

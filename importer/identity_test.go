@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/filestore"
@@ -302,7 +303,7 @@ func TestLongNameNotStuck(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { st.Close() })
-				e.src.Store = filestore.WithRetry(st, filestore.DefaultRetryPolicy(), zap.NewNop())
+				e.src.Store = filestore.WithRetry(st, filestore.DefaultRetryPolicy(), zaptest.NewLogger(t))
 				e.root = srv.Root
 			}
 			name := longName()
@@ -541,4 +542,50 @@ func TestReportUploadRetried(t *testing.T) {
 	}
 	e.exactlyOnce("up.csv", ids)
 	t.Logf("connection cut %d time(s) during the report upload; report complete with %d lines", faults.Cuts(), len(lines))
+}
+
+// replaceOnReport drops new content under the same name in the inbox
+// while the first drop's report is being written, just before its move.
+type replaceOnReport struct {
+	filestore.Store
+	e    *env
+	with string
+	once sync.Once
+}
+
+func (r *replaceOnReport) Write(ctx context.Context, name string, body io.Reader) error {
+	err := r.Store.Write(ctx, name, body)
+	if strings.HasPrefix(name, "reports/") {
+		r.once.Do(func() {
+			time.Sleep(10 * time.Millisecond) // a visibly newer mtime
+			r.e.drop("daily.csv", r.with)
+		})
+	}
+	return err
+}
+
+// TestReplacedBeforeMove: a new drop that replaces the file in the inbox
+// while the worker finishes the old one is not archived unposted: it
+// stays in the inbox, and the next pass posts its rows.
+func TestReplacedBeforeMove(t *testing.T) {
+	e := newEnv(t)
+	e.src.Store = &replaceOnReport{Store: e.store, e: e, with: docRows(2001, 2002, 2003)}
+	e.drop("daily.csv", docRows(1001, 1002))
+	first := e.run()
+	if first.Rows.Created != 2 || !e.exists("inbox/daily.csv") {
+		t.Fatalf("first pass: %+v; inbox %v", first, e.ls("inbox"))
+	}
+	second := e.run()
+	if second.Archived != 1 || second.Rows.Created != 3 || len(e.ls("inbox")) != 0 {
+		t.Fatalf("second pass: %+v; inbox %v", second, e.ls("inbox"))
+	}
+	got := e.byDocument("daily.csv")
+	for _, id := range []int64{1001, 1002, 2001, 2002, 2003} {
+		if got[id] != 1 {
+			t.Errorf("document %d: %d records", id, got[id])
+		}
+	}
+	if len(e.ls("reports")) != 2 {
+		t.Fatalf("reports: %v", e.ls("reports"))
+	}
 }

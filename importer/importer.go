@@ -14,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"go.uber.org/zap"
 
+	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/state"
@@ -37,7 +38,8 @@ type Config struct {
 	// Owner identifies this worker in ledger claims (default
 	// host:pid:random).
 	Owner string
-	// Concurrency bounds API calls in flight per file (api.concurrency; 8).
+	// Concurrency bounds API calls in flight per file (api.concurrency;
+	// apiclient.DefaultConcurrency).
 	Concurrency int
 	// Lease is how long a claim lives without a heartbeat (2m).
 	Lease time.Duration
@@ -63,7 +65,7 @@ func (c *Config) defaults() {
 		c.Owner = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 8
+		c.Concurrency = apiclient.DefaultConcurrency
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute

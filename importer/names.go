@@ -39,6 +39,9 @@ func fitName(stem, ext string) string {
 	if len(name) <= maxNameBytes {
 		return name
 	}
+	if len(ext) > maxNameBytes/4 {
+		stem, ext = name, "" // an "extension" that long is part of the name
+	}
 	sum := sha256.Sum256([]byte(name))
 	tag := "~" + hex.EncodeToString(sum[:5])
 	keep := max(0, min(maxNameBytes-len(ext)-len(tag), len(stem)))

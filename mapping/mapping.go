@@ -114,45 +114,70 @@ type Mapper struct {
 	warnings    []string
 }
 
-// ValidateConfig checks a Config without a file: element names, default
-// values and actions. The worker calls it when it loads its configuration.
-func ValidateConfig(cfg Config) error {
-	_, _, err := compile(cfg)
-	return err
+// A Problem is one bad entry of a Config: Block is "columns", "defaults"
+// or "actions" and Name the entry's key as written.
+type Problem struct {
+	Block, Name, Msg string
 }
 
-func compile(cfg Config) (def [nElements]string, rules []actionRule, err error) {
+func (p Problem) err() *ConfigError { return &ConfigError{"mapping." + p.Block + "." + p.Name, p.Msg} }
+
+// Check returns every problem of a Config without a file (element names,
+// default values, actions), columns first, then defaults, then actions,
+// each block in key order. It is the one judge of a mapping block: the
+// worker's configuration reports all of them at load time, and New stops at
+// the first.
+func Check(cfg Config) []Problem {
+	var ps []Problem
 	for _, k := range sortedKeys(cfg.Columns) {
-		v := cfg.Columns[k]
-		if elementIndex(k) < 0 {
-			return def, nil, &ConfigError{"mapping.columns." + k, fmt.Sprintf("not an element a column can feed (want one of %s)", strings.Join(Elements, ", "))}
-		}
-		if strings.TrimSpace(v) == "" {
-			return def, nil, &ConfigError{"mapping.columns." + k, "the column name is empty"}
+		switch {
+		case elementIndex(k) < 0:
+			ps = append(ps, Problem{"columns", k, fmt.Sprintf("not an element a column can feed (want one of %s)", strings.Join(Elements, ", "))})
+		case strings.TrimSpace(cfg.Columns[k]) == "":
+			ps = append(ps, Problem{"columns", k, "the column name is empty"})
 		}
 	}
 	for _, k := range sortedKeys(cfg.Defaults) {
-		v := cfg.Defaults[k]
 		e := elementIndex(k)
 		if e < 0 {
-			return def, nil, &ConfigError{"mapping.defaults." + k, fmt.Sprintf("not an element (want one of %s)", strings.Join(Elements, ", "))}
+			ps = append(ps, Problem{"defaults", k, fmt.Sprintf("not an element (want one of %s)", strings.Join(Elements, ", "))})
+		} else if msg := checkValue(e, strings.TrimSpace(cfg.Defaults[k])); msg != "" {
+			ps = append(ps, Problem{"defaults", k, msg})
 		}
-		v = strings.TrimSpace(v)
-		if msg := checkValue(e, v); msg != "" {
-			return def, nil, &ConfigError{"mapping.defaults." + k, msg}
+	}
+	for _, k := range sortedKeys(cfg.Actions) {
+		if v := cfg.Actions[k]; !isAction(v) {
+			ps = append(ps, Problem{"actions", k, fmt.Sprintf("%q is not an action (want one of %s)", v, actionList())})
 		}
-		def[e] = v
+	}
+	return ps
+}
+
+func isAction(v string) bool {
+	_, ok := record.ParseAction(v)
+	return ok
+}
+
+// IsElement reports whether name (any spelling record.NormalizeKey
+// accepts) is an element a column or a default can feed.
+func IsElement(name string) bool { return elementIndex(name) >= 0 }
+
+// compile turns a Config that Check accepts into the defaults by element
+// and the status rules; a Config it does not accept is Check's first
+// problem.
+func compile(cfg Config) (def [nElements]string, rules []actionRule, err error) {
+	if ps := Check(cfg); len(ps) > 0 {
+		return def, nil, ps[0].err()
+	}
+	for _, k := range sortedKeys(cfg.Defaults) {
+		def[elementIndex(k)] = strings.TrimSpace(cfg.Defaults[k])
 	}
 	merged := map[string]string{}
 	for k, v := range DefaultActions {
 		merged[strings.ToLower(k)] = v
 	}
 	for _, k := range sortedKeys(cfg.Actions) {
-		v := cfg.Actions[k]
-		a, ok := record.ParseAction(v)
-		if !ok {
-			return def, nil, &ConfigError{"mapping.actions." + k, fmt.Sprintf("%q is not an action (want one of %s)", v, actionList())}
-		}
+		a, _ := record.ParseAction(cfg.Actions[k])
 		merged[strings.ToLower(strings.TrimSpace(k))] = string(a)
 	}
 	for k, v := range merged {
@@ -470,37 +495,4 @@ func clip(v string) string {
 		return strconv.Quote(string(r[:max])) + "…"
 	}
 	return strconv.Quote(v)
-}
-
-// Key is the row's idempotency key: (integration-filename, external-id),
-// or (integration-filename, row number) when external-id is empty. The two
-// forms cannot collide, and the key is printable text for a ledger.
-func Key(m Mapped) string {
-	name, id := m.Record.IntegrationFilename, m.Record.ExternalID
-	if id == "" {
-		return quote(name) + " row " + strconv.Itoa(m.Row)
-	}
-	if plain(name) && plain(id) {
-		return `"` + name + `" external-id "` + id + `"` // one allocation
-	}
-	return quote(name) + " external-id " + quote(id)
-}
-
-// quote is strconv.Quote with a fast path for the plain ASCII of most ids
-// (Key runs once per row).
-func quote(s string) string {
-	if plain(s) {
-		return `"` + s + `"`
-	}
-	return strconv.Quote(s)
-}
-
-// plain reports whether strconv.Quote would only add the quotes.
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }

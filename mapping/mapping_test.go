@@ -3,7 +3,6 @@ package mapping
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -191,8 +190,8 @@ func TestNewErrors(t *testing.T) {
 				if ce.Key != tt.key {
 					t.Errorf("key %q, want %q (%v)", ce.Key, tt.key, err)
 				}
-				if ValidateConfig(tt.cfg) == nil {
-					t.Error("ValidateConfig accepts it")
+				if ps := Check(tt.cfg); len(ps) == 0 || ps[0].err().Error() != err.Error() {
+					t.Errorf("Check gives %v, New %v", ps, err)
 				}
 			case errors.Is(err, ErrMissingColumn) && tt.key == ErrMissingColumn.Error(),
 				errors.Is(err, ErrDuplicateColumn) && tt.key == ErrDuplicateColumn.Error():
@@ -208,19 +207,6 @@ func TestNewErrors(t *testing.T) {
 	m, err := New(Config{Columns: map[string]string{"response-message": "Message"}}, canon, "X")
 	if err != nil || len(m.Warnings()) != 1 {
 		t.Errorf("err %v warnings %q", err, m.Warnings())
-	}
-}
-
-func TestKey(t *testing.T) {
-	a := Mapped{Row: 5, Record: record.Record{IntegrationFilename: "inv.csv", ExternalID: "X-1"}}
-	b := Mapped{Row: 5, Record: record.Record{IntegrationFilename: "inv.csv"}}
-	c := Mapped{Row: 6, Record: record.Record{IntegrationFilename: "inv.csv", ExternalID: "row 5"}}
-	if Key(a) != `"inv.csv" external-id "X-1"` || Key(b) != `"inv.csv" row 5` || Key(b) == Key(c) {
-		t.Errorf("keys %s / %s / %s", Key(a), Key(b), Key(c))
-	}
-	a.Row = 9
-	if Key(a) != `"inv.csv" external-id "X-1"` {
-		t.Error("the key of a row with an external-id depends on its row")
 	}
 }
 
@@ -260,13 +246,5 @@ func TestDupTracker(t *testing.T) {
 	}
 	if !d.Full() || d.Len() != 768 || d.Check(mk(3000, "1")) == nil {
 		t.Errorf("full %v len %d", d.Full(), d.Len())
-	}
-}
-
-func TestQuoteMatchesStrconv(t *testing.T) {
-	for _, s := range []string{"", "AP-1", `a"b`, `a\b`, "東京", "tab\there", "\x7f", "\xff", "~ok~"} {
-		if quote(s) != strconv.Quote(s) {
-			t.Errorf("quote(%q) = %s", s, quote(s))
-		}
 	}
 }

@@ -15,8 +15,7 @@
 // oversized field at its position and then carry on. gocsv sits on top of
 // encoding/csv, maps rows to structs by tag (our columns come from a
 // per-source config) and stops at the first error. So this package has its
-// own small streaming tokenizer; Reader.CSVReader adapts it to gocsv's
-// CSVReader interface for callers that want typed decoding of a file.
+// own small streaming tokenizer (see the README's "Dependencies").
 package parse
 
 import (
@@ -28,7 +27,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/gocarina/gocsv"
 	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/transform"
 )
@@ -40,9 +38,10 @@ var (
 	ErrBinary    = errors.New("file is binary, not CSV text")
 	ErrNoHeader  = errors.New("file has no header row")
 	ErrEncoding  = errors.New("file cannot be decoded")
-	// ErrNoRows is never returned by this package: a header-only file gives
-	// io.EOF on the first Read. It is here so that callers that reject such
-	// files say so in the same words.
+	// ErrNoRows is for callers: the Reader itself reads a header-only
+	// file without error (the first Read gives io.EOF). The importer and
+	// the validate command wrap it when they reject such a file, so both
+	// say so in the same words.
 	ErrNoRows = errors.New("file has a header but no data rows")
 	// ErrUnknownEncoding: the encoding name given to NewReader is not one
 	// this package knows (a configuration error, not a file error).
@@ -168,12 +167,26 @@ type Reader struct {
 	fieldStart, fieldLine, fieldCol int
 }
 
-// encodings maps accepted names (lower case) to "shift_jis" or "utf-8";
-// "" and "auto" are UTF-8 with BOM awareness.
+// Encodings are the canonical encoding names, as a source's configuration
+// and NewReader take them: "auto" (UTF-8, a byte-order mark is stripped),
+// "utf-8" and "shift_jis" (CP932). Encoding also accepts aliases.
+var Encodings = []string{"auto", "utf-8", "shift_jis"}
+
+// encodings maps accepted names (lower case) to their canonical name; ""
+// is auto.
 var encodings = map[string]string{
 	"": "auto", "auto": "auto", "utf-8": "utf-8", "utf8": "utf-8",
 	"shift_jis": "shift_jis", "shift-jis": "shift_jis", "sjis": "shift_jis",
 	"cp932": "shift_jis", "windows-31j": "shift_jis", "ms932": "shift_jis",
+}
+
+// Encoding returns the canonical name (one of Encodings) of an encoding
+// name or alias, case and surrounding spaces ignored; false when this
+// package cannot read it. It is the one list: the worker's configuration
+// accepts exactly what NewReader reads.
+func Encoding(name string) (string, bool) {
+	enc, ok := encodings[strings.ToLower(strings.TrimSpace(name))]
+	return enc, ok
 }
 
 // sniffLen is how much of the start of a file is checked for NUL bytes.
@@ -181,13 +194,13 @@ const sniffLen = 1024
 
 // NewReader reads the header of r and returns a Reader positioned at the
 // first data row. encoding is "auto" (UTF-8, a byte-order mark is
-// stripped), "utf-8" (the same) or "shift_jis" (CP932; aliases sjis,
-// cp932, windows-31j). Errors: ErrUnknownEncoding for a bad name;
+// stripped), "utf-8" (the same) or "shift_jis" (CP932), or an alias
+// Encoding accepts. Errors: ErrUnknownEncoding for a bad name;
 // ErrEmptyFile, ErrBinary, ErrEncoding, ErrNoHeader (wrapped, errors.Is)
 // for a file that cannot be read as CSV at all; a *ParseError with Row 0
 // for a header that is malformed; any error of r itself.
 func NewReader(r io.Reader, encoding string, opts Options) (*Reader, error) {
-	enc, ok := encodings[strings.ToLower(strings.TrimSpace(encoding))]
+	enc, ok := Encoding(encoding)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (want auto, utf-8 or shift_jis)", ErrUnknownEncoding, encoding)
 	}
@@ -318,41 +331,6 @@ func (r *Reader) fields() []string {
 		r.rec = nil
 	}
 	return out
-}
-
-// CSVReader adapts r to gocsv's CSVReader, so a file can be decoded into
-// tagged structs with gocsv.UnmarshalCSV and friends: Read yields the
-// header first, then each row's fields. gocsv stops at the first error, so
-// the first bad row ends the decoding with its *ParseError; the importer
-// uses Reader.Read, which goes on.
-func (r *Reader) CSVReader() gocsv.CSVReader { return &gocsvAdapter{r: r} }
-
-type gocsvAdapter struct {
-	r          *Reader
-	headerSent bool
-}
-
-func (a *gocsvAdapter) Read() ([]string, error) {
-	if !a.headerSent {
-		a.headerSent = true
-		return a.r.header, nil
-	}
-	row, err := a.r.Read()
-	return row.Fields, err
-}
-
-func (a *gocsvAdapter) ReadAll() ([][]string, error) {
-	var all [][]string
-	for {
-		f, err := a.Read()
-		if err == io.EOF {
-			return all, nil
-		}
-		if err != nil {
-			return all, err
-		}
-		all = append(all, f)
-	}
 }
 
 // The tokenizer.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ihr-tools/ihr/fixtures"
 
-	"github.com/gocarina/gocsv"
 	"golang.org/x/text/encoding/japanese"
 )
 
@@ -275,28 +274,6 @@ func TestParseErrorMessage(t *testing.T) {
 	want := `inv.csv: row 3 (line 4, column 12), field "external-id": invalid UTF-8`
 	if e.Error() != want {
 		t.Errorf("%q, want %q", e.Error(), want)
-	}
-}
-
-func TestGocsvAdapter(t *testing.T) {
-	type inv struct {
-		ExternalID string `csv:"external-id"`
-		DocumentID int64  `csv:"document-id"`
-	}
-	r, err := NewReader(strings.NewReader("external-id,document-id\r\nA-1,10\r\n\"A-2\",\"20\"\r\n"), "auto", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []inv
-	if err := gocsv.UnmarshalCSV(r.CSVReader(), &out); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(out) != "[{A-1 10} {A-2 20}]" {
-		t.Errorf("got %v", out)
-	}
-	r, _ = NewReader(strings.NewReader("external-id,document-id\r\nA-1\r\n"), "auto", Options{})
-	if err := gocsv.UnmarshalCSV(r.CSVReader(), &out); !errors.Is(err, ErrFieldCount) {
-		t.Errorf("bad row through gocsv: %v", err)
 	}
 }
 

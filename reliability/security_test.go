@@ -103,8 +103,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	run(0, "run", "--config", oauthCfg, "--json")
 	good3, _ := binharness.CSV("SEC3", 50) // not good's content: that would be skipped as a duplicate
 	put("d-later.csv", good3)
-	run(3, "run", "--config", wrongKeyCfg, "--json")
-	run(3, "run", "--config", wrongPwCfg)
+	// A refused login is a setup error no rerun fixes: exit 2 (issue 14).
+	run(2, "run", "--config", wrongKeyCfg, "--json")
+	run(2, "run", "--config", wrongPwCfg)
 	run(-1, "status", "--config", keyCfg, "--json")
 	run(-1, "status", "--config", oauthCfg)
 	local := filepath.Join(t.TempDir(), "v.csv")
@@ -268,8 +269,9 @@ func TestSFTPUnknownHostKeyRefused(t *testing.T) {
 	}
 	r := binharness.Exec(t, 2*time.Minute, nil, bins.Worker, "run", "--config", cfg, "--no-progress")
 	t.Logf("exit %d: %s", r.Code, binharness.Tail(r.Stderr, 600))
-	if r.Code != 3 {
-		t.Errorf("exit %d, want 3 (source unreachable)", r.Code)
+	// No rerun fixes a host key that does not match: a setup error, exit 2.
+	if r.Code != 2 {
+		t.Errorf("exit %d, want 2 (configuration: the host key does not match)", r.Code)
 	}
 	if e := strings.ToLower(r.Stderr); !strings.Contains(e, "host key") && !strings.Contains(e, "key mismatch") {
 		t.Errorf("stderr does not name the host key as the reason:\n%s", r.Stderr)

@@ -22,6 +22,9 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	if _, err := state.OpsOf(ctx, l); err != nil {
+		t.Fatalf("operator tables of the ledger Open returns: %v", err)
+	}
 	names := []string{"caf\xe9.csv", "caf\xe8.csv", "caf%E9.csv", "50%.csv"}
 	for i, n := range names {
 		f, err := l.Claim(ctx, "erp", n, "w", time.Minute)

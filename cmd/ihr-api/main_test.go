@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -138,5 +140,49 @@ func TestBadOAuthClientFlag(t *testing.T) {
 	cmd.SetArgs([]string{"--oauth-client", "only-an-id", "--db", "sqlite:" + filepath.Join(t.TempDir(), "d.db")})
 	if err := cmd.Execute(); err == nil || strings.Contains(err.Error(), "only-an-id:") && !strings.Contains(err.Error(), "***") {
 		t.Fatalf("want an error without the secret, got %v", err)
+	}
+}
+
+func TestSecretsFiles(t *testing.T) {
+	t.Setenv("IHR_API_KEYS", "")
+	t.Setenv("IHR_API_OAUTH_CLIENTS", "")
+	dir := t.TempDir()
+	keys, clients := filepath.Join(dir, "keys"), filepath.Join(dir, "clients")
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(keys, []byte("# rotated 2026-11\nfile-key-1\n\n  file-key-2  \n"), 0o600))
+	must(os.WriteFile(clients, []byte("erp:s3cret\n"), 0o600))
+	addr, _ := start(t, "--db", "sqlite:"+filepath.Join(dir, "e.db"), "--api-key-file", keys, "--oauth-clients-file", clients)
+	u := "http://" + addr + "/api/integration_history_records"
+	for _, k := range []string{"file-key-1", "file-key-2"} {
+		if c := get(t, u, k); c != 200 {
+			t.Errorf("%s: %d", k, c)
+		}
+	}
+	res, err := http.PostForm("http://"+addr+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"erp"}, "client_secret": {"s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Errorf("token for a client from the file: %d", res.StatusCode)
+	}
+
+	for name, content := range map[string]string{"empty": "# nothing\n", "no secret": "erp\n"} {
+		bad := filepath.Join(dir, "bad")
+		must(os.WriteFile(bad, []byte(content), 0o600))
+		cmd := newCommand(&syncBuf{})
+		cmd.SetArgs([]string{"--oauth-clients-file", bad, "--db", "sqlite:" + filepath.Join(dir, "f.db")})
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--oauth-clients-file") {
+			t.Errorf("%s: err = %v, want one naming --oauth-clients-file", name, err)
+		}
+	}
+	cmd := newCommand(&syncBuf{})
+	cmd.SetArgs([]string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--db", "sqlite:" + filepath.Join(dir, "g.db")})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
+		t.Errorf("--tls-cert alone: %v", err)
 	}
 }

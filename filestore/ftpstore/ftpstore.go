@@ -107,7 +107,7 @@ func New(cfg Config, log *zap.Logger) (*Store, error) {
 		log = zap.NewNop()
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = filestore.DefaultTimeout
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4

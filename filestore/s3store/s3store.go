@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 		return nil, errors.New("s3 store: bucket is required")
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = filestore.DefaultTimeout
 	}
 	prefix, err := filestore.CleanName(strings.Trim(cfg.Prefix, "/"))
 	if err != nil {

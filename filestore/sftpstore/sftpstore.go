@@ -67,7 +67,11 @@ type Config struct {
 	// 30 s).
 	Timeout time.Duration
 	// MaxConns is the number of connections open at once (default 4).
+	// With Accounts, it is the whole account's budget.
 	MaxConns int
+	// Accounts, when set, makes stores of the same Addr and User share
+	// their connections and MaxConns (see Accounts).
+	Accounts *Accounts
 	// DialContext opens the TCP connection (default net.Dialer). Tests use
 	// it to inject faults; a proxy could use it too.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -98,7 +102,7 @@ func New(cfg Config, log *zap.Logger) (*Store, error) {
 		log = zap.NewNop()
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = filestore.DefaultTimeout
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4
@@ -145,15 +149,28 @@ func New(cfg Config, log *zap.Logger) (*Store, error) {
 		cc.HostKeyAlgorithms = knownAlgorithms(cb, cfg.Addr)
 	}
 	s := &Store{cfg: cfg, ssh: cc, log: log}
-	s.pool = connpool.New(connpool.Options[*conn]{
-		Max:        cfg.MaxConns,
-		Dial:       s.dial,
-		Close:      func(c *conn) { c.sftp.Close(); c.ssh.Close() },
-		Abort:      func(c *conn) { c.nc.Abort() },
-		Probe:      func(ctx context.Context, c *conn) error { _, err := c.sftp.Getwd(); return err },
-		ProbeAfter: 10 * time.Second,
-		Broken:     broken,
-	})
+	newPool := func() *connpool.Pool[*conn] {
+		return connpool.New(connpool.Options[*conn]{
+			Max:        cfg.MaxConns,
+			Dial:       s.dial,
+			Close:      func(c *conn) { c.sftp.Close(); c.ssh.Close() },
+			Abort:      func(c *conn) { c.nc.Abort() },
+			Probe:      func(ctx context.Context, c *conn) error { _, err := c.sftp.Getwd(); return err },
+			ProbeAfter: 10 * time.Second,
+			Broken:     broken,
+		})
+	}
+	if cfg.Accounts == nil {
+		s.pool = newPool()
+		return s, nil
+	}
+	// Connections are independent of Root (paths are resolved per
+	// store), so one pool serves every store of the account.
+	pool, err := cfg.Accounts.join(cfg, newPool)
+	if err != nil {
+		return nil, err
+	}
+	s.pool = pool
 	return s, nil
 }
 
@@ -513,4 +530,9 @@ func (s *Store) MkdirAll(ctx context.Context, dir string) error {
 
 // Close closes idle connections; streams still open keep theirs until
 // they are closed.
-func (s *Store) Close() error { return s.pool.Close() }
+func (s *Store) Close() error {
+	if s.cfg.Accounts != nil {
+		return s.cfg.Accounts.leave(s.cfg)
+	}
+	return s.pool.Close()
+}

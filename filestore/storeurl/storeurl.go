@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,8 +39,8 @@ import (
 
 // Settings are a source's store settings, flat as in the worker's
 // configuration; each field's comment gives its configuration key. A
-// setting that does not apply to the URL's scheme is an error, so a typo'd
-// source does not silently run with defaults.
+// setting that does not apply to the URL's scheme is an error (see
+// Misapplied).
 type Settings struct {
 	Password string // password: SFTP or FTP(S) login, or an SFTP key's passphrase
 
@@ -56,29 +57,99 @@ type Settings struct {
 	AccessKeyID     string // access_key_id: S3 (else the AWS credential chain)
 	SecretAccessKey string // secret_access_key: S3
 
-	Timeout time.Duration // timeout: connect and per-read/write inactivity limit (default 30 s)
+	// Timeout is the connect and per-read/write inactivity limit; 0 is
+	// filestore.DefaultTimeout. The worker's configuration has no key for
+	// it: only callers that build Settings themselves (tests) change it.
+	Timeout time.Duration
+
+	// MaxConns: max_connections, SFTP connections open at once (0: the
+	// store's default). With Accounts, SFTP sources of the same host and
+	// user share the budget and the connections.
+	MaxConns int
+	Accounts *sftpstore.Accounts
 }
 
-// Open returns the store the URL names. It checks the URL and settings and
-// reads key, known_hosts and CA files, but does not connect: the first
-// operation does, so a server that is down is that operation's (retryable)
-// error. The store is not wrapped in filestore.WithRetry; callers add it.
-// log may be nil.
+// Schemes are the URL schemes Open accepts. This package is the one place
+// that knows them: the worker's configuration checks source URLs with
+// Check and store settings with Settings.Misapplied.
+var Schemes = []string{"file", "sftp", "ftp", "ftps", "s3"}
+
+var schemeList = "file, sftp, ftp, ftps or s3"
+
+// Check parses a source URL and checks its shape for its scheme (a host
+// and user for sftp/ftp/ftps, a bucket for s3, a local path for file),
+// without reading or opening anything. The error does not repeat the URL
+// (the caller names it, redacted); the scheme of the URL returned is in
+// lower case.
+func Check(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Parse's error quotes the raw URL, password and all.
+		return nil, errors.New("not a valid URL")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return nil, errors.New("query, fragment or opaque part not supported")
+	}
+	switch u.Scheme {
+	case "file":
+		switch {
+		case u.Host != "" && u.Host != "localhost":
+			return nil, errors.New("file URLs name a local folder: use file:///path")
+		case u.User != nil:
+			return nil, errors.New("file URLs take no user")
+		case u.Path == "":
+			return nil, errors.New("no folder path")
+		}
+	case "sftp", "ftp", "ftps":
+		if u.Hostname() == "" {
+			return nil, errors.New("no host")
+		}
+		if u.User == nil || u.User.Username() == "" {
+			return nil, errors.New("no user (write scheme://user@host/path)")
+		}
+	case "s3":
+		if u.User != nil || u.Port() != "" {
+			return nil, errors.New("s3 URLs are s3://bucket/prefix (credentials go in the settings)")
+		}
+		if u.Host == "" {
+			return nil, errors.New("no bucket")
+		}
+	case "":
+		return nil, errors.New("no scheme (" + schemeList + ")")
+	default:
+		return nil, fmt.Errorf("unsupported scheme %q (%s)", u.Scheme, schemeList)
+	}
+	return u, nil
+}
+
+// LocalPath returns the folder a file:// URL names; false for any other
+// URL. Local sources differ from remote ones in two ways callers care
+// about: a missing folder is an unmounted share, and people want a path
+// rather than a URL in messages.
+func LocalPath(rawURL string) (string, bool) {
+	u, err := url.Parse(rawURL)
+	if err != nil || !strings.EqualFold(u.Scheme, "file") {
+		return "", false
+	}
+	return u.Path, true
+}
+
+// Open returns the store the URL names. It checks the URL (Check) and
+// settings (Settings.Misapplied) and reads key, known_hosts and CA files,
+// but does not connect: the first operation does, so a server that is
+// down is that operation's (retryable) error. The store is not wrapped in
+// filestore.WithRetry; callers add it. log may be nil.
 func Open(ctx context.Context, rawURL string, s Settings, log *zap.Logger) (filestore.Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	safe := Redact(rawURL)
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		// url.Parse's error quotes the raw URL, password and all.
-		return nil, fmt.Errorf("source url %s: not a valid URL", safe)
-	}
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("source url %s: %s", safe, fmt.Sprintf(format, args...))
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return nil, fail("query, fragment or opaque part not supported")
+	u, err := Check(rawURL)
+	if err != nil {
+		return nil, fail("%v", err)
 	}
 	if err := checkApplies(u.Scheme, s); err != nil {
 		return nil, fail("%v", err)
@@ -87,15 +158,6 @@ func Open(ctx context.Context, rawURL string, s Settings, log *zap.Logger) (file
 	var st filestore.Store
 	switch u.Scheme {
 	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fail("file URLs name a local folder: use file:///path")
-		}
-		if u.User != nil {
-			return nil, fail("file URLs take no user")
-		}
-		if u.Path == "" {
-			return nil, fail("no folder path")
-		}
 		st, err = local.New(u.Path, log)
 	case "sftp":
 		addr, user, password, perr := login(u, s, "22")
@@ -105,7 +167,7 @@ func Open(ctx context.Context, rawURL string, s Settings, log *zap.Logger) (file
 		st, err = sftpstore.New(sftpstore.Config{
 			Addr: addr, User: user, Password: password, KeyFile: s.KeyFile,
 			KnownHosts: s.KnownHosts, InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
-			Root: serverPath(u.Path), Timeout: s.Timeout,
+			Root: serverPath(u.Path), Timeout: s.Timeout, MaxConns: s.MaxConns, Accounts: s.Accounts,
 		}, log)
 	case "ftp", "ftps":
 		addr, user, password, perr := login(u, s, "21")
@@ -118,21 +180,11 @@ func Open(ctx context.Context, rawURL string, s Settings, log *zap.Logger) (file
 			Root: serverPath(u.Path), Timeout: s.Timeout,
 		}, log)
 	case "s3":
-		if u.User != nil || u.Port() != "" {
-			return nil, fail("s3 URLs are s3://bucket/prefix (credentials go in the settings)")
-		}
-		if u.Host == "" {
-			return nil, fail("no bucket")
-		}
 		st, err = s3store.New(ctx, s3store.Config{
 			Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Endpoint: s.Endpoint, Region: s.Region,
 			PathStyle: s.PathStyle, AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey,
 			Timeout: s.Timeout,
 		}, log)
-	case "":
-		return nil, fail("no scheme (file, sftp, ftp, ftps or s3)")
-	default:
-		return nil, fail("unsupported scheme %q (file, sftp, ftp, ftps or s3)", u.Scheme)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("source url %s: %w", safe, err)
@@ -140,14 +192,9 @@ func Open(ctx context.Context, rawURL string, s Settings, log *zap.Logger) (file
 	return st, nil
 }
 
-// login returns host:port, the user and the password from u and s.
+// login returns host:port, the user and the password from u (which Check
+// accepted) and s.
 func login(u *url.URL, s Settings, defaultPort string) (addr, user, password string, err error) {
-	if u.Hostname() == "" {
-		return "", "", "", errors.New("no host")
-	}
-	if u.User == nil || u.User.Username() == "" {
-		return "", "", "", errors.New("no user (write scheme://user@host/path)")
-	}
 	user = u.User.Username()
 	password = s.Password
 	if p, ok := u.User.Password(); ok {
@@ -175,33 +222,55 @@ func serverPath(p string) string {
 	return p
 }
 
+// settingKeys are the settings' configuration keys and the schemes each
+// applies to.
+var settingKeys = []struct {
+	key     string
+	schemes []string
+	isSet   func(*Settings) bool
+}{
+	{"password", []string{"sftp", "ftp", "ftps"}, func(s *Settings) bool { return s.Password != "" }},
+	{"key_file", []string{"sftp"}, func(s *Settings) bool { return s.KeyFile != "" }},
+	{"known_hosts", []string{"sftp"}, func(s *Settings) bool { return s.KnownHosts != "" }},
+	{"insecure_ignore_host_key", []string{"sftp"}, func(s *Settings) bool { return s.InsecureIgnoreHostKey }},
+	{"ca_file", []string{"ftps"}, func(s *Settings) bool { return s.CAFile != "" }},
+	{"insecure_skip_verify", []string{"ftps"}, func(s *Settings) bool { return s.InsecureSkipVerify }},
+	{"endpoint", []string{"s3"}, func(s *Settings) bool { return s.Endpoint != "" }},
+	{"region", []string{"s3"}, func(s *Settings) bool { return s.Region != "" }},
+	{"path_style", []string{"s3"}, func(s *Settings) bool { return s.PathStyle }},
+	{"access_key_id", []string{"s3"}, func(s *Settings) bool { return s.AccessKeyID != "" }},
+	{"secret_access_key", []string{"s3"}, func(s *Settings) bool { return s.SecretAccessKey != "" }},
+}
+
+// A Misapplied setting is set for a scheme that would ignore it. Key is
+// its configuration key; Schemes are those it applies to.
+type Misapplied struct {
+	Key     string
+	Schemes []string
+}
+
+// Misapplied returns the settings of s that scheme ignores, in the order
+// of Settings' fields. Open refuses them, so a typo'd source does not
+// silently run with defaults; the worker's configuration reports them all
+// at load time, each at its key.
+func (s Settings) Misapplied(scheme string) []Misapplied {
+	var out []Misapplied
+	for _, k := range settingKeys {
+		if k.isSet(&s) && !slices.Contains(k.schemes, scheme) {
+			out = append(out, Misapplied{k.key, k.schemes})
+		}
+	}
+	return out
+}
+
 // checkApplies refuses settings that the scheme would ignore, naming the
 // configuration key.
 func checkApplies(scheme string, s Settings) error {
-	type setting struct {
-		key     string
-		set     bool
-		schemes string
-	}
-	for _, st := range []setting{
-		{"password", s.Password != "", "sftp ftp ftps"},
-		{"key_file", s.KeyFile != "", "sftp"},
-		{"known_hosts", s.KnownHosts != "", "sftp"},
-		{"insecure_ignore_host_key", s.InsecureIgnoreHostKey, "sftp"},
-		{"ca_file", s.CAFile != "", "ftps"},
-		{"insecure_skip_verify", s.InsecureSkipVerify, "ftps"},
-		{"endpoint", s.Endpoint != "", "s3"},
-		{"region", s.Region != "", "s3"},
-		{"path_style", s.PathStyle, "s3"},
-		{"access_key_id", s.AccessKeyID != "", "s3"},
-		{"secret_access_key", s.SecretAccessKey != "", "s3"},
-	} {
-		if st.set && !strings.Contains(" "+st.schemes+" ", " "+scheme+" ") {
-			return fmt.Errorf("setting %s does not apply to %s:// sources", st.key, scheme)
-		}
+	if m := s.Misapplied(scheme); len(m) > 0 {
+		return fmt.Errorf("setting %s does not apply to %s:// sources", m[0].Key, scheme)
 	}
 	if s.Timeout < 0 {
-		return errors.New("setting timeout is negative")
+		return errors.New("Settings.Timeout is negative")
 	}
 	return nil
 }

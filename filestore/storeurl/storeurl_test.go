@@ -144,3 +144,34 @@ func TestS3(t *testing.T) {
 		t.Errorf("object not under the URL's prefix: %v", err)
 	}
 }
+
+// Check, LocalPath and Misapplied are what the worker's configuration
+// uses instead of knowing schemes itself.
+func TestCheckLocalPathMisapplied(t *testing.T) {
+	for _, ok := range []string{"file:///srv/erp", "FILE:///srv/erp", "sftp://u@h:22/x", "ftp://u@h/x", "ftps://u@h/", "s3://bucket/p"} {
+		if _, err := storeurl.Check(ok); err != nil {
+			t.Errorf("Check(%q) = %v", ok, err)
+		}
+	}
+	if u, _ := storeurl.Check("SFTP://u@h/x"); u == nil || u.Scheme != "sftp" {
+		t.Errorf("scheme not lower-cased: %v", u)
+	}
+	for raw, want := range map[string]string{"sftp://h/x": "no user", "gopher://x/a": `unsupported scheme "gopher"`, "s3:///p": "no bucket", "file://": "no folder path"} {
+		if _, err := storeurl.Check(raw); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check(%q) = %v, want %q", raw, err, want)
+		}
+	}
+	if p, ok := storeurl.LocalPath("file:///srv/drop%20folder"); !ok || p != "/srv/drop folder" {
+		t.Errorf("LocalPath = %q, %v", p, ok)
+	}
+	if _, ok := storeurl.LocalPath("sftp://u@h/x"); ok {
+		t.Error("an sftp URL is local")
+	}
+	m := storeurl.Settings{Password: "p", Region: "eu", CAFile: "/ca"}.Misapplied("sftp")
+	if fmt.Sprint(m) != "[{ca_file [ftps]} {region [s3]}]" {
+		t.Errorf("Misapplied(sftp) = %v", m)
+	}
+	if m := (storeurl.Settings{Password: "p"}).Misapplied("ftps"); m != nil {
+		t.Errorf("password is misapplied to ftps: %v", m)
+	}
+}

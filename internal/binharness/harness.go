@@ -15,8 +15,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/internal/launch"
 )
 
 // Bins are the built commands.
@@ -94,10 +96,10 @@ func Binary(t testing.TB, name string) string {
 	}
 	builds.mu.Unlock()
 	b.once.Do(func() {
-		cmd := exec.Command("go", "build", "-o", b.path, "github.com/ihr-tools/ihr/cmd/"+name)
-		cmd.Dir = moduleRoot() // a test binary may run from anywhere (go test -c)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
+		var out bytes.Buffer
+		// moduleRoot: a test binary may run from anywhere (go test -c).
+		if err := launch.Build(context.Background(), moduleRoot(), name, b.path, &out); err != nil {
+			b.err = fmt.Errorf("%v\n%s", err, out.Bytes())
 		}
 	})
 	if b.err != nil {
@@ -125,12 +127,16 @@ func moduleRoot() string {
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(addr)
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // SyncBuffer is a bytes.Buffer safe for a process's output goroutines and
@@ -162,6 +168,18 @@ type APIOptions struct {
 	OAuthID, OAuthSecret string
 	// Integrations are created before Start returns.
 	Integrations []string
+	// Host is the address to listen on (default 127.0.0.1).
+	Host string
+	// TLSCert and TLSKey serve HTTPS; CAFile then verifies it for
+	// readiness and Client.
+	TLSCert, TLSKey, CAFile string
+	// SecretsInFiles passes the key and the OAuth client through
+	// --api-key-file and --oauth-clients-file instead of the environment.
+	SecretsInFiles bool
+	// Args are extra command-line arguments.
+	Args []string
+	// DB is an existing SQLite file to serve (default: a fresh one).
+	DB string
 }
 
 // API is a running ihr-api process.
@@ -174,7 +192,11 @@ type API struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	client *apiclient.Client
+	hc     *http.Client
 }
+
+// Pid is the server's process id.
+func (a *API) Pid() int { return a.cmd.Process.Pid }
 
 // StartAPI starts ihr-api over a fresh SQLite file and stops it (SIGTERM,
 // then SIGKILL) at cleanup.
@@ -183,22 +205,55 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 	bin := Binary(t, "ihr-api")
 	dir := t.TempDir()
 	a := &API{Key: opt.Key, Logs: &SyncBuffer{}, DB: filepath.Join(dir, "api.db"), done: make(chan struct{})}
+	if opt.DB != "" {
+		a.DB = opt.DB
+	}
 	if a.Key == "" {
 		a.Key = "bench-key-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
+	host := opt.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	port := FreePort(t)
-	a.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	args := []string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--db", "sqlite:" + a.DB}
+	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
+	a.URL = "http://" + hostPort
+	args := []string{"--addr", hostPort, "--db", "sqlite:" + a.DB}
 	if opt.RateLimit > 0 {
 		args = append(args, "--rate-limit", strconv.FormatFloat(opt.RateLimit, 'f', -1, 64), "--burst", strconv.Itoa(opt.Burst))
 	}
-	a.cmd = exec.Command(bin, args...)
-	// Credentials through the environment, not argv, so they do not show
-	// in a process listing (the security test greps for them).
-	a.cmd.Env = append(os.Environ(), "IHR_API_KEYS="+a.Key)
-	if opt.OAuthID != "" {
-		a.cmd.Env = append(a.cmd.Env, "IHR_API_OAUTH_CLIENTS="+opt.OAuthID+":"+opt.OAuthSecret)
+	a.hc = &http.Client{Timeout: 10 * time.Second}
+	var roots *x509.CertPool
+	if opt.TLSCert != "" {
+		a.URL = "https://" + hostPort
+		args = append(args, "--tls-cert", opt.TLSCert, "--tls-key", opt.TLSKey)
+		pem, err := os.ReadFile(opt.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		a.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	}
+	// Credentials through the environment or files, never argv, so they
+	// do not show in a process listing (the security tests look).
+	env := os.Environ()
+	if opt.SecretsInFiles {
+		keyFile, clientsFile := filepath.Join(dir, "api-keys"), filepath.Join(dir, "oauth-clients")
+		writeSecret(t, keyFile, a.Key)
+		args = append(args, "--api-key-file", keyFile)
+		if opt.OAuthID != "" {
+			writeSecret(t, clientsFile, opt.OAuthID+":"+opt.OAuthSecret)
+			args = append(args, "--oauth-clients-file", clientsFile)
+		}
+	} else {
+		env = append(env, "IHR_API_KEYS="+a.Key)
+		if opt.OAuthID != "" {
+			env = append(env, "IHR_API_OAUTH_CLIENTS="+opt.OAuthID+":"+opt.OAuthSecret)
+		}
+	}
+	a.cmd = exec.Command(bin, append(args, opt.Args...)...)
+	a.cmd.Env = env
 	a.cmd.Stdout, a.cmd.Stderr = a.Logs, a.Logs
 	DieWithTest(a.cmd)
 	if err := a.cmd.Start(); err != nil {
@@ -211,23 +266,11 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 			t.Logf("ihr-api logs (tail):\n%s", tail(a.Logs.String(), 4000))
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, err := a.get("/api/integration_history_records?limit=1"); err == nil && code == 200 {
-			break
-		}
-		select {
-		case <-a.done:
-			t.Fatalf("ihr-api exited at start:\n%s", a.Logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ihr-api did not come up:\n%s", a.Logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := launch.WaitAPIWith(context.Background(), a.hc, a.URL, a.Key, a.done, 20*time.Second); err != nil {
+		t.Fatalf("%v:\n%s", err, a.Logs.String())
 	}
 	var err error
-	a.client, err = apiclient.New(apiclient.Config{BaseURL: a.URL, APIKey: a.Key, RateLimit: -1, Timeout: 30 * time.Second}, nil)
+	a.client, err = apiclient.New(apiclient.Config{BaseURL: a.URL, APIKey: a.Key, RateLimit: -1, Timeout: 30 * time.Second, RootCAs: roots}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,35 +285,19 @@ func StartAPI(t testing.TB, opt APIOptions) *API {
 	return a
 }
 
-// Stop ends the server (idempotent).
-func (a *API) Stop() {
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
+// HTTPClient is a plain client that trusts the server's CA.
+func (a *API) HTTPClient() *http.Client { return a.hc }
+
+// writeSecret writes a one-line secrets file only its owner may read.
+func writeSecret(t testing.TB, path, line string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func (a *API) get(path string) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+path, nil)
-	req.Header.Set("X-COUPA-API-KEY", a.Key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
-}
+// Stop ends the server (idempotent).
+func (a *API) Stop() { launch.Stop(a.cmd.Process, a.done, 10*time.Second) }
 
 // Client is an unthrottled API client on the server.
 func (a *API) Client() *apiclient.Client { return a.client }
@@ -281,7 +308,7 @@ func (a *API) Statuses(t testing.TB) map[string]float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := a.hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,8 +51,9 @@ func usageErr(format string, args ...any) error {
 	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
 }
 
-// errSilent ends a command with an exit code after it has already told the
-// user everything (e.g. rows rejected: the summary says so).
+// silent ends a command with an exit code after it has already told the
+// user everything (e.g. rows rejected: the summary says so), so Main
+// prints no error line for it.
 type silent struct{ code int }
 
 func (s silent) Error() string { return fmt.Sprintf("exit status %d", s.code) }
@@ -131,6 +132,9 @@ written), 2 usage or configuration error, 3 a source or the API could not be rea
 		return exitErr(ExitUsage, err)
 	})
 	g.addFlags(root.PersistentFlags())
+	// Every command checks the logging flags, also those that log
+	// nothing (status): a typo must not pass silently.
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.checkLogFlags() }
 	root.AddCommand(
 		newRunCommand(g),
 		newServeCommand(g),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,5 +101,15 @@ sources: [{name: a, url: "file:///nonexistent"}]
 	code = Main(context.Background(), []string{"run", "--config", cfg, "--api-url", "ftp://x"}, Streams{Out: &out, Err: &errb})
 	if code != ExitUsage || !strings.Contains(errb.String(), "api.url: must be an http:// or https:// URL") {
 		t.Fatalf("override error: %d\n%s", code, errb.String())
+	}
+}
+
+// serve's /metrics listens on loopback, on a port Prometheus itself does
+// not use, unless --metrics-addr says otherwise.
+func TestServeMetricsAddrDefault(t *testing.T) {
+	f := newServeCommand(&globals{}).Flags().Lookup("metrics-addr")
+	host, port, err := net.SplitHostPort(f.DefValue)
+	if err != nil || !net.ParseIP(host).IsLoopback() || port == "9090" {
+		t.Fatalf("--metrics-addr default %q: want loopback, not :9090", f.DefValue)
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/exporter"
+	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 )
 
 type exportFlags struct {
@@ -173,31 +175,8 @@ func (g *globals) export(ctx context.Context, cfg *config.Config, log *zap.Logge
 			return err
 		}
 		rw.SetEscapeFormulas(cfg.Report.EscapeFormulas)
-		// Keyset paging by id: stable while records are being added, and
-		// one page in memory at a time.
-		var last int64
-		for {
-			q := newQuery().OrderBy("id", false).Limit(apiclient.MaxPageSize)
-			if last > 0 {
-				q.Where("id", apiclient.Gt, strconv.FormatInt(last, 10))
-			}
-			page, err := api.Index(ctx, q)
-			if err != nil {
-				return err
-			}
-			for _, r := range page {
-				if err := rw.Write(r); err != nil {
-					return err
-				}
-				n++
-				if r.ID > last {
-					last = r.ID
-				}
-			}
-			if len(page) < apiclient.MaxPageSize {
-				return rw.Flush()
-			}
-		}
+		n, err = exporter.Records(ctx, api, newQuery, rw)
+		return err
 	}
 	where := f.to
 	if f.to == "-" {
@@ -217,7 +196,7 @@ func (g *globals) export(ctx context.Context, cfg *config.Config, log *zap.Logge
 		if errors.As(err, &ee) {
 			return err
 		}
-		return exitErr(ExitUnreachable, fmt.Errorf("export to %s: %w", config.RedactURL(where), err))
+		return exitErr(ExitUnreachable, fmt.Errorf("export to %s: %w", storeurl.Redact(where), err))
 	}
 	res := exportResult{Records: n, To: where, Seconds: time.Since(start).Seconds()}
 	if g.jsonOut && f.to != "-" {
@@ -235,9 +214,12 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 	if err != nil {
 		return to, err
 	}
-	if src.Scheme() == "file" {
-		if err := os.MkdirAll(strings.TrimPrefix(src.URL, "file://"), 0o755); err != nil {
-			return where, exitErr(ExitUnreachable, err)
+	// The folder must exist, as a source root must: a typo in --to is a
+	// usage error, not a new folder tree.
+	if dir, ok := storeurl.LocalPath(src.URL); ok {
+		dir = filepath.FromSlash(dir)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return where, usageErr("--to: the folder %s does not exist; create it first", dir)
 		}
 	}
 	store, err := openStore(ctx, src, log)
@@ -245,23 +227,15 @@ func (g *globals) exportToStore(ctx context.Context, cfg *config.Config, log *za
 		return where, exitErr(classify(err), err)
 	}
 	defer store.Close()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := produce(pw)
-		pw.CloseWithError(err) // nil closes normally: EOF for Write
-		done <- err
-	}()
-	werr := store.Write(ctx, name, pr)
-	pr.CloseWithError(errWriteEnded) // unblocks the producer if Write quit early
-	perr := <-done
-	if perr != nil && !errors.Is(perr, errWriteEnded) {
-		return where, perr // the API's error, not the pipe's echo of it
+	err = exporter.ToStore(ctx, store, name, produce)
+	switch {
+	case err != nil && errors.Is(err, filestore.ErrNotExist):
+		return where, usageErr("--to %s: the folder does not exist on the store; create it first (%v)", where, err)
+	case err != nil && setupStoreError(err):
+		return where, usageErr("--to %s: %v", where, err)
 	}
-	return where, werr
+	return where, err
 }
-
-var errWriteEnded = errors.New("export: the store stopped reading")
 
 // exportTarget splits --to into a store (a source description reusing the
 // settings of a configured source on the same scheme, host and user) and a
@@ -276,17 +250,18 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 	}
 	u, err := url.Parse(to)
 	if err != nil {
-		return nil, "", to, usageErr("--to: invalid URL %q", config.RedactURL(to))
+		return nil, "", to, usageErr("--to: invalid URL %q", storeurl.Redact(to))
 	}
 	name := path.Base(u.Path)
 	if u.Path == "" || strings.HasSuffix(u.Path, "/") || name == "." || name == "/" {
-		return nil, "", to, usageErr("--to: %q must end with a file name", config.RedactURL(to))
+		return nil, "", to, usageErr("--to: %q must end with a file name", storeurl.Redact(to))
 	}
 	dir := *u
 	dir.Path = path.Dir(u.Path)
 	dir.RawPath = ""
 	src := &config.Source{Name: "export", URL: dir.String()}
-	if u.Scheme != "file" {
+	if _, local := storeurl.LocalPath(to); !local {
+		found := false
 		for i := range cfg.Sources {
 			c := &cfg.Sources[i]
 			cu, err := url.Parse(c.URL)
@@ -295,13 +270,21 @@ func exportTarget(cfg *config.Config, to string) (*config.Source, string, string
 			}
 			cp := *c
 			cp.Name, cp.URL = "export", dir.String()
-			src = &cp
+			src, found = &cp, true
 			break
+		}
+		if !found {
+			host := u.Host
+			if n := u.User.Username(); n != "" {
+				host = n + "@" + host
+			}
+			return nil, "", to, usageErr("--to %s: no configured source is on %s://%s; export writes to a store with the settings (credentials, known_hosts, endpoint …) of a source on the same scheme, host and user. Add such a source, or export to a local path",
+				storeurl.Redact(to), u.Scheme, host)
 		}
 	}
 	where := to
-	if u.Scheme == "file" {
-		where = filepath.FromSlash(u.Path)
+	if p, ok := storeurl.LocalPath(to); ok {
+		where = filepath.FromSlash(p)
 	}
-	return src, name, config.RedactURL(where), nil
+	return src, name, storeurl.Redact(where), nil
 }

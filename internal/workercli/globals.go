@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
 
+	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/importer"
 )
@@ -51,10 +51,15 @@ func (g *globals) addFlags(fs *pflag.FlagSet) {
 // loadConfig reads the configuration and applies the command-line
 // overrides; every failure is a usage error (exit 2) naming the key.
 func (g *globals) loadConfig(fs *pflag.FlagSet) (*config.Config, error) {
+	return g.loadConfigWith(fs, config.Options{})
+}
+
+// loadConfigWith is loadConfig with decoding options (validate: NoAPI).
+func (g *globals) loadConfigWith(fs *pflag.FlagSet, opt config.Options) (*config.Config, error) {
 	if g.configPath == "" {
 		return nil, usageErr("no configuration: pass --config FILE (or set IHR_WORKER_CONFIG)")
 	}
-	cfg, err := config.Load(g.configPath)
+	cfg, err := config.LoadWith(g.configPath, opt)
 	if err != nil {
 		var ce config.Errors
 		if errors.As(err, &ce) {
@@ -74,12 +79,12 @@ func (g *globals) loadConfig(fs *pflag.FlagSet) (*config.Config, error) {
 	}
 	if flagChanged(fs, "rate-limit") {
 		// A burst tuned for another rate makes no sense; follow the new one.
-		cfg.API.RateLimit, cfg.API.Burst, changed = g.rateLimit, max(1, int(math.Ceil(g.rateLimit))), true
+		cfg.API.RateLimit, cfg.API.Burst, changed = g.rateLimit, apiclient.DefaultBurst(g.rateLimit), true
 	}
 	if flagChanged(fs, "burst") {
 		cfg.API.Burst, changed = g.burst, true
 	}
-	if changed {
+	if changed && !opt.NoAPI {
 		if err := cfg.Validate(); err != nil {
 			return nil, exitErr(ExitUsage, fmt.Errorf("invalid configuration (after command-line overrides):\n%w", err))
 		}
@@ -134,6 +139,19 @@ func (g *globals) runWorker(ctx context.Context, cfg *config.Config, noProgress 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// checkLogFlags validates --log-level and --log-format.
+func (g *globals) checkLogFlags() error {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return usageErr("--log-level: %q is not one of debug, info, warn, error", g.logLevel)
+	}
+	switch g.logFormat {
+	case "auto", "json", "console":
+		return nil
+	}
+	return usageErr("--log-format: %q is not one of auto, json, console", g.logFormat)
 }
 
 // newLogger builds the logger: JSON for serve and for non-interactive

@@ -1,10 +1,15 @@
 package workercli
 
 import (
+	"context"
 	"errors"
+	"path"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/importer"
 )
 
@@ -37,6 +42,17 @@ configuration error, 3 the source or the API unreachable.`,
 			sr := &sourceRun{Name: s.Name, URL: s.RedactedURL(), src: s}
 			store, err := w.store(ctx, s)
 			if err != nil {
+				return exitErr(classify(err), err)
+			}
+			if err := checkRoot(ctx, s, store); err != nil {
+				return exitErr(classify(err), err)
+			}
+			// A name that is nowhere is a usage error, whatever the API's
+			// state; the pipeline's own lookup below is the authority.
+			if !w.mayExist(ctx, s, store, args[0]) {
+				return usageErr("%s: %s is not in %s, %s or %s of source %s", args[0], args[0], s.Folders.Inbox, s.Folders.Failed, s.Folders.Archive, s.Name)
+			}
+			if err := checkIntegration(ctx, w.api, w.cfg, s); err != nil {
 				return exitErr(classify(err), err)
 			}
 			src, err := importerSource(w.cfg, s, store)
@@ -79,4 +95,29 @@ func summaryOf(fr importer.FileResult) importer.Summary {
 	}
 	s.Rows = fr.Counts
 	return s
+}
+
+// mayExist reports whether reprocess could find name: as a path in the
+// store, in the inbox, failed or archive folder, or where the ledger last
+// put it. A store error answers true, so that the real lookup reports it.
+func (w *worker) mayExist(ctx context.Context, s *config.Source, store filestore.Store, name string) bool {
+	clean, err := filestore.CleanName(name)
+	if err != nil || clean == "" {
+		return false
+	}
+	var cands []string
+	if strings.Contains(clean, "/") {
+		cands = []string{clean}
+	} else {
+		cands = []string{path.Join(s.Folders.Inbox, clean), path.Join(s.Folders.Failed, clean), path.Join(s.Folders.Archive, clean)}
+		if f, err := w.ledger.File(ctx, s.Name, clean); err == nil && f.Location != "" {
+			cands = append(cands, f.Location)
+		}
+	}
+	for _, c := range cands {
+		if _, err := store.Stat(ctx, c); err == nil || !errors.Is(err, filestore.ErrNotExist) {
+			return true
+		}
+	}
+	return false
 }

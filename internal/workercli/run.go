@@ -2,8 +2,10 @@ package workercli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,13 +64,24 @@ stopped).`,
 
 // sourceRun is one source's pass in a run summary.
 type sourceRun struct {
-	Name     string           `json:"name"`
-	URL      string           `json:"url"`
-	Summary  importer.Summary `json:"summary"`
-	Error    string           `json:"error,omitempty"`
-	Duration float64          `json:"duration_seconds"`
+	Name     string
+	URL      string
+	Summary  importer.Summary
+	Error    string
+	Duration float64
 	err      error
 	src      *config.Source
+}
+
+// MarshalJSON writes the pass in the --json vocabulary (jsonout.go).
+func (s *sourceRun) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Name     string      `json:"name"`
+		URL      string      `json:"url"`
+		Summary  jsonSummary `json:"summary"`
+		Error    string      `json:"error,omitempty"`
+		Duration float64     `json:"duration_seconds"`
+	}{s.Name, s.URL, runSummaryJSON(s.Summary), s.Error, s.Duration})
 }
 
 // runResult is the whole run's summary (--json prints it).
@@ -88,7 +101,7 @@ func (w *worker) runOnce(ctx context.Context, sources []*config.Source) *runResu
 		}
 		sr := w.pass(ctx, s)
 		res.Sources = append(res.Sources, sr)
-		if errors.Is(sr.err, importer.ErrAPIUnavailable) {
+		if errors.Is(sr.err, importer.ErrAPIUnavailable) && !errors.As(sr.err, new(*missingIntegrationError)) {
 			break
 		}
 	}
@@ -108,13 +121,20 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		log.Error("source unavailable", zap.Error(err))
 		return sr
 	}
+	if err := w.preflight(ctx, s, store); err != nil {
+		sr.err, sr.Error = err, err.Error()
+		sr.Summary.Files = []importer.FileResult{}
+		return sr
+	}
 	src, err := importerSource(w.cfg, s, store)
 	if err != nil {
 		sr.err, sr.Error = err, err.Error()
+		sr.Summary.Files = []importer.FileResult{}
 		log.Error("source keys", zap.Error(err))
 		return sr
 	}
 	sum, err := w.imp.RunSource(ctx, src)
+	w.countInterrupted(ctx, s.Name, &sum)
 	sr.Summary = sum
 	if sr.Summary.Files == nil {
 		sr.Summary.Files = []importer.FileResult{}
@@ -123,6 +143,37 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		sr.err, sr.Error = err, err.Error()
 	}
 	return sr
+}
+
+// countInterrupted fills in the row counts of files whose run stopped
+// part-way (Ctrl-C, an outage): the pipeline reports counts when a file
+// ends, but the rows recorded before the stop are in the ledger, and the
+// summary should say so rather than "0 created".
+func (w *worker) countInterrupted(ctx context.Context, source string, sum *importer.Summary) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for i := range sum.Files {
+		f := &sum.Files[i]
+		if fileResult(f.Status) != "pending" || f.Counts.Total() > 0 {
+			continue
+		}
+		lf, err := w.ledger.File(ctx, source, f.Name)
+		if err != nil || lf.Run == 0 {
+			continue
+		}
+		c, err := w.ledger.RowCounts(ctx, source, f.Name, lf.Run)
+		if err != nil {
+			continue
+		}
+		f.Counts = c
+		if f.Rows == 0 {
+			f.Rows = lf.Rows
+		}
+		sum.Rows.Created += c.Created
+		sum.Rows.AlreadyRecorded += c.AlreadyRecorded
+		sum.Rows.Invalid += c.Invalid
+		sum.Rows.Failed += c.Failed
+	}
 }
 
 func (r *runResult) exitCode(ctx context.Context) int {
@@ -166,7 +217,7 @@ func (g *globals) finish(r *runResult) error {
 func (g *globals) printSourceRun(s *sourceRun) {
 	sum := s.Summary
 	if s.err != nil && len(sum.Files) == 0 {
-		g.say("%s: %s\n", s.Name, importer.SafeText(s.err.Error()))
+		g.say("%s\n", sourceLine(s.Name, errText(s.err)))
 		return
 	}
 	elsewhere := ""
@@ -186,7 +237,7 @@ func (g *globals) printSourceRun(s *sourceRun) {
 			line += ": " + oneLine(importer.SafeText(f.Reason))
 		}
 		if f.Err != nil && f.Status != state.Done {
-			line += ": " + importer.SafeText(f.Err.Error())
+			line += ": " + errText(f.Err)
 		}
 		g.say("%s\n", line)
 		if f.Report != "" {
@@ -195,10 +246,32 @@ func (g *globals) printSourceRun(s *sourceRun) {
 	}
 	if s.err != nil {
 		for _, f := range sum.Files {
-			if f.Err != nil && f.Err.Error() == s.err.Error() {
+			if f.Err != nil && errText(f.Err) == errText(s.err) {
 				return // already said on the file's line
 			}
 		}
-		g.say("%s: %s\n", s.Name, importer.SafeText(s.err.Error()))
+		g.say("%s\n", sourceLine(s.Name, errText(s.err)))
 	}
+}
+
+// sourceLine prefixes msg with the source's name unless it names it.
+func sourceLine(name, msg string) string {
+	if strings.HasPrefix(msg, "source "+name+":") {
+		return msg
+	}
+	return name + ": " + msg
+}
+
+// errText is an error for the human summary. An interruption (Ctrl-C,
+// SIGTERM) is said once, in words, instead of Go's "context canceled".
+// File names in it are printed safely (importer.SafeText).
+func errText(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted; the next run resumes where this one stopped"
+	}
+	var mi *missingIntegrationError
+	if errors.As(err, &mi) {
+		return importer.SafeText(mi.Error())
+	}
+	return importer.SafeText(err.Error())
 }

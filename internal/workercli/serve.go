@@ -18,12 +18,18 @@ import (
 	"github.com/ihr-tools/ihr/scheduler"
 )
 
+// DefaultMetricsAddr is where serve answers /healthz and /metrics: loopback,
+// since /metrics tells anyone who can reach it about the sources and their
+// files, and a port no common Prometheus component uses (9090 is
+// Prometheus's own).
+const DefaultMetricsAddr = "127.0.0.1:9847"
+
 func newServeCommand(g *globals) *cobra.Command {
 	var metricsAddr string
 	var only []string
 	cmd := &cobra.Command{
-		Use:   "serve --config FILE [--metrics-addr :9090]",
-		Short: "Run continuously: each source on its schedule and/or poll interval; serve /healthz and /metrics",
+		Use:   "serve --config FILE [--metrics-addr 127.0.0.1:9847]",
+		Short: "Run continuously: each source on its schedule and/or poll interval; serve the dashboard, /healthz, /readyz and /metrics",
 		Long: `serve runs each source on its cron schedule (5 fields, the server's time zone or
 CRON_TZ=Zone; a leading 6th seconds field is accepted as an extension) and/or its
 poll interval (a poll source is also looked at once on start). A source's pass
@@ -33,10 +39,23 @@ and counted (ihr_worker_passes_skipped_total).
 On SIGTERM or SIGINT it stops scheduling, lets running passes finish and record
 the rows in flight (files left mid-way resume on the next pass), and exits 0.
 
-Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping);
-/metrics is Prometheus (ihr_worker_*).`,
-		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr :9090`,
-		Args:    exactArgs(),
+Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping):
+the liveness probe. /readyz answers 503 while the last pass of any source failed
+(the source or the API unreachable, a configuration error), naming each, and 200
+once they pass again: the readiness probe. /metrics is Prometheus (ihr_worker_*).
+/ is a read-only dashboard (protected by dashboard.token or
+dashboard.username/password when set).
+
+They listen on loopback (127.0.0.1:9847) unless --metrics-addr says otherwise;
+every interface only when said explicitly, e.g. --metrics-addr 0.0.0.0:9847 (in a
+container, for Prometheus and the probes to reach it).
+
+Each pass's health and events (a rejected file, a source down for down_after
+passes, an expected file that did not arrive) are kept in the ledger and sent
+to the notify channels; retention (retain) runs after each pass.`,
+		Example: `  ihr-worker serve --config /etc/ihr/worker.yaml
+  ihr-worker serve --config /etc/ihr/worker.yaml --metrics-addr 0.0.0.0:9847`,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(cmd.Flags())
 			if err != nil {
@@ -54,7 +73,7 @@ Logs are JSON on stderr. /healthz answers 200 while serving (503 while stopping)
 			return g.serve(cmd.Context(), cfg, sources, metricsAddr, log)
 		},
 	}
-	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9090", "listen address for /healthz and /metrics (\"\" to disable)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", DefaultMetricsAddr, "listen address for the dashboard, /healthz, /readyz and /metrics; 0.0.0.0:PORT for every interface (\"\" to disable)")
 	cmd.Flags().StringSliceVar(&only, "source", nil, "serve only these sources (repeatable)")
 	return cmd
 }
@@ -124,6 +143,21 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		}
 	}
 
+	op, err := newOperator(ctx, w, cfg, sources, m.reg, log)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return err
+	}
+	opCtx, stopOp := context.WithCancel(context.WithoutCancel(ctx))
+	opDone := make(chan struct{})
+	go func() { defer close(opDone); op.run(opCtx) }()
+	// The notifier and the watcher outlive the passes, so the last
+	// pass's events are queued before they stop.
+	defer func() { stopOp(); <-opDone }()
+
+	ready := &readiness{}
 	sch := scheduler.New(log, m)
 	for _, s := range sources {
 		job := scheduler.Job{Name: s.Name, Poll: s.Poll}
@@ -135,6 +169,10 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 		job.Run = func(ctx context.Context, why scheduler.Trigger) error {
 			sr := w.pass(ctx, s)
 			w.logPass(sr, why)
+			if ctx.Err() == nil {
+				ready.passDone(s.Name, sr.err)
+			}
+			op.afterPass(ctx, s, sr)
 			return sr.err
 		}
 		if err := sch.Add(job); err != nil {
@@ -156,10 +194,20 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 			}
 			fmt.Fprintln(rw, "ok")
 		})
+		mux.Handle("/readyz", ready)
+		dash, err := op.dashboardHandler(cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
 		mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+		mux.Handle("/", dash)
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 		go func() { srvDone <- srv.Serve(ln) }()
-		log.Info("serving /healthz and /metrics", zap.String("addr", ln.Addr().String()))
+		log.Info("serving the dashboard, /healthz, /readyz and /metrics", zap.String("addr", ln.Addr().String()))
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+			log.Warn("the dashboard, /healthz and /metrics listen on every interface, as --metrics-addr asks", zap.String("addr", addr))
+		}
 	}
 	names := make([]string, len(sources))
 	for i, s := range sources {
@@ -191,7 +239,7 @@ func (w *worker) logPass(sr *sourceRun, why scheduler.Trigger) {
 	sum := sr.Summary
 	fields := []zap.Field{
 		zap.String("source", sr.Name), zap.String("trigger", string(why)),
-		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("rejected", sum.Rejected),
+		zap.Int("files", len(sum.Files)), zap.Int("archived", sum.Archived), zap.Int("failed", sum.Rejected),
 		zap.Int("skipped", sum.Skipped), zap.Int("pending", sum.Pending),
 		zap.Int64("rows_created", sum.Rows.Created), zap.Int64("rows_already_recorded", sum.Rows.AlreadyRecorded),
 		zap.Int64("rows_invalid", sum.Rows.Invalid), zap.Int64("rows_failed", sum.Rows.Failed),

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/ratebudget"
 )
 
@@ -32,7 +33,7 @@ func sharedBudget(ctx context.Context, cfg *config.Config) (*ratebudget.Limiter,
 		Burst: max(cfg.API.Burst-1, 1),
 	})
 	if err != nil {
-		return nil, exitErr(ExitUnreachable, fmt.Errorf("shared rate budget on %s: %w", config.RedactURL(cfg.State), err))
+		return nil, exitErr(ExitUnreachable, fmt.Errorf("shared rate budget on %s: %w", storeurl.Redact(cfg.State), err))
 	}
 	return l, nil
 }

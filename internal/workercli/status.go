@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/state"
 )
@@ -44,31 +45,14 @@ rows of unfinished files that have no recorded outcome yet.`,
 	return cmd
 }
 
-// statusSource is one source in status --json.
+// statusSource is one source in status --json: the --json vocabulary of
+// run (jsonout.go), over every file the ledger has seen.
 type statusSource struct {
-	Name        string       `json:"name"`
-	Files       int          `json:"files"`
-	Done        int          `json:"done"`
-	Failed      int          `json:"failed"`
-	Skipped     int          `json:"skipped"`
-	InProgress  int          `json:"in_progress"`
-	RowsPending int64        `json:"rows_pending"`
-	Rows        state.Counts `json:"rows"`
-	FileList    []statusFile `json:"file_list"`
-}
-
-type statusFile struct {
-	Name        string       `json:"name"`
-	Status      string       `json:"status"`
-	Reason      string       `json:"reason,omitempty"`
-	Rows        int64        `json:"rows"`
-	Counts      state.Counts `json:"counts"`
-	RowsPending int64        `json:"rows_pending"`
-	Location    string       `json:"location,omitempty"`
-	Report      string       `json:"report,omitempty"`
-	FirstSeen   *time.Time   `json:"first_seen,omitempty"`
-	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
-	Run         int64        `json:"run"`
+	Name    string      `json:"name"`
+	Summary jsonSummary `json:"summary"`
+	// Alerts are the source's open events: missed deliveries, outages,
+	// rejected files not yet fixed (see serve).
+	Alerts []statusAlert `json:"alerts"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -78,13 +62,27 @@ func optTime(t time.Time) *time.Time {
 	return &t
 }
 
+// statusResult is a ledger status in the --json vocabulary. A file being
+// worked on or interrupted is pending: the next pass takes it up.
+func statusResult(s state.Status) string {
+	switch s {
+	case state.Done:
+		return "archived"
+	case state.Failed:
+		return "failed"
+	case state.Skipped:
+		return "skipped"
+	}
+	return "pending"
+}
+
 func (g *globals) status(ctx context.Context, cfg *config.Config, only string) error {
 	led, err := openLedger(ctx, cfg.State, true)
 	if errors.Is(err, fs.ErrNotExist) {
 		// No ledger yet: the worker has never run. Not an error.
 		led = nil
 	} else if err != nil {
-		return exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", config.RedactURL(cfg.State), err))
+		return exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", storeurl.Redact(cfg.State), err))
 	}
 	var files []state.File
 	if led != nil {
@@ -100,7 +98,7 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		if only != "" && s.Name != only {
 			continue
 		}
-		ss := &statusSource{Name: s.Name, FileList: []statusFile{}}
+		ss := &statusSource{Name: s.Name, Summary: jsonSummary{Files: []jsonFile{}}}
 		out = append(out, ss)
 		bySource[s.Name] = ss
 	}
@@ -108,52 +106,48 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		ss := bySource[f.Source]
 		if ss == nil {
 			// A source since removed from the configuration: still shown.
-			ss = &statusSource{Name: f.Source, FileList: []statusFile{}}
+			ss = &statusSource{Name: f.Source, Summary: jsonSummary{Files: []jsonFile{}}}
 			out = append(out, ss)
 			bySource[f.Source] = ss
 		}
-		sf := statusFile{
-			Name: f.Name, Status: string(f.Status), Reason: f.SkipReason, Rows: f.Rows, Counts: f.Counts,
-			Location: f.Location, Report: f.ReportPath, FirstSeen: optTime(f.FirstSeen), FinishedAt: optTime(f.FinishedAt), Run: f.Run,
+		jf := jsonFile{
+			Name: f.Name, Result: statusResult(f.Status), Reason: f.SkipReason, Rows: f.Rows, Counts: f.Counts,
+			Location: f.Location, Report: f.ReportPath, FirstSeen: optTime(f.FirstSeen), FinishedAt: optTime(f.FinishedAt),
 		}
-		ss.Files++
-		switch f.Status {
-		case state.Done:
-			ss.Done++
-		case state.Failed:
-			ss.Failed++
-		case state.Skipped:
-			ss.Skipped++
-		default:
-			ss.InProgress++
-			if p := f.Rows - f.Counts.Total(); p > 0 {
-				sf.RowsPending = p
+		if jf.Result == "pending" {
+			// The file's own counts are written when its run ends; an
+			// interrupted run's rows are in the row ledger already.
+			if c, err := led.RowCounts(ctx, f.Source, f.Name, f.Run); err == nil && f.Run > 0 {
+				jf.Counts = c
 			}
+			jf.RowsPending = max(0, f.Rows-jf.Counts.Total())
 		}
-		ss.RowsPending += sf.RowsPending
-		ss.Rows.Created += f.Counts.Created
-		ss.Rows.AlreadyRecorded += f.Counts.AlreadyRecorded
-		ss.Rows.Invalid += f.Counts.Invalid
-		ss.Rows.Failed += f.Counts.Failed
-		ss.FileList = append(ss.FileList, sf)
+		ss.Summary.add(jf)
+	}
+	if err := addAlerts(ctx, led, out); err != nil {
+		return exitErr(ExitUnreachable, err)
 	}
 	if g.jsonOut {
-		return g.printJSON(map[string]any{"state": config.RedactURL(cfg.State), "sources": out})
+		return g.printJSON(map[string]any{"state": storeurl.Redact(cfg.State), "sources": out})
 	}
 	if led == nil {
 		g.say("No state yet at %s: the worker has not run.\n", cfg.State)
 	}
 	for _, ss := range out {
-		g.say("%s: %d file(s) seen — %d done, %d failed, %d skipped, %d in progress; rows: %d created, %d already recorded, %d invalid, %d failed; %d pending\n",
-			ss.Name, ss.Files, ss.Done, ss.Failed, ss.Skipped, ss.InProgress,
-			ss.Rows.Created, ss.Rows.AlreadyRecorded, ss.Rows.Invalid, ss.Rows.Failed, ss.RowsPending)
-		if len(ss.FileList) == 0 {
+		sum := ss.Summary
+		g.say("%s: %d file(s) seen: %d archived, %d failed, %d skipped, %d pending; rows: %d created, %d already recorded, %d invalid, %d failed, %d not yet recorded\n",
+			ss.Name, len(sum.Files), sum.Archived, sum.Failed, sum.Skipped, sum.Pending,
+			sum.Rows.Created, sum.Rows.AlreadyRecorded, sum.Rows.Invalid, sum.Rows.Failed, sum.RowsPending)
+		for _, a := range ss.Alerts {
+			g.say("  ! %s since %s: %s\n", a.Kind, a.Since.UTC().Format(time.RFC3339), oneLine(a.Detail))
+		}
+		if len(sum.Files) == 0 {
 			continue
 		}
 		tw := tabwriter.NewWriter(g.st.Err, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  FILE\tSTATUS\tROWS\tCREATED\tALREADY\tINVALID\tFAILED\tPENDING\tWHERE\tWHY")
-		for _, f := range ss.FileList {
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", importer.SafeName(f.Name), f.Status, f.Rows,
+		fmt.Fprintln(tw, "  FILE\tRESULT\tROWS\tCREATED\tALREADY\tINVALID\tFAILED\tPENDING\tLOCATION\tWHY")
+		for _, f := range sum.Files {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", importer.SafeName(f.Name), f.Result, f.Rows,
 				f.Counts.Created, f.Counts.AlreadyRecorded, f.Counts.Invalid, f.Counts.Failed, f.RowsPending,
 				importer.SafeName(f.Location), oneLine(importer.SafeText(f.Reason)))
 		}

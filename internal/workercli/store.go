@@ -3,35 +3,35 @@ package workercli
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
-	"github.com/ihr-tools/ihr/importer"
 )
 
 // openStore builds the store a source's URL and settings describe, wrapped
 // to retry transient failures. Remote stores connect lazily, so an error
 // here is about the settings (a key file that does not parse, a missing
-// known_hosts): a usage error, exit 2. A local folder that is not there is a
-// source that cannot be reached (an unmounted share):
-// importer.ErrSourceUnavailable, exit 3.
+// known_hosts): a usage error, exit 2. So is a local folder that is not
+// there: the source root must exist (a typo in a path must not look like an
+// empty inbox).
 func openStore(ctx context.Context, s *config.Source, log *zap.Logger) (filestore.Store, error) {
+	return openSharedStore(ctx, s, log, nil)
+}
+
+// openSharedStore is openStore where SFTP sources of one account (host and
+// user) share accounts' connections and max_connections budget.
+func openSharedStore(ctx context.Context, s *config.Source, log *zap.Logger, accounts *sftpstore.Accounts) (filestore.Store, error) {
 	log = log.Named("store").With(zap.String("source", s.Name))
-	st, err := storeurl.Open(ctx, s.URL, storeurl.Settings{
-		Password: s.Password.Reveal(), KeyFile: s.KeyFile, KnownHosts: s.KnownHosts,
-		InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
-		CAFile:                s.CAFile, InsecureSkipVerify: s.InsecureSkipVerify,
-		Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle,
-		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey.Reveal(),
-	}, log)
+	settings := s.StoreSettings()
+	settings.MaxConns, settings.Accounts = s.MaxConnections, accounts
+	st, err := storeurl.Open(ctx, s.URL, settings, log)
 	if err != nil {
-		if strings.HasPrefix(strings.ToLower(s.URL), "file:") && errors.Is(err, filestore.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s: %v", importer.ErrSourceUnavailable, s.Name, err)
+		if _, local := storeurl.LocalPath(s.URL); local && errors.Is(err, filestore.ErrNotExist) {
+			return nil, usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only the inbox, archive, failed and reports folders, inside an existing folder)", s.Name, storeLocation(s, ""))
 		}
 		return nil, usageErr("source %s: %v", s.Name, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -42,12 +41,17 @@ when the source cannot be reached.`,
   ihr-worker validate --config worker.yaml --source erp-invoices inbox/invoices.csv --json`,
 		Args: exactArgs("PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, s, err := g.loadSource(cmd, source)
+			// No API call: the api block (and its credentials) may be
+			// incomplete here, e.g. on a laptop without the secrets.
+			if err := requireFlags(cmd, "source"); err != nil {
+				return err
+			}
+			cfg, err := g.loadConfigWith(cmd.Flags(), config.Options{NoAPI: true})
 			if err != nil {
 				return err
 			}
-			i := slices.IndexFunc(cfg.Sources, func(c config.Source) bool { return c.Name == s.Name })
-			if err := checkMapping(s, i); err != nil {
+			s, err := g.source(cfg, source)
+			if err != nil {
 				return err
 			}
 			log, err := g.newLogger(false)
@@ -120,7 +124,12 @@ when the source cannot be reached.`,
 				}
 				return exitErr(classify(err), err)
 			}
-			valid := res.Rows - res.Counts.Invalid
+			// A file rejected as a whole has no valid row, whatever its
+			// counts say (its one "invalid" line may be the header's).
+			valid := max(0, res.Rows-res.Counts.Invalid)
+			if res.Reason != "" && res.Status != state.Done {
+				valid = 0
+			}
 			if g.jsonOut {
 				if err := g.printJSON(map[string]any{
 					"source": s.Name, "file": where, "rows": res.Rows, "valid": valid, "invalid": res.Counts.Invalid,
@@ -131,7 +140,7 @@ when the source cannot be reached.`,
 			} else {
 				msg := fmt.Sprintf("%s: %d row(s), %d valid, %d invalid", where, res.Rows, valid, res.Counts.Invalid)
 				if res.Reason != "" {
-					msg += ": " + res.Reason
+					msg = fmt.Sprintf("%s: rejected as a whole, no row checked: %s", where, res.Reason)
 				}
 				g.say("%s\n", msg)
 			}

@@ -2,9 +2,11 @@ package workercli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -13,8 +15,9 @@ import (
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/sftpstore"
+	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/importer"
-	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/ratebudget"
 	"github.com/ihr-tools/ihr/state"
 	"github.com/ihr-tools/ihr/unwrap"
@@ -32,6 +35,9 @@ type worker struct {
 
 	mu     sync.Mutex
 	stores map[string]filestore.Store // by source name, opened on first use
+	// accounts shares SFTP connections (and max_connections) among the
+	// sources of one account.
+	accounts sftpstore.Accounts
 }
 
 // newAPIClient builds the API client from the configuration. It makes no
@@ -43,34 +49,27 @@ func newAPIClient(cfg *config.Config, log *zap.Logger, obs apiclient.Observer) (
 // newAPIClientWith is newAPIClient with a rate budget shared beyond this
 // process (nil: the client's own).
 func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observer, lim apiclient.Limiter) (*apiclient.Client, error) {
-	ac := apiclient.Config{
-		BaseURL:    cfg.API.URL,
-		APIKey:     cfg.API.APIKey.Reveal(),
-		RateLimit:  cfg.API.RateLimit,
-		Burst:      cfg.API.Burst,
-		Timeout:    cfg.API.Timeout,
-		MaxRetries: cfg.API.MaxRetries,
-		Observer:   obs,
-		// The ledger keeps only the record id of a create.
-		CreateFields: []string{"id"},
-	}
+	ac := cfg.API.ClientConfig()
+	ac.Observer = obs
+	// The ledger keeps only the record id of a create.
+	ac.CreateFields = []string{"id"}
 	if lim != nil {
 		ac.Limiter = lim
 	}
-	if cfg.API.MaxRetries == 0 {
-		ac.MaxRetries = -1 // config: 0 is none; apiclient: 0 is its default
+	// Said on every start, so an insecure override is never forgotten.
+	for _, w := range cfg.Warnings() {
+		log.Warn("insecure configuration: "+w, zap.String("hint", "use https:// or ftps://"))
 	}
-	if cfg.API.RateLimit == 0 {
-		ac.RateLimit = -1 // config: 0 is unlimited; apiclient: 0 is its default
-	}
-	if o := cfg.API.OAuth; o != nil {
-		ac.OAuth = &apiclient.OAuthConfig{
-			TokenURL:     o.TokenURL,
-			ClientID:     o.ClientID,
-			ClientSecret: o.ClientSecret.Reveal(),
-			Scopes:       o.Scopes,
-			AuthMethod:   o.AuthMethod,
+	if cfg.API.CAFile != "" {
+		pem, err := os.ReadFile(cfg.API.CAFile)
+		if err != nil {
+			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %w", err))
 		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %s holds no PEM certificate", cfg.API.CAFile))
+		}
+		ac.RootCAs = pool
 	}
 	c, err := apiclient.New(ac, log.Named("api"))
 	if err != nil {
@@ -82,11 +81,6 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 // newWorker opens the ledger (for writing) and builds the API client and
 // the pipeline.
 func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metrics, progress importer.Observer) (*worker, error) {
-	for i := range cfg.Sources {
-		if err := checkMapping(&cfg.Sources[i], i); err != nil {
-			return nil, err
-		}
-	}
 	budget, err := sharedBudget(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -110,13 +104,13 @@ func newWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, m *metr
 		if errors.Is(err, state.ErrLocked) {
 			return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s is in use by another ihr-worker (serve?); run this command there, or stop it first", cfg.State))
 		}
-		return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", config.RedactURL(cfg.State), err))
+		return nil, exitErr(ExitUnreachable, fmt.Errorf("state %s: %w", storeurl.Redact(cfg.State), err))
 	}
 	var obs importer.Observer = m
 	if progress != nil {
 		obs = multiObserver{m, progress}
 	}
-	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, importer.ClientAPI(api), led, log, obs)
+	imp := importer.New(importer.Config{Concurrency: cfg.API.Concurrency, Lease: cfg.Lease}, setupAwareAPI{importer.ClientAPI(api), cfg.API.URL}, led, log, obs)
 	return &worker{cfg: cfg, log: log, metrics: m, api: api, ledger: led, imp: imp, budget: budget}, nil
 }
 
@@ -128,7 +122,7 @@ func (w *worker) store(ctx context.Context, s *config.Source) (filestore.Store, 
 	if st, ok := w.stores[s.Name]; ok {
 		return st, nil
 	}
-	st, err := openStore(ctx, s, w.log)
+	st, err := openSharedStore(ctx, s, w.log, &w.accounts)
 	if err != nil {
 		return nil, err
 	}
@@ -153,26 +147,6 @@ func (w *worker) Close() error {
 		w.budget.Close()
 	}
 	return errors.Join(errs...)
-}
-
-// checkMapping lets the mapping package judge the source's mapping block as
-// the pipeline will use it, so a mistake is a configuration error (exit 2)
-// before any file is touched.
-func checkMapping(s *config.Source, i int) error {
-	err := mapping.ValidateConfig(mappingConfig(s))
-	if err == nil {
-		return nil
-	}
-	key := fmt.Sprintf("sources[%d].mapping", i)
-	var me *mapping.ConfigError
-	if errors.As(err, &me) {
-		return usageErr("invalid configuration: %s.%s: %s", fmt.Sprintf("sources[%d]", i), me.Key, me.Msg)
-	}
-	return usageErr("invalid configuration: %s: %v", key, err)
-}
-
-func mappingConfig(s *config.Source) mapping.Config {
-	return mapping.Config{Columns: s.Mapping.Columns, Defaults: s.Mapping.Defaults, Actions: s.Mapping.Actions}
 }
 
 // importerSource describes a configured source to the pipeline, on an
@@ -204,7 +178,7 @@ func importerSource(cfg *config.Config, s *config.Source, store filestore.Store)
 		},
 		Include:               s.Include,
 		Encoding:              s.Encoding,
-		Mapping:               mappingConfig(s),
+		Mapping:               s.Mapping,
 		Integration:           s.Integration,
 		StableFor:             s.StableFor,
 		ResolvePrevious:       s.ResolvePrevious,
@@ -217,12 +191,12 @@ func importerSource(cfg *config.Config, s *config.Source, store filestore.Store)
 // storeLocation is where a name inside a source's store is, for humans:
 // a local path for file:// sources, else the URL (without password).
 func storeLocation(s *config.Source, name string) string {
+	if dir, ok := storeurl.LocalPath(s.URL); ok {
+		return filepath.Join(filepath.FromSlash(dir), filepath.FromSlash(name))
+	}
 	u, err := url.Parse(s.URL)
 	if err != nil {
 		return name
-	}
-	if u.Scheme == "file" {
-		return filepath.Join(filepath.FromSlash(u.Path), filepath.FromSlash(name))
 	}
 	u.User = nil
 	u.Path = joinURLPath(u.Path, name)
@@ -241,6 +215,12 @@ func classify(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, new(*missingIntegrationError)):
+		return ExitUsage
+	case setupStoreError(err):
+		// A host key that does not match, a refused login: no rerun
+		// fixes them, the configuration (or the server) must change.
+		return ExitUsage
 	case errors.Is(err, importer.ErrSourceUnavailable), errors.Is(err, importer.ErrAPIUnavailable):
 		return ExitUnreachable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -253,4 +233,13 @@ func classify(err error) int {
 		return ee.Code
 	}
 	return ExitUnreachable
+}
+
+// preflight checks a source before its pass touches any file: the root
+// folder exists and the integration is on the API (preflight.go).
+func (w *worker) preflight(ctx context.Context, s *config.Source, store filestore.Store) error {
+	if err := checkRoot(ctx, s, store); err != nil {
+		return err
+	}
+	return checkIntegration(ctx, w.api, w.cfg, s)
 }

@@ -1,21 +1,20 @@
-// Command demo is `make demo`: it builds ihr-api and ihr-worker, starts
+// Command ihr-demo is `make demo`: it builds ihr-api and ihr-worker, starts
 // ihr-api on SQLite, drops the sample files of fixtures/demo into local
 // source folders, runs the worker once, prints the summary and where the
 // reports are, and stops ihr-api. It needs nothing but Go.
 //
-// Run from the repository root: go run ./deploy/demo [-dir demo]
+// Run from the repository root: go run ./cmd/ihr-demo [-dir demo]
 // Everything it creates is under -dir, which it empties first.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/apiclient"
+	"github.com/ihr-tools/ihr/internal/launch"
 )
 
 func main() {
@@ -58,18 +58,16 @@ func run(ctx context.Context, dir string) error {
 	bin := filepath.Join(dir, "bin")
 	say("==> building ihr-api and ihr-worker into %s\n", bin)
 	for _, c := range []string{"ihr-api", "ihr-worker"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, c), "./cmd/"+c)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("go build ./cmd/%s: %w", c, err)
+		if err := launch.Build(ctx, "", c, filepath.Join(bin, c), os.Stderr); err != nil {
+			return err
 		}
 	}
 
-	addr, err := freeAddr()
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		return err
 	}
-	key := "demo-" + fmt.Sprint(time.Now().UnixNano())
+	key := "demo-" + rand.Text()
 	apiURL := "http://" + addr
 	say("==> starting ihr-api on %s (SQLite: %s)\n", apiURL, filepath.Join(dir, "api.db"))
 	apiLog, err := os.Create(filepath.Join(dir, "ihr-api.log"))
@@ -77,24 +75,24 @@ func run(ctx context.Context, dir string) error {
 		return err
 	}
 	defer apiLog.Close()
-	api := exec.Command(filepath.Join(bin, "ihr-api"), "--addr", addr, "--api-key", key, "--db", "sqlite:"+filepath.Join(dir, "api.db"))
+	// The key goes through a file, never argv, where every process
+	// listing would show it.
+	keyFile := filepath.Join(dir, "api-keys")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		return err
+	}
+	api := exec.Command(filepath.Join(bin, "ihr-api"), "--addr", addr, "--api-key-file", keyFile, "--db", "sqlite:"+filepath.Join(dir, "api.db"))
 	api.Stdout, api.Stderr = apiLog, apiLog
 	if err := api.Start(); err != nil {
 		return err
 	}
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.Wait() }()
+	apiDone := make(chan struct{})
+	go func() { _ = api.Wait(); close(apiDone) }()
 	defer func() {
-		_ = api.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-apiDone:
-		case <-time.After(10 * time.Second):
-			_ = api.Process.Kill()
-			<-apiDone
-		}
+		launch.Stop(api.Process, apiDone, 10*time.Second)
 		say("==> ihr-api stopped (its log: %s)\n", apiLog.Name())
 	}()
-	if err := waitReady(ctx, apiURL, key, apiDone); err != nil {
+	if err := launch.WaitAPI(ctx, apiURL, key, apiDone, 20*time.Second); err != nil {
 		return err
 	}
 	client, err := apiclient.New(apiclient.Config{BaseURL: apiURL, APIKey: key}, nil)
@@ -210,40 +208,4 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitReady(ctx context.Context, url, key string, exited <-chan error) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/integration_history_records?limit=1", nil)
-		req.Header.Set("X-COUPA-API-KEY", key)
-		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		select {
-		case e := <-exited:
-			return fmt.Errorf("ihr-api exited: %v", e)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("ihr-api did not become ready: %v", err)
-		}
-	}
 }

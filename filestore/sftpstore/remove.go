@@ -1,0 +1,19 @@
+package sftpstore
+
+import (
+	"context"
+
+	"github.com/ihr-tools/ihr/filestore"
+)
+
+// Remove implements filestore.Remover.
+func (s *Store) Remove(ctx context.Context, name string) error {
+	n, err := filestore.CleanFileName("remove", name)
+	if err != nil {
+		return err
+	}
+	if err := s.pool.Do(ctx, func(c *conn) error { return c.sftp.Remove(s.abs(n)) }); err != nil {
+		return s.pathErr(ctx, "remove", name, err)
+	}
+	return nil
+}

@@ -345,6 +345,7 @@ func TestCompressedDrops(t *testing.T) {
 // report says what was expected and what was found. Local, SFTP and S3.
 func TestCheckedDrops(t *testing.T) {
 	dropStores(t, func(t *testing.T, s storeEnv) {
+		s.src.Include = "*"
 		ok, okIDs := csvRows("MOK", 1, 8)
 		sum := sha256.Sum256([]byte(ok))
 		s.put("inbox/ok.csv", []byte(ok))
@@ -354,8 +355,12 @@ func TestCheckedDrops(t *testing.T) {
 		s.put("inbox/short.csv.done", []byte("rows=8\n"))
 		s.put("inbox/hash.csv", []byte(short))
 		s.put("inbox/hash.done", []byte("sha256="+hex.EncodeToString(sum[:])+"\n"))
+		za, _ := csvRows("MZA", 1, 3)
+		zb, _ := csvRows("MZB", 1, 4)
+		s.put("inbox/z.zip", zipped(t, [2]string{"za.csv", za}, [2]string{"zb.csv", zb}))
+		s.put("inbox/z.zip.done", []byte("rows=8\n"))
 		res := s.run()
-		if res.Archived != 1 || res.Rejected != 2 {
+		if res.Archived != 1 || res.Rejected != 3 {
 			t.Fatalf("manifest summary %+v", res)
 		}
 		s.exactlyOnce("ok.csv", okIDs)
@@ -370,6 +375,13 @@ func TestCheckedDrops(t *testing.T) {
 			if n := len(s.records(name + ".csv")); n != 0 {
 				t.Errorf("%s: %d records", name, n)
 			}
+		}
+		ls := lines(t, s.get("reports/z.zip.response.csv"))
+		if !s.has("failed/z.zip") || len(ls) != 1 || !strings.Contains(ls[0][8], "z.zip.done expects 8 data rows in the archive's CSV entries, found 7") {
+			t.Errorf("z.zip: %v", ls)
+		}
+		if n := len(s.records("za.csv")) + len(s.records("zb.csv")); n != 0 {
+			t.Errorf("z.zip: %d records", n)
 		}
 
 		// A trailer row, on another inbox of the same store.
@@ -434,6 +446,8 @@ func TestValidateDrops(t *testing.T) {
 	e.src.Unwrap.Verify = nil
 	check("v.zip", zipped(t, [2]string{"x.csv", plain}, [2]string{"y.csv", header + "Y-1,InvoiceHeader,1,Success\r\n"}), state.Failed, "y.csv: ")
 	check("w.csv.gz", gzipped(plain), state.Done, "V-6")
+	e.drop("z.zip.done", "rows=13")
+	check("z.zip", zipped(t, [2]string{"x.csv", plain}, [2]string{"y.csv", plain}), state.Failed, "expects 13 data rows in the archive's CSV entries, found 12")
 	e.drop("short.csv.done", "rows=7")
 	check("short.csv", []byte(plain), state.Failed, "expects 7 data rows, found 6")
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/state"
 	"github.com/ihr-tools/ihr/unwrap"
 )
@@ -152,6 +153,21 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	if len(entries) == 0 {
 		return im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", "invalid")
 	}
+	// A manifest's rows= counts the data rows of all CSV entries: checked
+	// before any entry is posted.
+	m, err := readManifest(ctx, src.Store, f.Name, f.Location)
+	if err == nil && m != nil && m.Rows >= 0 {
+		var total int64
+		if total, err = countEntryRows(ctx, src, a, entries); err == nil {
+			err = c.CheckRows(total)
+		}
+	}
+	if unwrap.IsFileError(err) {
+		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), "invalid")
+	}
+	if err != nil {
+		return im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
+	}
 	es := src
 	vs := &entryStore{Store: src.Store, arch: a, dir: f.Location, entries: map[string]unwrap.Entry{}, mod: f.ModTime}
 	for _, e := range entries {
@@ -205,6 +221,55 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	}
 	err = im.finish(ctx, src, f, final, counts, reason, dst)
 	return im.result(*f, err)
+}
+
+// countEntryRows counts the data rows of the archive's CSV entries as the
+// entries' own first passes will (a row that does not parse counts; an
+// entry that is not CSV at all counts none and fails on its own).
+func countEntryRows(ctx context.Context, src Source, a *unwrap.Archive, entries []unwrap.Entry) (int64, error) {
+	var total int64
+	cfg := unwrapEntries(src.Unwrap)
+	for _, e := range entries {
+		n, err := func() (int64, error) {
+			er, err := a.Open(e)
+			if err != nil {
+				return 0, err
+			}
+			defer er.Close()
+			c, err := unwrap.Open(er, cfg)
+			if err != nil {
+				return 0, err
+			}
+			defer c.Close()
+			rd, err := parse.NewReader(c, src.Encoding, parse.Options{File: e.Name})
+			if err != nil {
+				if unwrap.IsFileError(err) || !isFileError(err) {
+					return 0, err
+				}
+				return 0, nil
+			}
+			var n int64
+			for {
+				if err := ctx.Err(); err != nil {
+					return 0, err
+				}
+				_, err := rd.Read()
+				if err == io.EOF {
+					return n, nil
+				}
+				var pe *parse.ParseError
+				if err != nil && !errors.As(err, &pe) {
+					return 0, err
+				}
+				n++
+			}
+		}()
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // entryDone: the entry was finished by this very run of the archive (a

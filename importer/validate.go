@@ -135,6 +135,10 @@ func (im *Importer) Validate(ctx context.Context, src Source, store filestore.St
 			return res, err
 		}
 	}
+	// The archive's manifest counts the rows of all its entries.
+	if err := c.CheckRows(res.Rows); err != nil {
+		return whole(fmt.Errorf("%s: %w", base, err))
+	}
 	cw.Flush()
 	return res, cw.Error()
 }

@@ -239,11 +239,15 @@ func (c *Content) atEOF() error {
 }
 
 // CheckRows compares the number of data rows the caller parsed (trailer
-// excluded) with what the manifest and the trailer expect. Call it after
-// Read returned io.EOF.
+// excluded; for an archive, those of all its CSV entries) with what the
+// manifest and the trailer expect. Call it after Read returned io.EOF.
 func (c *Content) CheckRows(rows int64) error {
 	if m := c.manifest; m != nil && m.Rows >= 0 && m.Rows != rows {
-		return fmt.Errorf("%w: %s expects %d data rows, found %d", ErrIncomplete, m.From, m.Rows, rows)
+		where := ""
+		if c.Archive {
+			where = " in the archive's CSV entries"
+		}
+		return fmt.Errorf("%w: %s expects %d data rows%s, found %d", ErrIncomplete, m.From, m.Rows, where, rows)
 	}
 	if t := c.trailer; t != nil && t.found && t.rows >= 0 && t.rows != rows {
 		return fmt.Errorf("%w: trailer row %q expects %d data rows, found %d", ErrIncomplete, t.line, t.rows, rows)

@@ -450,6 +450,14 @@ func TestValidateDrops(t *testing.T) {
 	check("z.zip", zipped(t, [2]string{"x.csv", plain}, [2]string{"y.csv", plain}), state.Failed, "expects 13 data rows in the archive's CSV entries, found 12")
 	e.drop("short.csv.done", "rows=7")
 	check("short.csv", []byte(plain), state.Failed, "expects 7 data rows, found 6")
+	tr, err := unwrap.ParseTrailer("TRAILER,{rows}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.src.Unwrap.Trailer = tr
+	check("t-ok.csv", []byte(plain+"TRAILER,6\r\n"), state.Done, "V-6")
+	check("t-bad.csv", []byte(plain+"TRAILER,5\r\n"), state.Failed, "expects 5 data rows, found 6")
+	check("t-zip.zip", zipped(t, [2]string{"x.csv", plain + "TRAILER,6\r\n"}, [2]string{"y.csv", plain}), state.Failed, "y.csv: file is incomplete: the last line is not a trailer row")
 }
 
 // TestArchiveResumes: a run over a zip stopped in its second entry

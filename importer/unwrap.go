@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ihr-tools/ihr/exporter"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/state"
@@ -129,10 +130,10 @@ func sealReport(src Source, body io.Reader, name string) (*spoolFile, error) {
 // to failed/, only once every entry is done; an interrupted run resumes
 // with the entries not yet done.
 func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) FileResult {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", f.Name))
+	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)))
 	c, err := im.openContent(ctx, src, src.Store, f.Name, f.Location)
 	if err != nil && unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), "invalid")
+		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), exporter.Invalid)
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
@@ -140,7 +141,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	a, err := unwrap.OpenArchive(c.Content, "", src.Unwrap.Limits)
 	c.Close()
 	if err != nil && unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), "invalid")
+		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), exporter.Invalid)
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
@@ -151,7 +152,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 		log.Info("zip entries that are not CSV files are ignored", zap.Strings("entries", a.Ignored))
 	}
 	if len(entries) == 0 {
-		return im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", "invalid")
+		return im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", exporter.Invalid)
 	}
 	// A manifest's rows= counts the data rows of all CSV entries: checked
 	// before any entry is posted.
@@ -163,7 +164,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 		}
 	}
 	if unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), "invalid")
+		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), exporter.Invalid)
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
@@ -197,11 +198,12 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 		case state.Failed, state.Skipped:
 			final = state.Failed
 		default: // interrupted, or another worker holds a file of that name
-			if res.Err == nil {
-				res.Err = fmt.Errorf("importer: %s: %s: entry %s is held by another worker; the archive resumes later", src.Name, f.Name, e.Name)
-			}
 			r := im.result(*f, res.Err)
 			r.Status = state.Processing
+			if res.Err == nil {
+				r.Reason = fmt.Sprintf("entry %s is held by another worker; the archive resumes on a later pass", e.Name)
+				log.Info("zip entry held elsewhere; archive left for a later pass", zap.String("entry", SafeName(e.Name)))
+			}
 			return r
 		}
 		f.Rows += res.Rows

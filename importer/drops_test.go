@@ -538,3 +538,42 @@ func TestEncryptedDropsOnStores(t *testing.T) {
 		}
 	})
 }
+
+// TestRequiredManifest: with completeness.manifest required a file waits
+// for its control file; an empty one (a bare marker) rejects it; an entry
+// name clash in a zip rejects the archive before anything is posted.
+func TestRequiredManifest(t *testing.T) {
+	e := newEnv(t)
+	e.src.Include = "*"
+	e.src.RequireManifest = true
+	plain, ids := csvRows("RM", 1, 5)
+	e.drop("r.csv", plain)
+	if sum := e.run(); len(sum.Files) != 0 || !e.exists("inbox/r.csv") {
+		t.Fatalf("taken without its control file: %+v", sum)
+	}
+	e.drop("r.csv.done", "rows=5\n")
+	e.drop("m.csv", plain)
+	e.drop("m.csv.done", "")
+	sum := e.run()
+	if sum.Archived != 1 || sum.Rejected != 1 {
+		t.Fatalf("%+v", sum)
+	}
+	e.exactlyOnce("r.csv", ids)
+	if ls := e.report("m.response.csv"); len(ls) != 1 || !strings.Contains(ls[0][8], "no control file m.csv.done") {
+		t.Errorf("bare marker: %v", ls)
+	}
+
+	e.src.RequireManifest = false
+	a, _ := csvRows("CL", 1, 3)
+	e.drop("clash.zip", string(zipped(t, [2]string{"x/orders.csv", a}, [2]string{"y/Orders.csv", a})))
+	sum = e.run()
+	if sum.Rejected != 1 || !e.exists("failed/clash.zip") {
+		t.Fatalf("clash: %+v", sum)
+	}
+	if ls := e.report("clash.zip.response.csv"); len(ls) != 1 || !strings.Contains(ls[0][8], `entries "x/orders.csv" and "y/Orders.csv" have the same file name`) {
+		t.Errorf("clash report: %v", ls)
+	}
+	if n := len(e.records("orders.csv")) + len(e.records("Orders.csv")); n != 0 {
+		t.Errorf("clash: %d records", n)
+	}
+}

@@ -19,18 +19,11 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/record"
+	"github.com/ihr-tools/ihr/state"
 )
 
 // ReportHeader is the response report's header; the names are a contract.
 var ReportHeader = []string{"row", "external-id", "document-type", "document-id", "action", "result", "record-id", "http-status", "message"}
-
-// Results of a report line.
-const (
-	Created         = "created"
-	AlreadyRecorded = "already-recorded"
-	Invalid         = "invalid"
-	Failed          = "failed"
-)
 
 // ReportLine is one line of a response report. Zero RecordID and
 // HTTPStatus are written as empty cells (no record, no API call).
@@ -40,7 +33,7 @@ type ReportLine struct {
 	DocumentType string
 	DocumentID   string
 	Action       string
-	Result       string // created | already-recorded | invalid | failed
+	Result       state.Result // state's words: created | already-recorded | invalid | failed (| valid, dry run)
 	RecordID     int64
 	HTTPStatus   int
 	Message      string
@@ -53,6 +46,7 @@ type ReportWriter struct {
 	cells  []string
 	header bool
 	keep   bool // formulas written verbatim
+	dryRun bool // results are valid | invalid
 }
 
 // NewReportWriter returns a writer to w. The header is written with the
@@ -66,6 +60,10 @@ func NewReportWriter(w io.Writer) *ReportWriter {
 // SetEscapeFormulas turns formula escaping on (the default) or off.
 func (rw *ReportWriter) SetEscapeFormulas(on bool) { rw.keep = !on }
 
+// SetDryRun makes the report a dry run's (validate): in the same columns,
+// every row's result is state.Valid (it would be posted) or state.Invalid.
+func (rw *ReportWriter) SetDryRun(on bool) { rw.dryRun = on }
+
 func (rw *ReportWriter) writeHeader() error {
 	if rw.header {
 		return nil
@@ -77,9 +75,7 @@ func (rw *ReportWriter) writeHeader() error {
 // Write writes one line. It refuses an unknown Result, so that a report
 // never carries a value users cannot script against.
 func (rw *ReportWriter) Write(l ReportLine) error {
-	switch l.Result {
-	case Created, AlreadyRecorded, Invalid, Failed:
-	default:
+	if !rw.known(l.Result) {
 		return fmt.Errorf("exporter: report row %d: unknown result %q", l.Row, l.Result)
 	}
 	if err := rw.writeHeader(); err != nil {
@@ -87,7 +83,7 @@ func (rw *ReportWriter) Write(l ReportLine) error {
 	}
 	c := rw.cells
 	c[0] = strconv.Itoa(l.Row)
-	c[1], c[2], c[3], c[4], c[5] = l.ExternalID, l.DocumentType, l.DocumentID, l.Action, l.Result
+	c[1], c[2], c[3], c[4], c[5] = l.ExternalID, l.DocumentType, l.DocumentID, l.Action, string(l.Result)
 	c[6], c[7] = "", ""
 	if l.RecordID != 0 {
 		c[6] = strconv.FormatInt(l.RecordID, 10)
@@ -102,6 +98,17 @@ func (rw *ReportWriter) Write(l ReportLine) error {
 		}
 	}
 	return rw.w.Write(c)
+}
+
+func (rw *ReportWriter) known(r state.Result) bool {
+	if rw.dryRun {
+		return r == state.Valid || r == state.Invalid
+	}
+	switch r {
+	case state.Created, state.AlreadyRecorded, state.Invalid, state.FailedRow:
+		return true
+	}
+	return false
 }
 
 // Flush writes buffered lines (and the header, if nothing was written)

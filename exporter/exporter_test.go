@@ -9,17 +9,18 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/record"
+	"github.com/ihr-tools/ihr/state"
 )
 
 func TestReport(t *testing.T) {
 	var b bytes.Buffer
 	w := NewReportWriter(&b)
 	lines := []ReportLine{
-		{Row: 1, ExternalID: "AP-1", DocumentType: "InvoiceHeader", DocumentID: "5101", Action: "mark_exported", Result: Created, RecordID: 42, HTTPStatus: 201},
-		{Row: 2, ExternalID: "AP-1", DocumentType: "InvoiceHeader", DocumentID: "5101", Action: "mark_exported", Result: Invalid,
+		{Row: 1, ExternalID: "AP-1", DocumentType: "InvoiceHeader", DocumentID: "5101", Action: "mark_exported", Result: state.Created, RecordID: 42, HTTPStatus: 201},
+		{Row: 2, ExternalID: "AP-1", DocumentType: "InvoiceHeader", DocumentID: "5101", Action: "mark_exported", Result: state.Invalid,
 			Message: `duplicate external-id "AP-1" (first at row 1)`},
-		{Row: 3, ExternalID: "東京,1", Result: Failed, HTTPStatus: 503, Message: "Service Unavailable\r\nretry later"},
-		{Row: 4, Result: AlreadyRecorded, RecordID: 7},
+		{Row: 3, ExternalID: "東京,1", Result: state.FailedRow, HTTPStatus: 503, Message: "Service Unavailable\r\nretry later"},
+		{Row: 4, Result: state.AlreadyRecorded, RecordID: 7},
 	}
 	for _, l := range lines {
 		if err := w.Write(l); err != nil {
@@ -58,7 +59,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full")
 
 func TestReportWriteError(t *testing.T) {
 	w := NewReportWriter(failWriter{})
-	w.Write(ReportLine{Row: 1, Result: Created}) //nolint:errcheck // buffered; Flush reports
+	w.Write(ReportLine{Row: 1, Result: state.Created}) //nolint:errcheck // buffered; Flush reports
 	if err := w.Flush(); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("Flush: %v", err)
 	}
@@ -134,7 +135,7 @@ func TestFormulaEscaping(t *testing.T) {
 	}
 	var b strings.Builder
 	w := NewReportWriter(&b)
-	if err := w.Write(ReportLine{Row: 1, ExternalID: "=cmd", DocumentType: "@x", Action: "+a", Result: Invalid, Message: "-m", RecordID: 5}); err != nil {
+	if err := w.Write(ReportLine{Row: 1, ExternalID: "=cmd", DocumentType: "@x", Action: "+a", Result: state.Invalid, Message: "-m", RecordID: 5}); err != nil {
 		t.Fatal(err)
 	}
 	w.Flush()
@@ -144,7 +145,7 @@ func TestFormulaEscaping(t *testing.T) {
 	b.Reset()
 	w = NewReportWriter(&b)
 	w.SetEscapeFormulas(false)
-	w.Write(ReportLine{Row: 1, ExternalID: "=cmd", Result: Invalid})
+	w.Write(ReportLine{Row: 1, ExternalID: "=cmd", Result: state.Invalid})
 	w.Flush()
 	if line := strings.Split(b.String(), "\r\n")[1]; line != "1,=cmd,,,,invalid,,," {
 		t.Fatalf("verbatim report line %q", line)

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/filestore"
-	"github.com/ihr-tools/ihr/state"
 )
 
 // markerSuffixes are the optional "upload finished" markers.
@@ -130,103 +128,6 @@ func sortInfos(s []filestore.FileInfo) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j].Name < s[j-1].Name; j-- {
 			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-}
-
-// reconcile finishes the moves a crash interrupted: files whose ledger
-// entry still has a planned destination.
-func (im *Importer) reconcile(ctx context.Context, src Source) error {
-	files, err := im.ledger.Files(ctx, src.Name)
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		if f.Destination == "" {
-			continue
-		}
-		cf, err := im.ledger.Claim(ctx, src.Name, f.Name, im.cfg.Owner, im.cfg.Lease)
-		if err != nil {
-			if errors.Is(err, state.ErrClaimed) {
-				continue
-			}
-			return err
-		}
-		if cf.Destination == "" {
-			im.release(src.Name, f.Name)
-			continue
-		}
-		err = im.finishMove(ctx, src, &cf)
-		im.release(src.Name, f.Name)
-		if err != nil && !errors.Is(err, errReplaced) {
-			return err
-		}
-	}
-	return nil
-}
-
-// errReplaced: a file whose move a crash interrupted was replaced at its
-// location by a new drop under the same name, which is not moved but
-// processed as a new drop.
-var errReplaced = errors.New("importer: file replaced by a new drop before it was moved")
-
-// finishMove completes a planned move recorded in f.Destination. If the
-// file at f.Location is no longer the one the run processed (another size
-// or mtime: a new drop under the same name), it is left there and
-// errReplaced returned: moving it would archive rows never posted.
-func (im *Importer) finishMove(ctx context.Context, src Source, f *state.File) error {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)))
-	if _, err := src.Store.Stat(ctx, f.Destination); err == nil {
-		log.Info("finishing a move interrupted by a crash: already at destination", zap.String("to", SafeName(f.Destination)))
-	} else if info, serr := src.Store.Stat(ctx, f.Location); serr == nil && (info.Size != f.Size || !info.ModTime.Equal(f.ModTime)) {
-		log.Warn("the file was replaced by a new drop before its move; the new drop is processed",
-			zap.String("location", SafeName(f.Location)))
-		f.Destination, f.ArchivedTo = "", ""
-		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
-			return err
-		}
-		return errReplaced
-	} else if serr == nil {
-		if err := im.moveTo(ctx, src, f, f.Destination); err != nil {
-			return err
-		}
-		log.Debug("moved", zap.String("to", SafeName(f.Destination)))
-	} else {
-		log.Error("file vanished: neither at its location nor at its destination",
-			zap.String("location", SafeName(f.Location)), zap.String("destination", SafeName(f.Destination)))
-	}
-	return im.settle(ctx, f)
-}
-
-// settle records that the file is at its destination.
-func (im *Importer) settle(ctx context.Context, f *state.File) error {
-	f.Location, f.ArchivedTo, f.Destination = f.Destination, f.Destination, ""
-	if f.FinishedAt.IsZero() {
-		f.FinishedAt = im.cfg.Now()
-	}
-	return im.ledger.PutFile(ctx, im.cfg.Owner, *f)
-}
-
-// moveTo moves f from its location to dst, choosing another free name if
-// dst got taken meanwhile (the ledger's Destination follows before each
-// try, so a crash never loses track of the file).
-func (im *Importer) moveTo(ctx context.Context, src Source, f *state.File, dst string) error {
-	for attempt := 0; ; attempt++ {
-		err := src.Store.Move(ctx, f.Location, dst)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, filestore.ErrExist) || attempt >= 5 {
-			return fmt.Errorf("%w: %s: move %s to %s: %w", ErrSourceUnavailable, src.Name, f.Location, dst, err)
-		}
-		next, err := im.freeName(ctx, src, path.Dir(dst), f.Name)
-		if err != nil {
-			return err
-		}
-		dst = next
-		f.Destination = dst
-		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
-			return err
 		}
 	}
 }

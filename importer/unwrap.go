@@ -12,7 +12,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ihr-tools/ihr/exporter"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/state"
@@ -133,7 +132,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)))
 	c, err := im.openContent(ctx, src, src.Store, f.Name, f.Location)
 	if err != nil && unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), exporter.Invalid)
+		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), state.Invalid)
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
@@ -141,7 +140,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	a, err := unwrap.OpenArchive(c.Content, "", src.Unwrap.Limits)
 	c.Close()
 	if err != nil && unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), exporter.Invalid)
+		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), state.Invalid)
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
@@ -152,7 +151,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 		log.Info("zip entries that are not CSV files are ignored", zap.Strings("entries", a.Ignored))
 	}
 	if len(entries) == 0 {
-		return im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", exporter.Invalid)
+		return im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", state.Invalid)
 	}
 	// A manifest's rows= counts the data rows of all CSV entries: checked
 	// before any entry is posted.
@@ -164,7 +163,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 		}
 	}
 	if unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), exporter.Invalid)
+		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), state.Invalid)
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))

@@ -62,7 +62,9 @@ const (
 	Skipped    Status = "skipped"    // not processed (SkipReason says why); file in failed/
 )
 
-// Result is a row's outcome, as the response report spells it.
+// Result is a row's outcome, as the response report spells it. These are
+// the only definitions of the words; the report writer (exporter), the
+// importer and the metrics use them from here.
 type Result string
 
 const (
@@ -70,7 +72,13 @@ const (
 	AlreadyRecorded Result = "already-recorded"
 	Invalid         Result = "invalid"
 	FailedRow       Result = "failed"
+	// Valid is a dry run's (validate) word for a row that would be posted.
+	// It is never stored and never in a response report.
+	Valid Result = "valid"
 )
+
+// Results are the outcomes a row can have, in report order.
+var Results = []Result{Created, AlreadyRecorded, Invalid, FailedRow}
 
 // Recorded reports whether the result means a record exists on the server.
 func (r Result) Recorded() bool { return r == Created || r == AlreadyRecorded }

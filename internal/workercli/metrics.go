@@ -101,8 +101,8 @@ func (m *metrics) initSource(name string) {
 	for _, r := range []string{"archived", "failed", "skipped"} {
 		m.files.WithLabelValues(name, r)
 	}
-	for _, r := range []string{"created", "already-recorded", "invalid", "failed"} {
-		m.rows.WithLabelValues(name, r)
+	for _, r := range state.Results {
+		m.rows.WithLabelValues(name, string(r))
 	}
 	m.passes.WithLabelValues(name, "ok")
 	m.passes.WithLabelValues(name, "error")

@@ -1,0 +1,278 @@
+package importer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/ihr-tools/ihr/exporter"
+	"github.com/ihr-tools/ihr/mapping"
+	"github.com/ihr-tools/ihr/parse"
+	"github.com/ihr-tools/ihr/record"
+	"github.com/ihr-tools/ihr/state"
+)
+
+// conclude writes the report of a run whose every row has its outcome,
+// then moves the file and marks it done. The report is spooled first: its
+// counts decide the destination, whose name the report's name follows,
+// and a spooled report can be uploaded again when a try fails.
+func (im *Importer) conclude(ctx context.Context, src Source, f *state.File, popts parse.Options) FileResult {
+	spool, counts, err := im.spoolReport(ctx, src, f, popts)
+	if err != nil {
+		return im.result(*f, err)
+	}
+	defer spool.Close()
+	final := state.Done
+	if counts.Invalid+counts.Failed > 0 {
+		final = state.Failed
+	}
+	dst, err := im.destination(ctx, src, f, final)
+	if err != nil {
+		return im.result(*f, err)
+	}
+	if err := im.putReport(ctx, src, f, dst, spool); err != nil {
+		return im.result(*f, err)
+	}
+	err = im.finish(ctx, src, f, final, counts, "", dst)
+	return im.result(*f, err)
+}
+
+// rejectWhole writes a one-line report and moves the file to failed/.
+func (im *Importer) rejectWhole(ctx context.Context, src Source, f *state.File, status state.Status, reason string, result state.Result) FileResult {
+	var buf bytes.Buffer
+	w := im.reportWriter(src, &buf)
+	if err := w.Write(exporter.ReportLine{Row: 0, Result: result, Message: reason}); err != nil {
+		return im.result(*f, err)
+	}
+	if err := w.Flush(); err != nil {
+		return im.result(*f, err)
+	}
+	dst, err := im.destination(ctx, src, f, status)
+	if err != nil {
+		return im.result(*f, err)
+	}
+	if err := im.putReport(ctx, src, f, dst, bytes.NewReader(buf.Bytes())); err != nil {
+		return im.result(*f, err)
+	}
+	im.log.Warn("file rejected", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)), zap.String("reason", reason))
+	err = im.finish(ctx, src, f, status, state.Counts{}, reason, dst)
+	return im.result(*f, err)
+}
+
+// reportWriter is a response report writer to w with the source's
+// formula escaping.
+func (im *Importer) reportWriter(src Source, w io.Writer) *exporter.ReportWriter {
+	rw := exporter.NewReportWriter(w)
+	rw.SetEscapeFormulas(!src.KeepFormulas)
+	return rw
+}
+
+// spoolReport writes the report of f's run from the file and the ledger
+// into a temporary file, rewound, and returns the counts it wrote. The
+// caller closes the file, which removes it.
+func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File, popts parse.Options) (*spoolFile, state.Counts, error) {
+	var counts state.Counts
+	tmp, err := os.CreateTemp("", "ihr-report-*.csv")
+	if err != nil {
+		return nil, counts, fmt.Errorf("importer: spool the report of %s: %w", SafeName(f.Name), err)
+	}
+	sp := &spoolFile{File: tmp}
+	bw := bufio.NewWriterSize(tmp, 64<<10)
+	err = im.reportLines(ctx, src, f, im.reportWriter(src, bw), &counts, popts)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		sp.Close()
+		return nil, counts, err
+	}
+	return sp, counts, nil
+}
+
+// spoolFile is a temporary file removed when closed.
+type spoolFile struct{ *os.File }
+
+func (s *spoolFile) Close() error {
+	err := s.File.Close()
+	if rerr := os.Remove(s.Name()); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// putReport uploads the report of f's run. Its name pairs with dst, where
+// the file is going (reports/STEM.response.csv, STEM being dst's stem with
+// any timestamp suffix), and is never another drop's report: a name
+// already taken gets a timestamp suffix, and a name too long for the
+// store is shortened with a hash. The name is stored before the upload, so
+// that a resumed run rewrites its own report and no other. body must be
+// seekable so a failed try can be repeated (filestore.WithRetry).
+func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, dst string, body io.ReadSeeker) error {
+	if f.ReportPath == "" {
+		// Usually free (destination chose dst so); not when the file
+		// stays where it is (reprocessed in place) or a report appeared
+		// meanwhile: then the report alone gets a timestamp.
+		stem, ext := src.reportParts(path.Base(dst))
+		base, err := im.freeBase(ctx, src, stem, ext, func(base string) []string {
+			return []string{path.Join(src.Folders.Reports, base)}
+		})
+		if err != nil {
+			return err
+		}
+		f.ReportPath = path.Join(src.Folders.Reports, base)
+		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
+			return err
+		}
+	}
+	if len(src.EncryptReportsTo) > 0 {
+		sealed, err := sealReport(src, body, path.Base(f.ReportPath))
+		if err != nil {
+			return err
+		}
+		defer sealed.Close()
+		body = sealed
+	}
+	if err := src.Store.Write(ctx, f.ReportPath, body); err != nil {
+		return fmt.Errorf("%w: %s: write %s: %w", ErrSourceUnavailable, src.Name, SafeName(f.ReportPath), err)
+	}
+	return nil
+}
+
+// reportLines emits one line per data row, in input order, from the file
+// (what each row is) and the ledger (what became of it).
+func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, w *exporter.ReportWriter, counts *state.Counts, popts parse.Options) error {
+	rc, rd, mp, err := im.rowsReader(ctx, src, f, popts)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	win := &reportWindow{w: w, counts: counts, run: f.Run, size: im.cfg.Window,
+		outcomes: func(keys []string) (map[string]state.Outcome, error) {
+			return im.ledger.Outcomes(ctx, src.Name, f.Name, keys)
+		}}
+	for {
+		row, err := rd.Read()
+		if err == io.EOF {
+			break
+		}
+		var pe *parse.ParseError
+		switch {
+		case errors.As(err, &pe):
+			win.add(exporter.ReportLine{Row: row.Number, Result: state.Invalid, Message: pe.Error()}, nil)
+		case err != nil:
+			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
+		default:
+			m, ferrs := mp.Map(row, recordName(f.Name))
+			l := rowLine(row.Number, m)
+			if len(ferrs) > 0 {
+				l.Result, l.Message = state.Invalid, fieldMessage(ferrs)
+				win.add(l, nil)
+			} else {
+				it := newItem(row.Number, m)
+				win.add(l, &it)
+			}
+		}
+		if win.full() {
+			if err := win.emit(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := win.emit(); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// rowLine is the report line of a mapped row, before its result: what the
+// row is, as the report, validate and the ledger's outcome all name it.
+func rowLine(row int, m mapping.Mapped) exporter.ReportLine {
+	return exporter.ReportLine{Row: row, ExternalID: m.Record.ExternalID, DocumentType: m.Record.DocumentType,
+		DocumentID: documentID(m), Action: string(m.Action)}
+}
+
+// fieldMessage is the message of a row that failed mapping or validation.
+func fieldMessage(ferrs []record.FieldError) string {
+	msgs := make([]string, len(ferrs))
+	for i, fe := range ferrs {
+		msgs[i] = fe.Message
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// reportWindow writes report lines a window at a time, with one ledger
+// read per window for the rows that were dispatchable.
+type reportWindow struct {
+	w        *exporter.ReportWriter
+	counts   *state.Counts
+	run      int64
+	size     int
+	outcomes func(keys []string) (map[string]state.Outcome, error)
+	lines    []reportRow
+	keys     []string
+}
+
+// reportRow is a line waiting for its window; it is nil when the file
+// alone settles the line (the row does not parse or map).
+type reportRow struct {
+	l  exporter.ReportLine
+	it *item
+}
+
+func (rw *reportWindow) add(l exporter.ReportLine, it *item) {
+	rw.lines = append(rw.lines, reportRow{l: l, it: it})
+	if it != nil {
+		rw.keys = append(rw.keys, it.key)
+	}
+}
+
+func (rw *reportWindow) full() bool { return len(rw.lines) >= rw.size }
+
+func (rw *reportWindow) emit() error {
+	outs, err := rw.outcomes(rw.keys)
+	if err != nil {
+		return err
+	}
+	for _, r := range rw.lines {
+		l := r.l
+		if r.it != nil {
+			o, ok := outs[r.it.key]
+			l = resultLine(l, *r.it, o, ok, rw.run)
+		}
+		rw.counts.Add(l.Result)
+		if err := rw.w.Write(l); err != nil {
+			return err
+		}
+	}
+	rw.lines, rw.keys = rw.lines[:0], rw.keys[:0]
+	return nil
+}
+
+// resultLine completes a dispatchable row's line from its stored outcome
+// (o, if ok), by the table dispatch used (settledBy). A row with no
+// outcome that settles it keeps its line, as failed: no row is dropped
+// from a report.
+func resultLine(l exporter.ReportLine, it item, o state.Outcome, ok bool, run int64) exporter.ReportLine {
+	switch settledBy(it, o, ok, run) {
+	case doneThisRun:
+		l.Result, l.RecordID, l.HTTPStatus, l.Message = o.Result, o.RecordID, o.HTTPStatus, o.Message
+	case duplicateKey:
+		l.Result, l.Message = state.Invalid, fmt.Sprintf("duplicate external-id %q (first at row %d)", l.ExternalID, o.Row)
+	case recordedBefore:
+		l.Result, l.RecordID, l.Message = state.AlreadyRecorded, o.RecordID, msgRecordedBefore
+	default:
+		l.Result, l.Message = state.FailedRow, "row was not processed"
+	}
+	return l
+}

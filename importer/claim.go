@@ -124,21 +124,12 @@ func (im *Importer) result(f state.File, err error) FileResult {
 	return r
 }
 
-// run takes a claimed file through one (new or resumed) run.
+// run takes a claimed file through one (new or resumed) run: scan, start
+// the run in the ledger, then reject, skip, split or dispatch and report.
 func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc string) FileResult {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)))
-	gone := func() FileResult {
-		// Taken away between listing and claiming: another worker
-		// archived it (the ledger then says where it went), or someone
-		// removed it. Either way there is nothing to do and nothing wrong
-		// with the source.
-		log.Debug("file left the inbox before it was claimed", zap.String("status", string(f.Status)),
-			zap.String("location", SafeName(f.Location)))
-		return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, gone: true}
-	}
 	info, err := src.Store.Stat(ctx, loc)
 	if errors.Is(err, filestore.ErrNotExist) {
-		return gone()
+		return im.gone(f)
 	}
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
@@ -148,52 +139,29 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	if archive {
 		fileErr = nil
 	}
-	sum, rows := pi.sum, pi.rows
 	if errors.Is(err, filestore.ErrNotExist) {
-		return gone()
+		return im.gone(f)
 	}
 	if err != nil {
 		return im.result(*f, err)
 	}
-
-	resume := f.Status == state.Processing && f.SHA256 == sum && f.Run > 0
+	resume := f.Status == state.Processing && f.SHA256 == pi.sum && f.Run > 0
 	var skip string
 	if !resume && fileErr == nil && !archive && !src.AllowDuplicateContent {
-		same, err := im.ledger.FilesByHash(ctx, src.Name, sum)
-		if err != nil {
+		if skip, err = im.duplicateContent(ctx, src, f, pi.sum); err != nil {
 			return im.result(*f, err)
-		}
-		for _, o := range same {
-			if o.Name != f.Name && o.Rows > 0 && (o.Status == state.Done || o.Status == state.Failed || o.Status == state.Processing) {
-				skip = fmt.Sprintf("same content (SHA-256 %s) as %s, already processed; not processed again", sum[:12], o.Name)
-				break
-			}
 		}
 	}
 	if !resume {
-		interrupted := f.Status == state.Processing && f.Run > 0
-		f.Run++
-		f.DispatchMark = 0
-		if interrupted {
-			// The earlier run over other content may have sent any key.
-			f.DispatchMark = state.MarkAll
-		}
-		f.Counts, f.SkipReason = state.Counts{}, ""
-		// A new drop (a file in the inbox) gets a report of its own; a
-		// file reprocessed from where its last run left it is the same
-		// drop run again, and rewrites that drop's report.
-		if loc != f.Location || path.Dir(loc) == src.Folders.Inbox {
-			f.ReportPath = ""
-		}
-		f.StartedAt, f.FinishedAt = im.cfg.Now(), time.Time{}
+		im.newRun(src, f, loc)
 	}
-	f.Size, f.ModTime, f.SHA256, f.Rows, f.Location, f.Status = info.Size, info.ModTime, sum, rows, loc, state.Processing
+	f.Size, f.ModTime, f.SHA256, f.Rows, f.Location, f.Status = info.Size, info.ModTime, pi.sum, pi.rows, loc, state.Processing
 	if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
 		return im.result(*f, err)
 	}
-	log.Info("processing", zap.Int64("rows", rows), zap.Int64("run", f.Run), zap.Bool("resumed", resume),
-		zap.Int64("dispatch_mark", f.DispatchMark))
-	im.obs.FileStarted(src.Name, f.Name, rows)
+	im.log.Info("processing", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)),
+		zap.Int64("rows", pi.rows), zap.Int64("run", f.Run), zap.Bool("resumed", resume), zap.Int64("dispatch_mark", f.DispatchMark))
+	im.obs.FileStarted(src.Name, f.Name, pi.rows)
 
 	switch {
 	case fileErr != nil:
@@ -203,6 +171,57 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	case archive:
 		return im.runArchive(ctx, src, f)
 	}
+	return im.runRows(ctx, src, f, pi)
+}
+
+// gone: the file was taken away between listing and claiming: another
+// worker archived it (the ledger then says where it went), or someone
+// removed it. Either way there is nothing to do and nothing wrong with the
+// source.
+func (im *Importer) gone(f *state.File) FileResult {
+	im.log.Debug("file left the inbox before it was claimed", zap.String("source", f.Source),
+		zap.String("file", SafeName(f.Name)), zap.String("status", string(f.Status)),
+		zap.String("location", SafeName(f.Location)))
+	return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, gone: true}
+}
+
+// duplicateContent says why f is skipped when another file of the source with
+// its content (SHA-256 sum) was processed already, or "" if none was.
+func (im *Importer) duplicateContent(ctx context.Context, src Source, f *state.File, sum string) (string, error) {
+	same, err := im.ledger.FilesByHash(ctx, src.Name, sum)
+	if err != nil {
+		return "", err
+	}
+	for _, o := range same {
+		if o.Name != f.Name && o.Rows > 0 && (o.Status == state.Done || o.Status == state.Failed || o.Status == state.Processing) {
+			return fmt.Sprintf("same content (SHA-256 %s) as %s, already processed; not processed again", sum[:12], o.Name), nil
+		}
+	}
+	return "", nil
+}
+
+// newRun starts a new run over f, found at loc (not yet stored).
+func (im *Importer) newRun(src Source, f *state.File, loc string) {
+	interrupted := f.Status == state.Processing && f.Run > 0
+	f.Run++
+	f.DispatchMark = 0
+	if interrupted {
+		// The earlier run over other content may have sent any key.
+		f.DispatchMark = state.MarkAll
+	}
+	f.Counts, f.SkipReason = state.Counts{}, ""
+	// A new drop (a file in the inbox) gets a report of its own; a file
+	// reprocessed from where its last run left it is the same drop run
+	// again, and rewrites that drop's report.
+	if loc != f.Location || path.Dir(loc) == src.Folders.Inbox {
+		f.ReportPath = ""
+	}
+	f.StartedAt, f.FinishedAt = im.cfg.Now(), time.Time{}
+}
+
+// runRows runs a started run's rows: split among workers, or dispatched
+// here and concluded.
+func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi passInfo) FileResult {
 	switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
 	case err != nil:
 		return im.result(*f, err)

@@ -43,47 +43,88 @@ func markersOf(name string) []string {
 }
 
 // discover lists the inbox and returns the files ready to take, by name.
+// A file is ready when a marker announces it, or (without
+// RequireManifest) when it is older than StableFor or kept its size, mtime
+// and ETag across StableFor.
 func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileInfo, error) {
-	list := func() (map[string]filestore.FileInfo, map[string]bool, []string, error) {
-		infos, err := src.Store.List(ctx, src.Folders.Inbox)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%w: %s: list %s: %w", ErrSourceUnavailable, src.Name, src.Folders.Inbox, err)
-		}
-		files := map[string]filestore.FileInfo{}
-		markers := map[string]bool{}
-		var names []string
-		for _, fi := range infos {
-			// The stores already drop names that would escape the folder;
-			// checking again here keeps one faulty store from turning a
-			// hostile name into a claim and a failed pass on every run.
-			if !filestore.Listed(im.log, "importer", src.Folders.Inbox, fi.Name) || strings.HasPrefix(fi.Name, ".") {
-				continue
-			}
-			if isMarker(fi.Name) {
-				markers[fi.Name] = true
-				continue
-			}
-			ok, err := path.Match(src.include(), fi.Name)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("importer: %s: include %q: %w", src.Name, src.include(), err)
-			}
-			if ok {
-				files[fi.Name] = fi
-				names = append(names, fi.Name)
-			}
-		}
-		return files, markers, names, nil
-	}
-	files, markers, names, err := list()
+	l, err := im.listInbox(ctx, src)
 	if err != nil {
 		return nil, err
 	}
-	var ready, waiting []filestore.FileInfo
-	for _, n := range names {
-		fi := files[n]
+	ready, waiting := im.readiness(src, l)
+	if len(waiting) == 0 {
+		return ready, nil
+	}
+	t := time.NewTimer(src.StableFor)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return nil, ctx.Err()
+	case <-t.C:
+	}
+	again, err := im.listInbox(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	for _, fi := range waiting {
+		now, ok := again.files[fi.Name]
+		if ok && now.Size == fi.Size && now.ModTime.Equal(fi.ModTime) && now.ETag == fi.ETag {
+			ready = append(ready, fi)
+		} else {
+			im.log.Debug("file still changing", zap.String("source", src.Name), zap.String("file", SafeName(fi.Name)))
+		}
+	}
+	// Keep name order whatever the path to readiness.
+	sortInfos(ready)
+	return ready, nil
+}
+
+// inboxListing is one listing of the inbox: the files the include glob
+// takes (names in listing order) and the markers.
+type inboxListing struct {
+	files   map[string]filestore.FileInfo
+	markers map[string]bool
+	names   []string
+}
+
+func (im *Importer) listInbox(ctx context.Context, src Source) (inboxListing, error) {
+	l := inboxListing{files: map[string]filestore.FileInfo{}, markers: map[string]bool{}}
+	infos, err := src.Store.List(ctx, src.Folders.Inbox)
+	if err != nil {
+		return l, fmt.Errorf("%w: %s: list %s: %w", ErrSourceUnavailable, src.Name, src.Folders.Inbox, err)
+	}
+	for _, fi := range infos {
+		// The stores already drop names that would escape the folder;
+		// checking again here keeps one faulty store from turning a
+		// hostile name into a claim and a failed pass on every run.
+		if !filestore.Listed(im.log, "importer", src.Folders.Inbox, fi.Name) || strings.HasPrefix(fi.Name, ".") {
+			continue
+		}
+		if isMarker(fi.Name) {
+			l.markers[fi.Name] = true
+			continue
+		}
+		ok, err := path.Match(src.include(), fi.Name)
+		if err != nil {
+			return l, fmt.Errorf("importer: %s: include %q: %w", src.Name, src.include(), err)
+		}
+		if ok {
+			l.files[fi.Name] = fi
+			l.names = append(l.names, fi.Name)
+		}
+	}
+	return l, nil
+}
+
+// readiness sorts a listing's files into those ready now and those to
+// look at again after StableFor; a file that waits for its control file
+// is in neither.
+func (im *Importer) readiness(src Source, l inboxListing) (ready, waiting []filestore.FileInfo) {
+	for _, n := range l.names {
+		fi := l.files[n]
 		marked := false
 		for _, m := range markersOf(n) {
-			marked = marked || markers[m]
+			marked = marked || l.markers[m]
 		}
 		// A file last changed longer than stable_for ago is stable
 		// already: waiting stable_for again would only delay every run.
@@ -97,31 +138,7 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 			waiting = append(waiting, fi)
 		}
 	}
-	if len(waiting) == 0 {
-		return ready, nil
-	}
-	t := time.NewTimer(src.StableFor)
-	select {
-	case <-ctx.Done():
-		t.Stop()
-		return nil, ctx.Err()
-	case <-t.C:
-	}
-	again, _, _, err := list()
-	if err != nil {
-		return nil, err
-	}
-	for _, fi := range waiting {
-		now, ok := again[fi.Name]
-		if ok && now.Size == fi.Size && now.ModTime.Equal(fi.ModTime) && now.ETag == fi.ETag {
-			ready = append(ready, fi)
-		} else {
-			im.log.Debug("file still changing", zap.String("source", src.Name), zap.String("file", SafeName(fi.Name)))
-		}
-	}
-	// Keep name order whatever the path to readiness.
-	sortInfos(ready)
-	return ready, nil
+	return ready, waiting
 }
 
 func sortInfos(s []filestore.FileInfo) {

@@ -129,32 +129,65 @@ func sealReport(src Source, body io.Reader, name string) (*spoolFile, error) {
 // to failed/, only once every entry is done; an interrupted run resumes
 // with the entries not yet done.
 func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) FileResult {
-	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(f.Name)))
-	c, err := im.openContent(ctx, src, src.Store, f.Name, f.Location)
-	if err != nil && unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), state.Invalid)
-	}
-	if err != nil {
-		return im.result(*f, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
-	}
-	a, err := unwrap.OpenArchive(c.Content, "", src.Unwrap.Limits)
-	c.Close()
-	if err != nil && unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), state.Invalid)
-	}
-	if err != nil {
-		return im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
+	a, entries, done := im.openArchive(ctx, src, f)
+	if done != nil {
+		return *done
 	}
 	defer a.Close()
-	entries := a.Entries()
+	es := entrySource(src, f, a, entries)
+	if err := src.Store.MkdirAll(ctx, es.Folders.Reports); err != nil {
+		return im.result(*f, fmt.Errorf("%w: %s: %w", ErrSourceUnavailable, src.Name, err))
+	}
+	final, counts, done := im.runEntries(ctx, es, f, entries)
+	if done != nil {
+		return *done
+	}
+	f.ReportPath = es.Folders.Reports + "/"
+	reason := ""
+	if final != state.Done {
+		reason = "an entry was not archived; see the entries' reports"
+	}
+	dst, err := im.destination(ctx, src, f, final)
+	if err != nil {
+		return im.result(*f, err)
+	}
+	err = im.finish(ctx, src, f, final, counts, reason, dst)
+	return im.result(*f, err)
+}
+
+// openArchive opens f as a zip and lists its CSV entries, checking a
+// manifest's rows= (the data rows of all CSV entries) before any entry is
+// posted. done is the file's result when it goes no further: rejected as
+// a whole, or the store failed.
+func (im *Importer) openArchive(ctx context.Context, src Source, f *state.File) (a *unwrap.Archive, entries []unwrap.Entry, done *FileResult) {
+	stop := func(r FileResult) (*unwrap.Archive, []unwrap.Entry, *FileResult) { return nil, nil, &r }
+	reject := func(err error) (*unwrap.Archive, []unwrap.Entry, *FileResult) {
+		if unwrap.IsFileError(err) {
+			return stop(im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), state.Invalid))
+		}
+		return stop(im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)))
+	}
+	c, err := im.openContent(ctx, src, src.Store, f.Name, f.Location)
+	if err != nil && !unwrap.IsFileError(err) {
+		return stop(im.result(*f, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)))
+	}
+	if err != nil {
+		return reject(err)
+	}
+	a, err = unwrap.OpenArchive(c.Content, "", src.Unwrap.Limits)
+	c.Close()
+	if err != nil {
+		return reject(err)
+	}
+	entries = a.Entries()
 	if len(a.Ignored) > 0 {
-		log.Info("zip entries that are not CSV files are ignored", zap.Strings("entries", a.Ignored))
+		im.log.Info("zip entries that are not CSV files are ignored", zap.String("source", src.Name),
+			zap.String("file", SafeName(f.Name)), zap.Strings("entries", a.Ignored))
 	}
 	if len(entries) == 0 {
-		return im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", state.Invalid)
+		a.Close()
+		return stop(im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", state.Invalid))
 	}
-	// A manifest's rows= counts the data rows of all CSV entries: checked
-	// before any entry is posted.
 	m, err := readManifest(ctx, src.Store, f.Name, f.Location)
 	if err == nil && m != nil && m.Rows >= 0 {
 		var total int64
@@ -162,12 +195,17 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 			err = c.CheckRows(total)
 		}
 	}
-	if unwrap.IsFileError(err) {
-		return im.rejectWhole(ctx, src, f, state.Failed, fmt.Sprintf("%s: %v", f.Name, err), state.Invalid)
-	}
 	if err != nil {
-		return im.result(*f, fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err))
+		a.Close()
+		return reject(err)
 	}
+	return a, entries, nil
+}
+
+// entrySource is the source the entries of archive f run in: the archive
+// shown as a folder (entryStore), with folders of its own under the
+// source's, never split, never waiting for a manifest.
+func entrySource(src Source, f *state.File, a *unwrap.Archive, entries []unwrap.Entry) Source {
 	es := src
 	vs := &entryStore{Store: src.Store, arch: a, dir: f.Location, entries: map[string]unwrap.Entry{}, mod: f.ModTime}
 	for _, e := range entries {
@@ -179,12 +217,14 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	vs.virtual = []string{es.Folders.Inbox, es.Folders.Archive, es.Folders.Failed}
 	es.Unwrap = unwrapEntries(src.Unwrap)
 	es.RequireManifest, es.SplitRows, es.EncryptReportsTo = false, 0, src.EncryptReportsTo
-	if err := src.Store.MkdirAll(ctx, es.Folders.Reports); err != nil {
-		return im.result(*f, fmt.Errorf("%w: %s: %w", ErrSourceUnavailable, src.Name, err))
-	}
+	return es
+}
 
-	final := state.Done
-	var counts state.Counts
+// runEntries runs every entry not done yet, as a file of its own, and sums
+// their rows into f. done is the archive's result when an entry was
+// interrupted or is held by another worker: the archive waits.
+func (im *Importer) runEntries(ctx context.Context, es Source, f *state.File, entries []unwrap.Entry) (final state.Status, counts state.Counts, done *FileResult) {
+	final = state.Done
 	for _, e := range entries {
 		var res FileResult
 		if prev, ok := im.entryDone(ctx, es, f, e.Name); ok {
@@ -201,9 +241,10 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 			r.Status = state.Processing
 			if res.Err == nil {
 				r.Reason = fmt.Sprintf("entry %s is held by another worker; the archive resumes on a later pass", e.Name)
-				log.Info("zip entry held elsewhere; archive left for a later pass", zap.String("entry", SafeName(e.Name)))
+				im.log.Info("zip entry held elsewhere; archive left for a later pass", zap.String("source", f.Source),
+					zap.String("file", SafeName(f.Name)), zap.String("entry", SafeName(e.Name)))
 			}
-			return r
+			return final, counts, &r
 		}
 		f.Rows += res.Rows
 		counts.Created += res.Counts.Created
@@ -211,17 +252,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 		counts.Invalid += res.Counts.Invalid
 		counts.Failed += res.Counts.Failed
 	}
-	f.ReportPath = es.Folders.Reports + "/"
-	reason := ""
-	if final != state.Done {
-		reason = "an entry was not archived; see the entries' reports"
-	}
-	dst, err := im.destination(ctx, src, f, final)
-	if err != nil {
-		return im.result(*f, err)
-	}
-	err = im.finish(ctx, src, f, final, counts, reason, dst)
-	return im.result(*f, err)
+	return final, counts, nil
 }
 
 // countEntryRows counts the data rows of the archive's CSV entries as the

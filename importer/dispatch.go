@@ -73,9 +73,30 @@ type dispatchRun struct {
 	// the older run.
 	foundAs state.Result
 
+	ledger   fileLedger
 	inflight inflight
 	done     atomic.Int64 // rows of the span with a result in this run
 	total    int64
+}
+
+// fileLedger is what plan reads from the ledger, for one file.
+type fileLedger struct {
+	// outcomes is the last outcome of each key (state.Ledger.Outcomes).
+	outcomes func(ctx context.Context, keys []string) (map[string]state.Outcome, error)
+	// recorded is the record of each key made with its fingerprint by any
+	// run (state.Ledger.Recorded).
+	recorded func(ctx context.Context, keys, fps []string) (map[string]int64, error)
+}
+
+func (im *Importer) fileLedger(src Source, f *state.File) fileLedger {
+	return fileLedger{
+		outcomes: func(ctx context.Context, keys []string) (map[string]state.Outcome, error) {
+			return im.ledger.Outcomes(ctx, src.Name, f.Name, keys)
+		},
+		recorded: func(ctx context.Context, keys, fps []string) (map[string]int64, error) {
+			return im.ledger.Recorded(ctx, src.Name, f.Name, keys, fps)
+		},
+	}
 }
 
 // dispatch runs the rows of f within sp through the API and records their
@@ -89,7 +110,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp 
 	}
 	defer rc.Close()
 	d := &dispatchRun{im: im, src: src, f: f, sp: sp, base: context.WithoutCancel(ctx),
-		resumeMark: sp.mark, foundAs: state.Created, total: sp.total(f)}
+		resumeMark: sp.mark, foundAs: state.Created, total: sp.total(f), ledger: im.fileLedger(src, f)}
 	if sp.mark == state.MarkAll {
 		d.foundAs = state.AlreadyRecorded
 	}
@@ -377,7 +398,7 @@ func (d *dispatchRun) plan(chunk []item) (plan, error) {
 	}
 	seen := d.inflight.snapshot(keys)
 	lctx, cancel := context.WithTimeout(d.base, ledgerTimeout)
-	outs, err := d.im.ledger.Outcomes(lctx, d.src.Name, d.f.Name, keys)
+	outs, err := d.ledger.outcomes(lctx, keys)
 	cancel()
 	if err != nil {
 		return plan{}, err
@@ -431,7 +452,7 @@ func (d *dispatchRun) priorRecords(chunk []item, outs map[string]state.Outcome) 
 	}
 	lctx, cancel := context.WithTimeout(d.base, ledgerTimeout)
 	defer cancel()
-	return d.im.ledger.Recorded(lctx, d.src.Name, d.f.Name, pkeys, pfps)
+	return d.ledger.recorded(lctx, pkeys, pfps)
 }
 
 // newJob says how to send a row whose stored outcome (o, if ok) does not

@@ -159,7 +159,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 	defer rc.Close()
 	win := &reportWindow{w: w, counts: counts, run: f.Run, size: im.cfg.Window,
 		outcomes: func(keys []string) (map[string]state.Outcome, error) {
-			return im.ledger.Outcomes(ctx, src.Name, f.Name, keys)
+			return im.fileLedger(src, f).outcomes(ctx, keys)
 		}}
 	for {
 		row, err := rd.Read()

@@ -124,6 +124,34 @@
 // through a store that shows the archive as a folder (entryStore); the
 // archive moves once every entry is done.
 //
+// # Reading the code
+//
+// The files follow the path above: discover.go (step 1), claim.go (step 2,
+// and the start of a run: new or resumed), scan.go (step 3), dispatch.go,
+// post.go and collect.go (step 4), report.go (step 5), archive.go (step 6
+// and reconciling interrupted moves). split.go and unwrap.go are the side
+// paths of the two sections above; validate.go is the dry run.
+//
+// Step 4, dispatch, runs in stages, each a type or method whose comment
+// states the invariants it keeps:
+//
+//   - read (windowReader): the span's rows in file order, a window at a
+//     time; a row that does not parse or map is counted invalid, never sent.
+//   - plan (dispatchRun.plan, settledBy): one ledger read per window
+//     decides each row: done earlier in this run (the checkpoint), a
+//     duplicate key, already recorded, or to be sent, looked up first or
+//     not. settledBy is the one table; the report reads it too. Then the
+//     dispatch mark is raised over the rows to send (raiseMark).
+//   - route (lanes): with resolve_previous a document's rows share a lane,
+//     so they reach the API in file order.
+//   - post (startPosters, post): Config.Concurrency goroutines; a row
+//     either gets an outcome or stops the run, unrecorded and under the
+//     mark.
+//   - collect (collector): outcomes committed in batches; a committed key
+//     leaves the in-flight set (inflight) that plan checks duplicates
+//     against. plan snapshots that set before its ledger read, so no lock
+//     is held across a database call.
+//
 // SIGTERM (ctx cancelled) stops reading new rows; calls in flight finish
 // and are recorded, the claim is released and the file stays where it is,
 // to be resumed by the next pass.

@@ -126,10 +126,11 @@
 //
 // # Reading the code
 //
-// The files follow the path above: discover.go (step 1), claim.go (step 2,
-// and the start of a run: new or resumed), scan.go (step 3), dispatch.go,
-// post.go and collect.go (step 4), report.go (step 5), archive.go (step 6
-// and reconciling interrupted moves). split.go and unwrap.go are the side
+// The files follow the path above: discover.go (step 1), claim.go (step
+// 2, and the start of a run: new or resumed), scan.go (step 3),
+// dispatch.go, read.go, plan.go, post.go and collect.go (step 4),
+// report.go (step 5), archive.go (step 6 and reconciling interrupted
+// moves). split.go and unwrap.go are the side
 // paths of the two sections above; validate.go is the dry run.
 //
 // Step 4, dispatch, runs in stages, each a type or method whose comment

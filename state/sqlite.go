@@ -44,10 +44,10 @@ func Open(ctx context.Context, dsn string) (Ledger, error) {
 // because of it clears every claim a crashed predecessor left.
 type SQLite struct {
 	ledger
-	db   *sql.DB
-	now  func() time.Time
-	lock *os.File
-	path string
+	handle *sql.DB // the ledger's database (ledger.db wraps it)
+	now    func() time.Time
+	lock   *os.File
+	path   string
 }
 
 // OpenSQLite opens (creating if needed) the ledger at path and brings its
@@ -92,7 +92,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(4)
-	s.db = db
+	s.handle = db
 	s.ledger = ledger{d: sqliteDialect, db: newSQLiteDB(db), nowArg: func() any { return ns(s.now()) }, write: s.write}
 	if !opts.ReadOnly {
 		if err := s.migrate(ctx, s.path); err != nil {
@@ -126,8 +126,8 @@ func (s *SQLite) unlock() {
 // Close closes the database and releases the process lock.
 func (s *SQLite) Close() error {
 	var err error
-	if s.db != nil {
-		err = s.db.Close()
+	if s.handle != nil {
+		err = s.handle.Close()
 	}
 	s.unlock()
 	return err
@@ -138,7 +138,7 @@ func (s *SQLite) Close() error {
 // The fence and the rows share one clock reading.
 func (s *SQLite) write(ctx context.Context, id FileID, fence string, fenceArgs []any, outs []Outcome) (bool, error) {
 	now := ns(s.now())
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.handle.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}

@@ -4,10 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ihr-tools/ihr/internal/sqlq"
 )
 
 // dialect keeps every SQL difference between SQLite and PostgreSQL in one
@@ -82,28 +83,13 @@ const pgKeepPrint = `CREATE FUNCTION ihr_worker_keep_print() RETURNS trigger LAN
 func (d dialect) ddl(s string) string { return d.r.Replace(s) }
 
 // q expands a statement: tokens, then ? → $N (from $2 when it uses
-// {now}). Our SQL never holds a literal '?' (values are always bound).
+// {now}).
 func (d dialect) q(query string) string {
-	n := 0
+	first := 1
 	if strings.Contains(query, "{now}") {
-		n = 1
+		first = 2
 	}
-	query = d.r.Replace(query)
-	if !strings.Contains(query, "?") {
-		return query
-	}
-	var b strings.Builder
-	b.Grow(len(query) + 32)
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return sqlq.Number(d.r.Replace(query), first)
 }
 
 // chunk bounds how many keys one lookup binds: SQLite binds each key

@@ -6,7 +6,6 @@
 package statetest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -77,13 +76,13 @@ func Run(t *testing.T, newLedger Factory) {
 }
 
 var (
-	ctx = context.Background()
 	a   = state.FileID{Source: "src", Name: "a.csv"}
 	big = state.FileID{Source: "src", Name: "big.csv"}
 )
 
 func claim(t *testing.T, l state.Ledger, id state.FileID, owner string) state.File {
 	t.Helper()
+	ctx := t.Context()
 	f, err := l.Claim(ctx, id, owner, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -93,12 +92,14 @@ func claim(t *testing.T, l state.Ledger, id state.FileID, owner string) state.Fi
 
 func put(t *testing.T, l state.Ledger, owner string, f state.File) {
 	t.Helper()
+	ctx := t.Context()
 	if err := l.PutFile(ctx, owner, f); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func claimIsExclusive(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	f := claim(t, l, a, "w1")
 	if f.Status != state.Claimed || f.Owner != "w1" || f.ID() != a {
 		t.Fatalf("after claim: %+v", f)
@@ -115,6 +116,7 @@ func claimIsExclusive(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func heartbeatKeepsLease(t *testing.T, l state.Ledger, clock *Clock) {
+	ctx := t.Context()
 	claim(t, l, a, "w1")
 	clock.Advance(50 * time.Second)
 	if err := l.Heartbeat(ctx, a, "w1", time.Minute); err != nil {
@@ -127,6 +129,7 @@ func heartbeatKeepsLease(t *testing.T, l state.Ledger, clock *Clock) {
 }
 
 func expiredLeaseIsTakenOver(t *testing.T, l state.Ledger, clock *Clock) {
+	ctx := t.Context()
 	claim(t, l, a, "w1")
 	clock.Advance(61 * time.Second)
 	if _, err := l.Claim(ctx, a, "w2", time.Minute); err != nil {
@@ -141,6 +144,7 @@ func expiredLeaseIsTakenOver(t *testing.T, l state.Ledger, clock *Clock) {
 }
 
 func releaseOnlyByHolder(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	claim(t, l, a, "w2")
 	if err := l.Release(ctx, a, "w1"); err != nil { // not held: no-op
 		t.Fatal(err)
@@ -163,6 +167,7 @@ func sourcesAreSeparate(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func fileRoundTrip(t *testing.T, l state.Ledger, clock *Clock) {
+	ctx := t.Context()
 	if _, err := l.File(ctx, a); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("missing file: got %v", err)
 	}
@@ -188,6 +193,7 @@ func fileRoundTrip(t *testing.T, l state.Ledger, clock *Clock) {
 }
 
 func dispatchMarkIsFenced(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	claim(t, l, a, "w1")
 	if err := l.SetDispatchMark(ctx, a, "w1", 512); err != nil {
 		t.Fatal(err)
@@ -202,6 +208,7 @@ func dispatchMarkIsFenced(t *testing.T, l state.Ledger, _ *Clock) {
 
 // reclaimKeepsStatus: a claim keeps a resumable status and run.
 func reclaimKeepsStatus(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	f := claim(t, l, a, "w1")
 	f.Status, f.Run = state.Processing, 3
 	put(t, l, "w1", f)
@@ -214,6 +221,7 @@ func reclaimKeepsStatus(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func listing(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	for _, n := range []string{"b.csv", "a.csv", "c.csv"} {
 		f := claim(t, l, state.FileID{Source: "s1", Name: n}, "w")
 		f.SHA256 = "h-" + n
@@ -244,6 +252,7 @@ func listing(t *testing.T, l state.Ledger, _ *Clock) {
 // fp-i, every tenth row failed. It returns their keys.
 func recordThousand(t *testing.T, l state.Ledger) []string {
 	t.Helper()
+	ctx := t.Context()
 	claim(t, l, a, "w1")
 	var outs []state.Outcome
 	var keys []string
@@ -267,6 +276,7 @@ func recordThousand(t *testing.T, l state.Ledger) []string {
 // new key.
 func retry(t *testing.T, l state.Ledger) {
 	t.Helper()
+	ctx := t.Context()
 	up := []state.Outcome{
 		{Key: "EXT-10", Row: 3, Run: 2, ExternalID: "EXT-10", Result: state.Created, RecordID: 999, HTTPStatus: 201, Fingerprint: "fp-new"},
 		{Key: state.RowKey(1001), Row: 1001, Run: 2, Result: state.Created, RecordID: 1000},
@@ -277,6 +287,7 @@ func retry(t *testing.T, l state.Ledger) {
 }
 
 func outcomesRoundTrip(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	keys := recordThousand(t, l)
 	got, err := l.Outcomes(ctx, a, append(keys, "missing", state.RowKey(5)))
 	if err != nil {
@@ -298,6 +309,7 @@ func outcomesRoundTrip(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func outcomesAreFenced(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	claim(t, l, a, "w1")
 	out := []state.Outcome{{Key: "K", Row: 1, Run: 1, Result: state.Created, RecordID: 1}}
 	if err := l.RecordOutcomes(ctx, a, "w2", out); !errors.Is(err, state.ErrLeaseLost) {
@@ -310,6 +322,7 @@ func outcomesAreFenced(t *testing.T, l state.Ledger, _ *Clock) {
 
 // outcomesUpsert: a later run retries the failed row and moves a key.
 func outcomesUpsert(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	recordThousand(t, l)
 	retry(t, l)
 	got, _ := l.Outcomes(ctx, a, []string{"EXT-10", state.RowKey(1001)})
@@ -319,6 +332,7 @@ func outcomesUpsert(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func outcomesArePerFile(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	keys := recordThousand(t, l)
 	if other, _ := l.Outcomes(ctx, state.FileID{Source: "src", Name: "b.csv"}, keys[:5]); len(other) != 0 {
 		t.Fatalf("outcomes leaked to another file: %v", other)
@@ -329,6 +343,7 @@ func outcomesArePerFile(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func rowCounts(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	recordThousand(t, l)
 	retry(t, l)
 	if c, err := l.RowCounts(ctx, a, 0); err != nil || c != (state.Counts{Created: 902, Failed: 99}) {
@@ -343,6 +358,7 @@ func rowCounts(t *testing.T, l state.Ledger, _ *Clock) {
 // were recorded; EXT-10's first attempt failed, and the upsert of EXT-10
 // did not forget what EXT-7 recorded.
 func recordedByContent(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	recordThousand(t, l)
 	retry(t, l)
 	rec, err := l.Recorded(ctx, a, []string{"EXT-7", "EXT-10", "EXT-10", "EXT-8", "nope"},
@@ -361,6 +377,7 @@ func recordedByContent(t *testing.T, l state.Ledger, _ *Clock) {
 // recordedKeepsReplacedContent: after new content for EXT-7 its earlier
 // content stays known.
 func recordedKeepsReplacedContent(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	recordThousand(t, l)
 	if err := l.RecordOutcomes(ctx, a, "w1", []state.Outcome{{Key: "EXT-7", Row: 7, Run: 3,
 		ExternalID: "EXT-7", Result: state.Created, RecordID: 555, Fingerprint: "fp-7b"}}); err != nil {
@@ -378,6 +395,7 @@ func recordedKeepsReplacedContent(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func concurrentWriters(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for w := range 8 {
@@ -413,6 +431,7 @@ func concurrentWriters(t *testing.T, l state.Ledger, _ *Clock) {
 // five ranges of 2,500 and releases the file's claim.
 func splitBig(t *testing.T, l state.Ledger) []state.Range {
 	t.Helper()
+	ctx := t.Context()
 	f := claim(t, l, big, "w1")
 	f.Status, f.Run, f.Rows, f.DispatchMark = state.Processing, 1, 10_500, 0
 	put(t, l, "w1", f)
@@ -429,6 +448,7 @@ func splitBig(t *testing.T, l state.Ledger) []state.Range {
 func rangeOf(index int) state.RangeID { return state.RangeID{File: big, Index: index} }
 
 func split(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	if rs, err := l.Ranges(ctx, big); err != nil || len(rs) != 0 {
 		t.Fatalf("never split: %+v, %v", rs, err)
 	}
@@ -448,6 +468,7 @@ func split(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func splitIsFenced(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	f := claim(t, l, big, "w1")
 	f.Run, f.Rows = 1, 10
 	put(t, l, "w1", f)
@@ -462,6 +483,7 @@ func splitIsFenced(t *testing.T, l state.Ledger, _ *Clock) {
 // rangeClaims: ranges are claimed without the file's claim, one owner
 // each, its own range first; a finished range is not claimed again.
 func rangeClaims(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	splitBig(t, l)
 	ra, err := l.ClaimRange(ctx, big, 1, "wa", time.Minute)
 	if err != nil || ra.Index != 0 || ra.Owner != "wa" {
@@ -486,6 +508,7 @@ func rangeClaims(t *testing.T, l state.Ledger, _ *Clock) {
 }
 
 func rangeWritesAreFenced(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	splitBig(t, l)
 	if _, err := l.ClaimRange(ctx, big, 1, "wa", time.Minute); err != nil {
 		t.Fatal(err)
@@ -521,6 +544,7 @@ func rangeWritesAreFenced(t *testing.T, l state.Ledger, _ *Clock) {
 // rangeTakeover: wb dies holding range 1; after its lease another owner
 // takes it over, with its dispatch mark.
 func rangeTakeover(t *testing.T, l state.Ledger, clock *Clock) {
+	ctx := t.Context()
 	splitBig(t, l)
 	for _, owner := range []string{"wa", "wb"} {
 		if _, err := l.ClaimRange(ctx, big, 1, owner, time.Minute); err != nil {
@@ -564,6 +588,7 @@ func rangeTakeover(t *testing.T, l state.Ledger, clock *Clock) {
 
 // rangeClaimRace: concurrent claimants never share a range.
 func rangeClaimRace(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	splitBig(t, l)
 	if _, err := l.ClaimRange(ctx, big, 1, "holder", time.Hour); err != nil { // range 0
 		t.Fatal(err)
@@ -600,6 +625,7 @@ func rangeClaimRace(t *testing.T, l state.Ledger, _ *Clock) {
 // newRunResplits: a new run's split replaces the old ranges, and the old
 // run's range owners can no longer write.
 func newRunResplits(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
 	splitBig(t, l)
 	if _, err := l.ClaimRange(ctx, big, 1, "wc", time.Hour); err != nil {
 		t.Fatal(err)
@@ -622,6 +648,7 @@ func newRunResplits(t *testing.T, l state.Ledger, _ *Clock) {
 // BenchmarkRecordOutcomes records batches of 256 rows of one file into l
 // (reported as rows/s); each database's benchmark calls it.
 func BenchmarkRecordOutcomes(b *testing.B, l state.Ledger) {
+	ctx := b.Context()
 	if _, err := l.Claim(ctx, a, "w", time.Hour); err != nil {
 		b.Fatal(err)
 	}

@@ -151,7 +151,9 @@ func (s *SQLite) write(ctx context.Context, id FileID, fence string, fenceArgs [
 	if err != nil {
 		return false, err
 	}
-	stmt, err := tx.PrepareContext(ctx, s.d.q(outcomeInsert+` VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) `+outcomeUpsert))
+	// Tokens only: the ? stay SQLite's own positional parameters, which
+	// bind without the name lookup $N costs per parameter and row.
+	stmt, err := tx.PrepareContext(ctx, s.d.ddl(outcomeInsert+` VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) `+outcomeUpsert))
 	if err != nil {
 		return false, err
 	}

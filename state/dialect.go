@@ -16,7 +16,7 @@ import (
 // placeholders and these tokens:
 //
 //	{t}           table prefix ("" on SQLite, "ihr_worker_" on PostgreSQL)
-//	{now}         the statement's clock in Unix nanoseconds (see ledger.now)
+//	{now}         the statement's clock in Unix nanoseconds (see ledger.nowArg)
 //	{bytes}       byte-order collation for ORDER BY
 //	{forShare}, {forUpdate}, {skipLocked}
 //	              row locks; SQLite's writes are serial and need none
@@ -78,9 +78,10 @@ const pgKeepPrint = `CREATE FUNCTION ihr_worker_keep_print() RETURNS trigger LAN
 	CREATE TRIGGER ihr_worker_keep_print BEFORE UPDATE ON ihr_worker_row_outcomes
 		FOR EACH ROW EXECUTE FUNCTION ihr_worker_keep_print();`
 
-// ddl expands a migration's tokens. Its text holds no placeholder (and
-// the PostgreSQL trigger's $$ must stay as it is).
-func (d dialect) ddl(s string) string { return d.r.Replace(s) }
+// tokens expands the tokens only, leaving ? as they are: for migrations
+// (whose text holds no placeholder, and the PostgreSQL trigger's $$ must
+// stay as it is) and for SQLite's own positional ?.
+func (d dialect) tokens(s string) string { return d.r.Replace(s) }
 
 // q expands a statement: tokens, then ? → $N (from $2 when it uses
 // {now}).

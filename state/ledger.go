@@ -171,7 +171,7 @@ func (l *ledger) migrate(ctx context.Context, where string) error {
 			return fmt.Errorf("schema version %d is newer than this worker (%d)", v, len(schema))
 		}
 		for i := v; i < len(schema); i++ {
-			if _, err := c.exec(ctx, l.d.ddl(schema[i])); err != nil {
+			if _, err := c.exec(ctx, l.d.tokens(schema[i])); err != nil {
 				return fmt.Errorf("migration %d: %w", i+1, err)
 			}
 		}

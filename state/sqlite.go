@@ -153,7 +153,7 @@ func (s *SQLite) write(ctx context.Context, id FileID, fence string, fenceArgs [
 	}
 	// Tokens only: the ? stay SQLite's own positional parameters, which
 	// bind without the name lookup $N costs per parameter and row.
-	stmt, err := tx.PrepareContext(ctx, s.d.ddl(outcomeInsert+` VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) `+outcomeUpsert))
+	stmt, err := tx.PrepareContext(ctx, s.d.tokens(outcomeInsert+` VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) `+outcomeUpsert))
 	if err != nil {
 		return false, err
 	}

@@ -34,7 +34,7 @@ fmt-check:
 	@out="$$(gofmt -l .)"; \
 	if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi
 
-# bench: BENCH_E2E is what ./benchmarks runs (default all: end to end on
+# bench: BENCH_E2E is what ./tests/benchmarks runs (default all: end to end on
 # local/SFTP/S3 vs ihr-loadgen, Coupa's 25 req/s budget (~200 s), peak RSS
 # up to 10M rows); BENCH_OTHERS=0 skips the other packages' benchmarks.
 BENCH_E2E    ?= .
@@ -44,12 +44,12 @@ FUZZTIME     ?= 5m
 ## bench: the end-to-end table (see BENCHMARKS.md "End to end"; ~20 min), then every other package's benchmarks
 bench:
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
-	$(GO) test ./benchmarks -run '^$$' -bench '$(BENCH_E2E)' -benchtime 1x -timeout 2h | tee $$out; \
+	$(GO) test ./tests/benchmarks -run '^$$' -bench '$(BENCH_E2E)' -benchtime 1x -timeout 2h | tee $$out; \
 	$(GO) test ./mapping -run '^$$' -bench 'EncodingCSV|Parse$$' -benchtime 2x -cpu 1 | tee -a $$out; \
 	echo; echo "## End to end (make bench)"; echo; \
-	$(GO) run ./benchmarks/cmd/benchtable < $$out; \
+	$(GO) run ./tests/benchmarks/cmd/benchtable < $$out; \
 	if [ "$(BENCH_OTHERS)" = 1 ]; then \
-		$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v -e /benchmarks -e /mapping); \
+		$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v -e /tests/benchmarks -e /mapping); \
 	fi
 
 ## fuzz: every fuzz target in the repo (func FuzzX in *_test.go), one at a time, FUZZTIME each (default 5m)

@@ -155,6 +155,13 @@ type Source struct {
 	DownAfter      int     `yaml:"down_after"`
 	MaxConnections int     `yaml:"max_connections"`
 
+	// Encrypted, compressed and manifest-checked drops (config/unwrap.go).
+	Decrypt          *Decrypt       `yaml:"decrypt"`
+	Verify           *PublicKey     `yaml:"verify"`
+	EncryptReportsTo *PublicKey     `yaml:"encrypt_reports_to"`
+	Completeness     *Completeness  `yaml:"completeness"`
+	Decompression    *Decompression `yaml:"decompression"`
+
 	// SFTP (password also FTP/FTPS).
 	Password              Secret `yaml:"password"` // or password_file
 	KeyFile               string `yaml:"key_file" path:"true"`

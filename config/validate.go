@@ -221,6 +221,7 @@ func (s *Source) validate(v *validator, p string) {
 	}
 	s.validateFolders(v, p)
 	s.validateMapping(v, p)
+	s.validateUnwrap(v, p)
 }
 
 func (s *Source) validateFolders(v *validator, p string) {

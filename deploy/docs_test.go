@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -113,7 +114,7 @@ func TestCommandsDocumented(t *testing.T) {
 // resolves to a file in it.
 func TestDocsStayInsideTheRepository(t *testing.T) {
 	files, _ := filepath.Glob("../docs/*.md")
-	files = append(files, "../README.md", "README.md", "../apiserver/README.md")
+	files = append(files, "../README.md", "README.md", "../apiserver/README.md", "../tests/README.md")
 	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
 	root, _ := filepath.Abs("..")
 	for _, f := range files {
@@ -139,4 +140,107 @@ func TestDocsStayInsideTheRepository(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLayoutMatchesTree keeps the README's layout section ("The path of a
+// file" and "Around them") in step with the tree: it names every top-level
+// folder holding Go code, and every folder under cmd/, internal/ and
+// tests/; and every path it names exists.
+func TestLayoutMatchesTree(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := layoutSection(t, string(readme))
+	for _, dir := range goFolders(t, "..") {
+		named := regexp.MustCompile("(^|[\\s`(])" + regexp.QuoteMeta(dir) + "(/|[\\s`),]|$)")
+		if !named.MatchString(section) {
+			t.Errorf("README.md's layout section does not name %s/", dir)
+		}
+	}
+	for _, p := range layoutPaths(section) {
+		if _, err := os.Stat(filepath.Join("..", filepath.FromSlash(p))); err != nil {
+			t.Errorf("README.md's layout section names %s, which is not in the tree", p)
+		}
+	}
+}
+
+// layoutSection is the README from "## The path of a file" to the next
+// second-level heading.
+func layoutSection(t *testing.T, readme string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(readme, "\n## The path of a file\n")
+	if !ok {
+		t.Fatal(`README.md has no "## The path of a file" section`)
+	}
+	if i := strings.Index(rest, "\n## "); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
+// goFolders lists the folders the layout must name: each top-level folder
+// with a .go file anywhere below it, and each such folder directly under
+// cmd/, internal/ and tests/. It skips what the go tool ignores (hidden
+// folders, _folders, testdata).
+func goFolders(t *testing.T, root string) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root {
+			if n := d.Name(); strings.HasPrefix(n, ".") || strings.HasPrefix(n, "_") || n == "testdata" {
+				return filepath.SkipDir
+			}
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(path))
+		if err != nil || rel == "." {
+			return err
+		}
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		seen[parts[0]] = true
+		if len(parts) > 1 && (parts[0] == "cmd" || parts[0] == "internal" || parts[0] == "tests") {
+			seen[parts[0]+"/"+parts[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 10 {
+		t.Fatalf("found only %d folders with Go code; is the walk broken?", len(seen))
+	}
+	dirs := make([]string, 0, len(seen))
+	for d := range seen {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
+// layoutPaths is every path the section names: the first column of its
+// code blocks, and each `quoted` word with a slash in it.
+func layoutPaths(section string) []string {
+	var paths []string
+	inBlock := false
+	for _, line := range strings.Split(section, "\n") {
+		if strings.HasPrefix(line, "```") {
+			inBlock = !inBlock
+			continue
+		}
+		if inBlock {
+			if f := strings.Fields(line); len(f) > 0 {
+				paths = append(paths, f[0])
+			}
+		}
+	}
+	for _, m := range regexp.MustCompile("`([A-Za-z0-9_.-]+/[A-Za-z0-9_./-]*)`").FindAllStringSubmatch(section, -1) {
+		paths = append(paths, m[1])
+	}
+	return paths
 }

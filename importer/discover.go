@@ -90,9 +90,12 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 		// A file last changed longer than stable_for ago is stable
 		// already: waiting stable_for again would only delay every run.
 		old := !fi.ModTime.IsZero() && im.cfg.Now().Sub(fi.ModTime) >= src.StableFor
-		if marked || src.StableFor <= 0 || old {
+		switch {
+		case marked || ((src.StableFor <= 0 || old) && !src.RequireManifest):
 			ready = append(ready, fi)
-		} else {
+		case src.RequireManifest:
+			// Waits for its control file.
+		default:
 			waiting = append(waiting, fi)
 		}
 	}

@@ -112,6 +112,18 @@
 //     whatever the configuration says meanwhile. With SQLite (one process)
 //     the ranges are simply processed one after another.
 //
+// # Encrypted, compressed and checked files
+//
+// Every read of a file goes through package unwrap (openContent): OpenPGP
+// decryption and signature check, gzip, the NAME.done manifest and the
+// source's trailer row. Their verdicts come at the end of the file, so the
+// first pass, which reads the file whole before any row is posted, is
+// where a file that does not decrypt, verify or match is rejected as a
+// whole. The content hash is that of the decrypted CSV. A zip archive is
+// spooled and each CSV entry runs as a file of its own (runArchive), read
+// through a store that shows the archive as a folder (entryStore); the
+// archive moves once every entry is done.
+//
 // SIGTERM (ctx cancelled) stops reading new rows; calls in flight finish
 // and are recorded, the claim is released and the file stays where it is,
 // to be resumed by the next pass.

@@ -24,6 +24,7 @@ import (
 	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/state"
+	"github.com/ihr-tools/ihr/unwrap"
 )
 
 // processFile runs one file, found at loc, whose original name is name.
@@ -186,7 +187,15 @@ func (im *Importer) scan(ctx context.Context, src Source, name, loc string) (pi 
 // data rows and returns the position of a quote that runs to the end of
 // the file, if any.
 func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, popts parse.Options, hash bool) (sum string, rows int64, unique bool, quote *parse.Position, fileErr, err error) {
-	rc, err := src.Store.Open(ctx, loc, 0)
+	// A decryption, signature, decompression or completeness failure is
+	// the file's: it is rejected as a whole, before any row is posted.
+	wrapped := func(err error) (string, int64, bool, *parse.Position, error, error) {
+		return "", 0, false, nil, fmt.Errorf("%s: %w", name, err), nil
+	}
+	rc, err := im.openContent(ctx, src, src.Store, name, loc)
+	if unwrap.IsFileError(err) {
+		return wrapped(err)
+	}
 	if err != nil {
 		return "", 0, false, nil, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, SafeName(loc), err)
 	}
@@ -198,6 +207,15 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, 
 	}
 	ioErr := func(err error) error {
 		return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, SafeName(loc), err)
+	}
+	if rc.Archive {
+		// Read whole: its signature and manifest are settled now.
+		if _, err := io.Copy(io.Discard, in); unwrap.IsFileError(err) {
+			return wrapped(err)
+		} else if err != nil {
+			return "", 0, false, nil, nil, ioErr(err)
+		}
+		return hex.EncodeToString(h.Sum(nil)), 0, false, nil, errArchive, nil
 	}
 	popts.File = name
 	rd, perr := parse.NewReader(in, src.Encoding, popts)
@@ -226,6 +244,9 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, 
 				break
 			}
 			var pe *parse.ParseError
+			if unwrap.IsFileError(err) {
+				return wrapped(err)
+			}
 			if err != nil && !errors.As(err, &pe) {
 				return "", 0, false, nil, nil, ioErr(err)
 			}
@@ -245,16 +266,26 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, 
 		}
 	case errors.Is(perr, parse.ErrUnknownEncoding):
 		return "", 0, false, nil, nil, fmt.Errorf("importer: %s: %w", src.Name, perr)
+	case unwrap.IsFileError(perr):
+		return wrapped(perr)
 	case isFileError(perr):
 		fileErr = perr
 	default:
 		return "", 0, false, nil, nil, ioErr(perr)
 	}
 	if hash {
-		if _, err := io.Copy(io.Discard, in); err != nil {
+		if _, err := io.Copy(io.Discard, in); unwrap.IsFileError(err) {
+			return wrapped(err)
+		} else if err != nil {
 			return "", 0, false, nil, nil, ioErr(err)
 		}
 		sum = hex.EncodeToString(h.Sum(nil))
+	}
+	// The row count is final only once no quote makes another pass.
+	if fileErr == nil && quote == nil {
+		if err := rc.CheckRows(rows); err != nil {
+			return wrapped(err)
+		}
 	}
 	return sum, rows, unique, quote, fileErr, nil
 }
@@ -285,6 +316,10 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
 	pi, fileErr, err := im.scan(ctx, src, f.Name, loc)
+	archive := errors.Is(fileErr, errArchive)
+	if archive {
+		fileErr = nil
+	}
 	sum, rows := pi.sum, pi.rows
 	if errors.Is(err, filestore.ErrNotExist) {
 		return gone()
@@ -295,7 +330,7 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 
 	resume := f.Status == state.Processing && f.SHA256 == sum && f.Run > 0
 	var skip string
-	if !resume && fileErr == nil && !src.AllowDuplicateContent {
+	if !resume && fileErr == nil && !archive && !src.AllowDuplicateContent {
 		same, err := im.ledger.FilesByHash(ctx, src.Name, sum)
 		if err != nil {
 			return im.result(*f, err)
@@ -337,6 +372,8 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 		return im.rejectWhole(ctx, src, f, state.Failed, fileErr.Error(), exporter.Invalid)
 	case skip != "":
 		return im.rejectWhole(ctx, src, f, state.Skipped, skip, exporter.Failed)
+	case archive:
+		return im.runArchive(ctx, src, f)
 	}
 	switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
 	case err != nil:
@@ -455,7 +492,7 @@ func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, ds
 		// Usually free (destination chose dst so); not when the file
 		// stays where it is (reprocessed in place) or a report appeared
 		// meanwhile: then the report alone gets a timestamp.
-		stem, ext := reportParts(path.Base(dst))
+		stem, ext := src.reportParts(path.Base(dst))
 		base, err := im.freeBase(ctx, src, stem, ext, func(base string) []string {
 			return []string{path.Join(src.Folders.Reports, base)}
 		})
@@ -466,6 +503,14 @@ func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, ds
 		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
 			return err
 		}
+	}
+	if len(src.EncryptReportsTo) > 0 {
+		sealed, err := sealReport(src, body, path.Base(f.ReportPath))
+		if err != nil {
+			return err
+		}
+		defer sealed.Close()
+		body = sealed
 	}
 	if err := src.Store.Write(ctx, f.ReportPath, body); err != nil {
 		return fmt.Errorf("%w: %s: write %s: %w", ErrSourceUnavailable, src.Name, SafeName(f.ReportPath), err)

@@ -11,12 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/state"
+	"github.com/ihr-tools/ihr/unwrap"
 )
 
 // Errors RunSource and Reprocess wrap so the CLI can pick its exit code.
@@ -132,6 +134,17 @@ type Source struct {
 	// ResolvePrevious, whose per-document order ranges would break, nor
 	// for a file with a repeated external-id, whose first row must win.
 	SplitRows int64
+
+	// Unwrap says how files are decrypted, decompressed and checked on
+	// their way to the parser (see package unwrap); its Manifest is left
+	// nil here: it is read per file from NAME.done.
+	Unwrap unwrap.Config
+	// RequireManifest: a file is taken only once its control file
+	// NAME.done exists, and that file must give rows= or sha256=.
+	RequireManifest bool
+	// EncryptReportsTo: reports are encrypted to these public keys and
+	// written with ".pgp" appended to their name.
+	EncryptReportsTo openpgp.EntityList
 	// KeepFormulas writes report cells verbatim even when a spreadsheet
 	// would run them as formulas (report.escape_formulas: false); by
 	// default such cells get a leading ' (see package exporter).

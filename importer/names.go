@@ -106,7 +106,7 @@ func (im *Importer) freeBase(ctx context.Context, src Source, stem, ext string, 
 // reportFor is the report path that pairs with a file named base in
 // archive/ or failed/.
 func reportFor(src Source, base string) string {
-	stem, ext := reportParts(base)
+	stem, ext := src.reportParts(base)
 	return path.Join(src.Folders.Reports, fitName(stem, ext))
 }
 

@@ -40,7 +40,7 @@ type job struct {
 
 // rowsReader opens the file and prepares its parser and mapper.
 func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File, popts parse.Options) (io.ReadCloser, *parse.Reader, *mapping.Mapper, error) {
-	rc, err := src.Store.Open(ctx, f.Location, 0)
+	rc, err := im.openContent(ctx, src, src.Store, f.Name, f.Location)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, SafeName(f.Location), err)
 	}

@@ -132,7 +132,7 @@ func run(ctx context.Context, dir string) error {
     %[1]s/bin/ihr-worker status --config %[2]s
     %[1]s/bin/ihr-worker validate --config %[2]s --source erp-results fixtures/demo/erp-invoice-results.csv
     then copy deploy/config.example.yaml, point a source at your SFTP server and run
-    ihr-worker run --config your.yaml (README: "Your own SFTP source")
+    ihr-worker run --config your.yaml (README: "From the demo to your own SFTP source")
 `, dir, cfg)
 	return nil
 }

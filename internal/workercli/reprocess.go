@@ -56,7 +56,11 @@ configuration error, 3 the source or the API unreachable.`,
 			if err := checkIntegration(ctx, w.api, w.cfg, s); err != nil {
 				return exitErr(classify(err), err)
 			}
-			fr, err := w.imp.Reprocess(ctx, importerSource(w.cfg, s, store), args[0])
+			src, err := importerSource(w.cfg, s, store)
+			if err != nil {
+				return err
+			}
+			fr, err := w.imp.Reprocess(ctx, src, args[0])
 			if errors.Is(err, importer.ErrNotFound) {
 				return usageErr("%s: %s is not in %s, %s or %s of source %s", args[0], args[0], s.Folders.Inbox, s.Folders.Failed, s.Folders.Archive, s.Name)
 			}

@@ -126,7 +126,14 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		sr.Summary.Files = []importer.FileResult{}
 		return sr
 	}
-	sum, err := w.imp.RunSource(ctx, importerSource(w.cfg, s, store))
+	src, err := importerSource(w.cfg, s, store)
+	if err != nil {
+		sr.err, sr.Error = err, err.Error()
+		sr.Summary.Files = []importer.FileResult{}
+		log.Error("source keys", zap.Error(err))
+		return sr
+	}
+	sum, err := w.imp.RunSource(ctx, src)
 	w.countInterrupted(ctx, s.Name, &sum)
 	sr.Summary = sum
 	if sr.Summary.Files == nil {

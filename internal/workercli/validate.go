@@ -104,7 +104,11 @@ when the source cannot be reached.`,
 			}
 			// An importer without API or ledger: Validate uses neither.
 			imp := importer.New(importer.Config{}, nil, nil, log, nil)
-			res, err := imp.Validate(ctx, importerSource(cfg, s, store), store, name, out)
+			src, err := importerSource(cfg, s, store)
+			if err != nil {
+				return err
+			}
+			res, err := imp.Validate(ctx, src, store, name, out)
 			if rf != nil {
 				if cerr := rf.Close(); cerr != nil && err == nil {
 					err = cerr

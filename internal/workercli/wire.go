@@ -20,6 +20,7 @@ import (
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/ratebudget"
 	"github.com/ihr-tools/ihr/state"
+	"github.com/ihr-tools/ihr/unwrap"
 )
 
 // worker is everything a pass needs, built once per command.
@@ -149,11 +150,29 @@ func (w *worker) Close() error {
 }
 
 // importerSource describes a configured source to the pipeline, on an
-// opened store.
-func importerSource(cfg *config.Config, s *config.Source, store filestore.Store) importer.Source {
+// opened store. It fails (a usage error, exit 2) when the source's
+// OpenPGP keys cannot be loaded or unlocked.
+func importerSource(cfg *config.Config, s *config.Source, store filestore.Store) (importer.Source, error) {
+	keys, err := s.LoadKeys()
+	if err != nil {
+		return importer.Source{}, usageErr("source %s: %v", s.Name, err)
+	}
+	uw := unwrap.Config{Decrypt: keys.Decrypt, Verify: keys.Verify, Limits: s.Limits()}
+	requireManifest := false
+	if c := s.Completeness; c != nil {
+		requireManifest = c.Manifest == config.ManifestRequired
+		if c.Trailer != "" {
+			if uw.Trailer, err = unwrap.ParseTrailer(c.Trailer); err != nil {
+				return importer.Source{}, usageErr("source %s: %v", s.Name, err)
+			}
+		}
+	}
 	return importer.Source{
-		Name:  s.Name,
-		Store: store,
+		Unwrap:           uw,
+		RequireManifest:  requireManifest,
+		EncryptReportsTo: keys.ReportsTo,
+		Name:             s.Name,
+		Store:            store,
 		Folders: importer.Folders{
 			Inbox: s.Folders.Inbox, Archive: s.Folders.Archive, Failed: s.Folders.Failed, Reports: s.Folders.Reports,
 		},
@@ -166,7 +185,7 @@ func importerSource(cfg *config.Config, s *config.Source, store filestore.Store)
 		AllowDuplicateContent: s.AllowDuplicateContent,
 		SplitRows:             int64(s.SplitRows),
 		KeepFormulas:          !cfg.Report.EscapeFormulas,
-	}
+	}, nil
 }
 
 // storeLocation is where a name inside a source's store is, for humans:

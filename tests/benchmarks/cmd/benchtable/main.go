@@ -4,7 +4,7 @@
 // reports (ns/op, B/op and allocs/op are left out; MB/s kept). The parse ratio against encoding/csv is derived
 // when both BenchmarkEncodingCSV and BenchmarkParse are in the input.
 //
-//	go test ./benchmarks -run '^$' -bench . -benchtime 1x | go run ./benchmarks/cmd/benchtable
+//	go test ./tests/benchmarks -run '^$' -bench . -benchtime 1x | go run ./tests/benchmarks/cmd/benchtable
 package main
 
 import (

@@ -21,7 +21,7 @@ import (
 // so -cpuprofile, -blockprofile and -mutexprofile show where the worker's
 // time goes:
 //
-//	go test ./benchmarks -run '^$' -bench PipelineInProcess -benchtime 1x \
+//	go test ./tests/benchmarks -run '^$' -bench PipelineInProcess -benchtime 1x \
 //	    -cpuprofile cpu.out -blockprofile block.out -mutexprofile mutex.out
 func BenchmarkPipelineInProcess(b *testing.B) {
 	rows := envInt("IHR_BENCH_ROWS", 100000)

@@ -25,7 +25,7 @@ import (
 // above 100 MiB. Before the cap and streaming, 50 records of 45,000
 // responses took 2.1 GB (JSON) and 3.6 GB (XML).
 //
-//	go test ./benchmarks -run '^$' -bench IndexAmplification -benchtime 1x
+//	go test ./tests/benchmarks -run '^$' -bench IndexAmplification -benchtime 1x
 func BenchmarkIndexAmplification(b *testing.B) {
 	api := binharness.StartAPI(b, binharness.APIOptions{})
 	const records = 50

@@ -1,5 +1,5 @@
-// Package scaletest holds the scale-out test of issue 8: several
+// Package scale holds the scale-out test of issue 8: several
 // ihr-worker processes sharing one PostgreSQL ledger, one SFTP drop and
 // one ihr-api, the larger files split into ranges the workers share, one
 // worker killed mid-range (or mid-file). It has no code of its own.
-package scaletest
+package scale

@@ -19,10 +19,10 @@ type fileLedger struct {
 func (im *Importer) fileLedger(src Source, f *state.File) fileLedger {
 	return fileLedger{
 		outcomes: func(ctx context.Context, keys []string) (map[string]state.Outcome, error) {
-			return im.ledger.Outcomes(ctx, src.Name, f.Name, keys)
+			return im.ledger.Outcomes(ctx, state.FileID{Source: src.Name, Name: f.Name}, keys)
 		},
 		recorded: func(ctx context.Context, keys, fps []string) (map[string]int64, error) {
-			return im.ledger.Recorded(ctx, src.Name, f.Name, keys, fps)
+			return im.ledger.Recorded(ctx, state.FileID{Source: src.Name, Name: f.Name}, keys, fps)
 		},
 	}
 }

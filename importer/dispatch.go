@@ -155,13 +155,11 @@ func (d *dispatchRun) invalid() {
 func (d *dispatchRun) feed(r *windowReader, ln lanes, results chan<- state.Outcome) error {
 	for d.stopCtx.Err() == nil {
 		chunk, rerr := r.next()
-		if len(chunk) > 0 && !d.dispatchWindow(chunk, ln, results) {
-			return nil
-		}
+		stopped := len(chunk) > 0 && !d.dispatchWindow(chunk, ln, results)
 		switch {
 		case rerr == io.EOF:
 			return nil
-		case rerr != nil:
+		case rerr != nil || stopped:
 			return rerr
 		}
 	}

@@ -3,10 +3,11 @@ package apiserver
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ihr-tools/ihr/internal/sqlq"
 )
 
 // dialect keeps every SQL difference between SQLite and PostgreSQL in one
@@ -23,25 +24,12 @@ func (d dialect) String() string {
 	return "sqlite"
 }
 
-// q rewrites '?' placeholders to $n for PostgreSQL. Our SQL never contains
-// a literal '?' (values are always bound), so a plain scan is exact.
+// q rewrites '?' placeholders to $n for PostgreSQL.
 func (d dialect) q(query string) string {
-	if !d.pg || !strings.Contains(query, "?") {
+	if !d.pg {
 		return query
 	}
-	var b strings.Builder
-	b.Grow(len(query) + 16)
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return sqlq.Number(query, 1)
 }
 
 // ddl expands the type tokens of a migration.

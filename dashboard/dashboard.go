@@ -166,7 +166,7 @@ func (h *handler) report(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := h.c.Ledger.File(r.Context(), src, name)
+	f, err := h.c.Ledger.File(r.Context(), state.FileID{Source: src, Name: name})
 	if errors.Is(err, state.ErrNotFound) || (err == nil && f.ReportPath == "") {
 		http.NotFound(w, r)
 		return
@@ -202,7 +202,7 @@ func (h *handler) file(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := h.c.Ledger.File(ctx, src, name)
+	f, err := h.c.Ledger.File(ctx, state.FileID{Source: src, Name: name})
 	if errors.Is(err, state.ErrNotFound) {
 		http.NotFound(w, r)
 		return
@@ -251,7 +251,7 @@ func (h *handler) fileView(ctx, reportCtx context.Context, f state.File) fileVie
 		v.Result = "skipped"
 	case state.Processing, state.Claimed:
 		v.Result = "in progress"
-		if c, err := h.c.Ledger.RowCounts(ctx, f.Source, f.Name, f.Run); err == nil {
+		if c, err := h.c.Ledger.RowCounts(ctx, f.ID(), f.Run); err == nil {
 			v.Done = c.Total()
 			v.Counts = c
 		}

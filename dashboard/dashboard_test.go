@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { testservers.Main(m) }
 func seed(t *testing.T, l state.Ledger, ops state.Ops) {
 	ctx := context.Background()
 	put := func(name string, st state.Status, rows int64, outs []state.Outcome, report, reason string) {
-		f, err := l.Claim(ctx, "erp", name, "w", time.Minute)
+		f, err := l.Claim(ctx, state.FileID{Source: "erp", Name: name}, "w", time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,7 +30,7 @@ func seed(t *testing.T, l state.Ledger, ops state.Ops) {
 		if err := l.PutFile(ctx, "w", f); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.RecordOutcomes(ctx, "erp", name, "w", outs); err != nil {
+		if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: name}, "w", outs); err != nil {
 			t.Fatal(err)
 		}
 		if st != state.Processing {
@@ -41,7 +41,7 @@ func seed(t *testing.T, l state.Ledger, ops state.Ops) {
 			if err := l.PutFile(ctx, "w", f); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.Release(ctx, "erp", name, "w"); err != nil {
+			if err := l.Release(ctx, state.FileID{Source: "erp", Name: name}, "w"); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -184,7 +184,7 @@ func BenchmarkSplitWorkers(b *testing.B) {
 								b.Error(err)
 								return
 							}
-							if f, err := ledger.File(context.Background(), "bench", name); err == nil && f.Status == state.Done {
+							if f, err := ledger.File(context.Background(), state.FileID{Source: "bench", Name: name}); err == nil && f.Status == state.Done {
 								return
 							}
 							time.Sleep(5 * time.Millisecond)

@@ -145,7 +145,7 @@ func (im *Importer) reconcile(ctx context.Context, src Source) error {
 		if f.Destination == "" {
 			continue
 		}
-		cf, err := im.ledger.Claim(ctx, src.Name, f.Name, im.cfg.Owner, im.cfg.Lease)
+		cf, err := im.ledger.Claim(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, im.cfg.Lease)
 		if err != nil {
 			if errors.Is(err, state.ErrClaimed) {
 				continue

@@ -481,7 +481,7 @@ func TestArchiveResumes(t *testing.T) {
 	if err == nil || sum.Pending != 1 || !e.exists("inbox/resume.zip") {
 		t.Fatalf("interrupted run: %+v %v", sum, err)
 	}
-	if f, err := e.ledger.File(context.Background(), "erp", "a.csv"); err != nil || f.Status != state.Done {
+	if f, err := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "a.csv"}); err != nil || f.Status != state.Done {
 		t.Fatalf("a.csv after the stop: %+v %v", f, err)
 	}
 	sum = e.run()

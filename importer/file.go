@@ -48,7 +48,7 @@ func (im *Importer) processFile(ctx context.Context, src Source, name, loc strin
 func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc string) (FileResult, *state.File) {
 	res := FileResult{Source: src.Name, Name: name}
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(name)))
-	f, err := im.ledger.Claim(ctx, src.Name, name, im.cfg.Owner, im.cfg.Lease)
+	f, err := im.ledger.Claim(ctx, state.FileID{Source: src.Name, Name: name}, im.cfg.Owner, im.cfg.Lease)
 	if errors.Is(err, state.ErrClaimed) {
 		log.Info("claimed by another worker; left alone")
 		res.Status = state.Claimed
@@ -62,7 +62,7 @@ func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc strin
 
 	// The heartbeat keeps the claim; losing it stops the file at once.
 	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
-		return im.ledger.Heartbeat(ctx, src.Name, name, im.cfg.Owner, im.cfg.Lease)
+		return im.ledger.Heartbeat(ctx, state.FileID{Source: src.Name, Name: name}, im.cfg.Owner, im.cfg.Lease)
 	})
 	defer stop()
 
@@ -123,7 +123,7 @@ func (im *Importer) keepAlive(ctx context.Context, log *zap.Logger, beat func(co
 func (im *Importer) release(source, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
 	defer cancel()
-	if err := im.ledger.Release(ctx, source, name, im.cfg.Owner); err != nil {
+	if err := im.ledger.Release(ctx, state.FileID{Source: source, Name: name}, im.cfg.Owner); err != nil {
 		im.log.Warn("release claim", zap.String("source", source), zap.String("file", SafeName(name)), zap.Error(err))
 	}
 }
@@ -533,7 +533,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 	chunk := make([]line, 0, im.cfg.Window)
 	var keys []string
 	emit := func() error {
-		outs, err := im.ledger.Outcomes(ctx, src.Name, f.Name, keys)
+		outs, err := im.ledger.Outcomes(ctx, state.FileID{Source: src.Name, Name: f.Name}, keys)
 		if err != nil {
 			return err
 		}

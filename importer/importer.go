@@ -363,7 +363,7 @@ func (im *Importer) locate(ctx context.Context, src Source, name string) (orig, 
 		}
 		return "", "", fmt.Errorf("importer: reprocess %s: %w", clean, ErrNotFound)
 	}
-	if f, err := im.ledger.File(ctx, src.Name, clean); err == nil && f.Location != "" && exists(f.Location) {
+	if f, err := im.ledger.File(ctx, state.FileID{Source: src.Name, Name: clean}); err == nil && f.Location != "" && exists(f.Location) {
 		return clean, f.Location, nil
 	}
 	for _, dir := range []string{src.Folders.Inbox, src.Folders.Failed, src.Folders.Archive} {

@@ -45,7 +45,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("row 1 action: %v", l)
 	}
 	e.exactlyOnce("invoices.csv", ids)
-	f, err := e.ledger.File(context.Background(), "erp", "invoices.csv")
+	f, err := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "invoices.csv"})
 	if err != nil || f.Status != state.Done || f.Counts.Created != 40 || f.Rows != 40 || f.Location != "archive/invoices.csv" ||
 		f.ReportPath != "reports/invoices.response.csv" || len(f.SHA256) != 64 || f.Owner != "" {
 		t.Fatalf("ledger: %+v %v", f, err)
@@ -232,7 +232,7 @@ func TestSameContentUnderNewName(t *testing.T) {
 	if !e.exists("failed/b.csv") || len(e.records("b.csv")) != 0 {
 		t.Fatal("duplicate processed or not in failed/")
 	}
-	f, _ := e.ledger.File(context.Background(), "erp", "b.csv")
+	f, _ := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "b.csv"})
 	if f.Status != state.Skipped || !strings.Contains(f.SkipReason, "a.csv") {
 		t.Fatalf("ledger: %+v", f)
 	}
@@ -260,11 +260,11 @@ func TestResumeAtCheckpoint(t *testing.T) {
 	if !e.exists("inbox/big.csv") || e.exists("reports/big.response.csv") {
 		t.Fatal("an interrupted file must stay in the inbox without a report")
 	}
-	f, _ := e.ledger.File(context.Background(), "erp", "big.csv")
+	f, _ := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "big.csv"})
 	if f.Status != state.Processing || f.DispatchMark < 120 {
 		t.Fatalf("ledger after the outage: %+v", f)
 	}
-	c, _ := e.ledger.RowCounts(context.Background(), "erp", "big.csv", f.Run)
+	c, _ := e.ledger.RowCounts(context.Background(), state.FileID{Source: "erp", Name: "big.csv"}, f.Run)
 	before, _ := api.counts()
 	if c.Created != int64(before) || before < 120 {
 		t.Fatalf("recorded %+v before the outage, want all %d creates", c, before)
@@ -311,8 +311,8 @@ func TestCancelFinishesInFlightAndResumes(t *testing.T) {
 		t.Fatalf("cancelled: %+v inbox %v", sum, e.ls("inbox"))
 	}
 	creates, _ := api.counts()
-	f, _ := e.ledger.File(context.Background(), "erp", "t.csv")
-	c, _ := e.ledger.RowCounts(context.Background(), "erp", "t.csv", f.Run)
+	f, _ := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "t.csv"})
+	c, _ := e.ledger.RowCounts(context.Background(), state.FileID{Source: "erp", Name: "t.csv"}, f.Run)
 	if int(c.Created) != creates || f.Owner != "" {
 		t.Fatalf("in-flight rows not all recorded: %d creates, ledger %+v, owner %q", creates, c, f.Owner)
 	}
@@ -407,12 +407,12 @@ func TestCrashBetweenMoveAndDone(t *testing.T) {
 	if _, err := e.importer().RunSource(context.Background(), e.src); err == nil {
 		t.Fatal("want the move error")
 	}
-	f, _ := e.ledger.File(context.Background(), "erp", "m.csv")
+	f, _ := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "m.csv"})
 	if f.Destination != "archive/m.csv" || f.Location != "inbox/m.csv" || !e.exists("archive/m.csv") {
 		t.Fatalf("after the failed move: %+v", f)
 	}
 	e.run() // reconciles
-	f, _ = e.ledger.File(context.Background(), "erp", "m.csv")
+	f, _ = e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "m.csv"})
 	if f.Destination != "" || f.Location != "archive/m.csv" || f.Status != state.Done || len(e.ls("archive")) != 1 {
 		t.Fatalf("after reconcile: %+v archive %v", f, e.ls("archive"))
 	}

@@ -123,8 +123,8 @@ func TestKill9EncryptedGzip(t *testing.T) {
 	}
 
 	e.openLedger()
-	if f, err := e.ledger.File(context.Background(), "erp", name); err == nil {
-		c, _ := e.ledger.RowCounts(context.Background(), "erp", name, 0)
+	if f, err := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: name}); err == nil {
+		c, _ := e.ledger.RowCounts(context.Background(), state.FileID{Source: "erp", Name: name}, 0)
 		t.Logf("after the kills: %s at %s, mark %d, %d rows recorded", f.Status, f.Location, f.DispatchMark, c.Total())
 	}
 	e.src.Include = "*"

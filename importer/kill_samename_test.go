@@ -98,7 +98,7 @@ func TestKill9SameNameTwice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, _ := l.File(context.Background(), "erp", "daily.csv")
+		f, _ := l.File(context.Background(), state.FileID{Source: "erp", Name: "daily.csv"})
 		l.Close()
 		replaced = f.Status == state.Processing && path.Dir(f.Location) == "inbox"
 		t.Logf("B after %d kills: %s at %s, mark %d; replaced by C: %v", kB, f.Status, f.Location, f.DispatchMark, replaced)

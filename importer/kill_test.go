@@ -117,8 +117,8 @@ func TestKill9(t *testing.T) {
 	}
 
 	e.openLedger()
-	if f, err := e.ledger.File(context.Background(), "erp", "z-big.csv"); err == nil {
-		c, _ := e.ledger.RowCounts(context.Background(), "erp", "z-big.csv", 0)
+	if f, err := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "z-big.csv"}); err == nil {
+		c, _ := e.ledger.RowCounts(context.Background(), state.FileID{Source: "erp", Name: "z-big.csv"}, 0)
 		t.Logf("after the kills: z-big.csv %s at %s, mark %d, %d rows recorded", f.Status, f.Location, f.DispatchMark, c.Total())
 	}
 	for range 3 {
@@ -142,7 +142,7 @@ func TestKill9(t *testing.T) {
 			}
 		}
 		e.exactlyOnce(name, ids)
-		f, err := e.ledger.File(context.Background(), "erp", name)
+		f, err := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: name})
 		if err != nil || f.Status != state.Done || f.Destination != "" {
 			t.Errorf("%s: ledger %+v %v", name, f, err)
 		}

@@ -57,7 +57,7 @@ func TestFileArchivedByAnotherWorkerAfterListing(t *testing.T) {
 	if e.obs.started != 0 || e.obs.done != 0 {
 		t.Fatalf("worker A reported the file to its observer: %+v", e.obs)
 	}
-	f, err := e.ledger.File(context.Background(), "erp", "race.csv")
+	f, err := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "race.csv"})
 	if err != nil || f.Status != state.Done || f.Location != "archive/race.csv" || f.Run != 1 {
 		t.Fatalf("ledger: %+v, %v", f, err)
 	}
@@ -71,7 +71,7 @@ func TestClaimedElsewhereIsNotPending(t *testing.T) {
 	e := newEnv(t)
 	content, _ := csvRows("HELD", 1, 5)
 	e.drop("held.csv", content)
-	if _, err := e.ledger.Claim(context.Background(), "erp", "held.csv", "other-worker", time.Minute); err != nil {
+	if _, err := e.ledger.Claim(context.Background(), state.FileID{Source: "erp", Name: "held.csv"}, "other-worker", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	sum := e.run()

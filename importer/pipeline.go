@@ -238,7 +238,7 @@ dispatching:
 		// either in the ledger or in pending, never in neither.
 		mu.Lock()
 		lctx, cancel := context.WithTimeout(base, ledgerTimeout)
-		outs, err := im.ledger.Outcomes(lctx, src.Name, f.Name, keys)
+		outs, err := im.ledger.Outcomes(lctx, state.FileID{Source: src.Name, Name: f.Name}, keys)
 		cancel()
 		if err != nil {
 			mu.Unlock()
@@ -256,7 +256,7 @@ dispatching:
 		var prior map[string]int64
 		if len(pkeys) > 0 {
 			lctx, cancel := context.WithTimeout(base, ledgerTimeout)
-			prior, err = im.ledger.Recorded(lctx, src.Name, f.Name, pkeys, pfps)
+			prior, err = im.ledger.Recorded(lctx, state.FileID{Source: src.Name, Name: f.Name}, pkeys, pfps)
 			cancel()
 			if err != nil {
 				mu.Unlock()

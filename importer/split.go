@@ -35,14 +35,14 @@ func (sp *span) total(f *state.File) int64 {
 func (im *Importer) fileSpan(src Source, f *state.File) *span {
 	return &span{first: 1, last: math.MaxInt64, mark: f.DispatchMark,
 		setMark: func(ctx context.Context, mark int64) error {
-			if err := im.ledger.SetDispatchMark(ctx, src.Name, f.Name, im.cfg.Owner, mark); err != nil {
+			if err := im.ledger.SetDispatchMark(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, mark); err != nil {
 				return err
 			}
 			f.DispatchMark = mark
 			return nil
 		},
 		record: func(ctx context.Context, outs []state.Outcome) error {
-			return im.ledger.RecordOutcomes(ctx, src.Name, f.Name, im.cfg.Owner, outs)
+			return im.ledger.RecordOutcomes(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, outs)
 		},
 	}
 }
@@ -51,10 +51,10 @@ func (im *Importer) fileSpan(src Source, f *state.File) *span {
 func (im *Importer) rangeSpan(src Source, r state.Range) *span {
 	return &span{first: r.First, last: r.Last, mark: r.DispatchMark,
 		setMark: func(ctx context.Context, mark int64) error {
-			return im.ledger.SetRangeMark(ctx, src.Name, r.Name, r.Index, im.cfg.Owner, mark)
+			return im.ledger.SetRangeMark(ctx, r.ID(), im.cfg.Owner, mark)
 		},
 		record: func(ctx context.Context, outs []state.Outcome) error {
-			return im.ledger.RecordRangeOutcomes(ctx, src.Name, r.Name, r.Index, im.cfg.Owner, outs)
+			return im.ledger.RecordRangeOutcomes(ctx, r.ID(), im.cfg.Owner, outs)
 		},
 	}
 }
@@ -64,7 +64,7 @@ func (im *Importer) rangeSpan(src Source, r state.Range) *span {
 // split whatever the configuration says now, since its rows' dispatch
 // marks live in its ranges). It needs the file's claim.
 func (im *Importer) maybeSplit(ctx context.Context, src Source, f *state.File, unique bool) (bool, error) {
-	rs, err := im.ledger.Ranges(ctx, src.Name, f.Name)
+	rs, err := im.ledger.Ranges(ctx, state.FileID{Source: src.Name, Name: f.Name})
 	if err != nil {
 		return false, err
 	}
@@ -74,7 +74,7 @@ func (im *Importer) maybeSplit(ctx context.Context, src Source, f *state.File, u
 	if src.SplitRows <= 0 || f.Rows <= src.SplitRows || !unique || src.ResolvePrevious {
 		return false, nil
 	}
-	rs, err = im.ledger.SplitFile(ctx, src.Name, f.Name, im.cfg.Owner, src.SplitRows)
+	rs, err = im.ledger.SplitFile(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, src.SplitRows)
 	if err != nil {
 		return false, err
 	}
@@ -89,11 +89,11 @@ func (im *Importer) maybeSplit(ctx context.Context, src Source, f *state.File, u
 // cost what splitting saves). Anything else goes the claim's way, which
 // sorts it out.
 func (im *Importer) splitInProgress(ctx context.Context, src Source, name string) (state.File, bool) {
-	f, err := im.ledger.File(ctx, src.Name, name)
+	f, err := im.ledger.File(ctx, state.FileID{Source: src.Name, Name: name})
 	if err != nil || f.Status != state.Processing || f.Run == 0 || f.Destination != "" || f.Location == "" {
 		return state.File{}, false
 	}
-	rs, err := im.ledger.Ranges(ctx, src.Name, name)
+	rs, err := im.ledger.Ranges(ctx, state.FileID{Source: src.Name, Name: name})
 	if err != nil || len(rs) == 0 || rs[0].Run != f.Run {
 		return state.File{}, false
 	}
@@ -113,7 +113,7 @@ func (im *Importer) workSplit(ctx context.Context, src Source, f state.File) Fil
 		return FileResult{Source: f.Source, Name: f.Name, Status: state.Processing, Rows: f.Rows, Err: err}
 	}
 	for ctx.Err() == nil {
-		r, err := im.ledger.ClaimRange(ctx, src.Name, f.Name, f.Run, im.cfg.Owner, im.cfg.Lease)
+		r, err := im.ledger.ClaimRange(ctx, state.FileID{Source: src.Name, Name: f.Name}, f.Run, im.cfg.Owner, im.cfg.Lease)
 		if errors.Is(err, state.ErrNotFound) {
 			break
 		}
@@ -127,7 +127,7 @@ func (im *Importer) workSplit(ctx context.Context, src Source, f state.File) Fil
 	if err := ctx.Err(); err != nil {
 		return pending(err)
 	}
-	rs, err := im.ledger.Ranges(ctx, src.Name, f.Name)
+	rs, err := im.ledger.Ranges(ctx, state.FileID{Source: src.Name, Name: f.Name})
 	if err != nil {
 		return pending(err)
 	}
@@ -147,7 +147,7 @@ func (im *Importer) runRange(ctx context.Context, src Source, f *state.File, r s
 	log.Info("processing range", zap.Int64("first", r.First), zap.Int64("last", r.Last),
 		zap.Int64("dispatch_mark", r.DispatchMark))
 	rctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
-		return im.ledger.HeartbeatRange(ctx, src.Name, f.Name, r.Index, im.cfg.Owner, im.cfg.Lease)
+		return im.ledger.HeartbeatRange(ctx, r.ID(), im.cfg.Owner, im.cfg.Lease)
 	})
 	err := im.dispatch(rctx, src, f, im.rangeSpan(src, r))
 	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
@@ -157,12 +157,12 @@ func (im *Importer) runRange(ctx context.Context, src Source, f *state.File, r s
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
 	defer cancel()
 	if err != nil {
-		if rerr := im.ledger.ReleaseRange(lctx, src.Name, f.Name, r.Index, im.cfg.Owner, false); rerr != nil {
+		if rerr := im.ledger.ReleaseRange(lctx, r.ID(), im.cfg.Owner, false); rerr != nil {
 			log.Warn("release range", zap.Error(rerr))
 		}
 		return err
 	}
-	return im.ledger.ReleaseRange(lctx, src.Name, f.Name, r.Index, im.cfg.Owner, true)
+	return im.ledger.ReleaseRange(lctx, r.ID(), im.cfg.Owner, true)
 }
 
 // finishSplit writes the report of a split run whose ranges are all done
@@ -172,7 +172,7 @@ func (im *Importer) runRange(ctx context.Context, src Source, f *state.File, r s
 func (im *Importer) finishSplit(ctx context.Context, src Source, split state.File) FileResult {
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(split.Name)))
 	elsewhere := FileResult{Source: split.Source, Name: split.Name, Status: state.Claimed, Rows: split.Rows}
-	f, err := im.ledger.Claim(ctx, src.Name, split.Name, im.cfg.Owner, im.cfg.Lease)
+	f, err := im.ledger.Claim(ctx, state.FileID{Source: src.Name, Name: split.Name}, im.cfg.Owner, im.cfg.Lease)
 	if errors.Is(err, state.ErrClaimed) {
 		log.Debug("another worker is finishing the split file")
 		return elsewhere
@@ -182,7 +182,7 @@ func (im *Importer) finishSplit(ctx context.Context, src Source, split state.Fil
 	}
 	defer im.release(src.Name, f.Name)
 	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
-		return im.ledger.Heartbeat(ctx, src.Name, f.Name, im.cfg.Owner, im.cfg.Lease)
+		return im.ledger.Heartbeat(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, im.cfg.Lease)
 	})
 	defer stop()
 	if f.Destination != "" {

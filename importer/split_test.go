@@ -50,7 +50,7 @@ func TestSplitOneWorker(t *testing.T) {
 	}
 	e.checkReport("split.response.csv", ids)
 	e.exactlyOnce("split.csv", ids)
-	rs, err := e.ledger.Ranges(context.Background(), "erp", "split.csv")
+	rs, err := e.ledger.Ranges(context.Background(), state.FileID{Source: "erp", Name: "split.csv"})
 	if err != nil || len(rs) != 5 || rs[4].First != 281 || rs[4].Last != 300 {
 		t.Fatalf("ranges: %+v, %v", rs, err)
 	}
@@ -59,7 +59,7 @@ func TestSplitOneWorker(t *testing.T) {
 			t.Fatalf("range %d not done and released: %+v", r.Index, r)
 		}
 	}
-	f, _ := e.ledger.File(context.Background(), "erp", "split.csv")
+	f, _ := e.ledger.File(context.Background(), state.FileID{Source: "erp", Name: "split.csv"})
 	if f.Status != state.Done || f.Location != "archive/split.csv" || f.Counts.Created != 300 || f.Owner != "" {
 		t.Fatalf("ledger: %+v", f)
 	}
@@ -110,7 +110,7 @@ func TestSplitNotWithRepeatedIDs(t *testing.T) {
 	if sum.Rejected != 1 || sum.Rows.Created != 40 || sum.Rows.Invalid != 1 {
 		t.Fatalf("summary: %+v", sum)
 	}
-	if rs, _ := e.ledger.Ranges(context.Background(), "erp", "dup.csv"); len(rs) != 0 {
+	if rs, _ := e.ledger.Ranges(context.Background(), state.FileID{Source: "erp", Name: "dup.csv"}); len(rs) != 0 {
 		t.Fatalf("split a file with a repeated external-id: %+v", rs)
 	}
 	if l := e.report("dup.response.csv")[40]; l[5] != "invalid" || !strings.Contains(l[8], "first at row 3") {
@@ -135,23 +135,23 @@ func (l crashLedger) err() error {
 	return nil
 }
 
-func (l crashLedger) Claim(ctx context.Context, s, n, o string, d time.Duration) (state.File, error) {
+func (l crashLedger) Claim(ctx context.Context, id state.FileID, o string, d time.Duration) (state.File, error) {
 	if err := l.err(); err != nil {
 		return state.File{}, err
 	}
-	return l.Ledger.Claim(ctx, s, n, o, d)
+	return l.Ledger.Claim(ctx, id, o, d)
 }
-func (l crashLedger) Heartbeat(ctx context.Context, s, n, o string, d time.Duration) error {
+func (l crashLedger) Heartbeat(ctx context.Context, id state.FileID, o string, d time.Duration) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.Heartbeat(ctx, s, n, o, d)
+	return l.Ledger.Heartbeat(ctx, id, o, d)
 }
-func (l crashLedger) Release(ctx context.Context, s, n, o string) error {
+func (l crashLedger) Release(ctx context.Context, id state.FileID, o string) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.Release(ctx, s, n, o)
+	return l.Ledger.Release(ctx, id, o)
 }
 func (l crashLedger) PutFile(ctx context.Context, o string, f state.File) error {
 	if err := l.err(); err != nil {
@@ -159,53 +159,53 @@ func (l crashLedger) PutFile(ctx context.Context, o string, f state.File) error 
 	}
 	return l.Ledger.PutFile(ctx, o, f)
 }
-func (l crashLedger) SetDispatchMark(ctx context.Context, s, n, o string, m int64) error {
+func (l crashLedger) SetDispatchMark(ctx context.Context, id state.FileID, o string, m int64) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.SetDispatchMark(ctx, s, n, o, m)
+	return l.Ledger.SetDispatchMark(ctx, id, o, m)
 }
-func (l crashLedger) RecordOutcomes(ctx context.Context, s, n, o string, outs []state.Outcome) error {
+func (l crashLedger) RecordOutcomes(ctx context.Context, id state.FileID, o string, outs []state.Outcome) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.RecordOutcomes(ctx, s, n, o, outs)
+	return l.Ledger.RecordOutcomes(ctx, id, o, outs)
 }
-func (l crashLedger) SplitFile(ctx context.Context, s, n, o string, size int64) ([]state.Range, error) {
+func (l crashLedger) SplitFile(ctx context.Context, id state.FileID, o string, size int64) ([]state.Range, error) {
 	if err := l.err(); err != nil {
 		return nil, err
 	}
-	return l.Ledger.SplitFile(ctx, s, n, o, size)
+	return l.Ledger.SplitFile(ctx, id, o, size)
 }
-func (l crashLedger) ClaimRange(ctx context.Context, s, n string, run int64, o string, d time.Duration) (state.Range, error) {
+func (l crashLedger) ClaimRange(ctx context.Context, id state.FileID, run int64, o string, d time.Duration) (state.Range, error) {
 	if err := l.err(); err != nil {
 		return state.Range{}, err
 	}
-	return l.Ledger.ClaimRange(ctx, s, n, run, o, d)
+	return l.Ledger.ClaimRange(ctx, id, run, o, d)
 }
-func (l crashLedger) HeartbeatRange(ctx context.Context, s, n string, i int, o string, d time.Duration) error {
+func (l crashLedger) HeartbeatRange(ctx context.Context, id state.RangeID, o string, d time.Duration) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.HeartbeatRange(ctx, s, n, i, o, d)
+	return l.Ledger.HeartbeatRange(ctx, id, o, d)
 }
-func (l crashLedger) SetRangeMark(ctx context.Context, s, n string, i int, o string, m int64) error {
+func (l crashLedger) SetRangeMark(ctx context.Context, id state.RangeID, o string, m int64) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.SetRangeMark(ctx, s, n, i, o, m)
+	return l.Ledger.SetRangeMark(ctx, id, o, m)
 }
-func (l crashLedger) RecordRangeOutcomes(ctx context.Context, s, n string, i int, o string, outs []state.Outcome) error {
+func (l crashLedger) RecordRangeOutcomes(ctx context.Context, id state.RangeID, o string, outs []state.Outcome) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.RecordRangeOutcomes(ctx, s, n, i, o, outs)
+	return l.Ledger.RecordRangeOutcomes(ctx, id, o, outs)
 }
-func (l crashLedger) ReleaseRange(ctx context.Context, s, n string, i int, o string, done bool) error {
+func (l crashLedger) ReleaseRange(ctx context.Context, id state.RangeID, o string, done bool) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.ReleaseRange(ctx, s, n, i, o, done)
+	return l.Ledger.ReleaseRange(ctx, id, o, done)
 }
 
 // crashAPI counts a worker's successful creates and "crashes" the worker
@@ -292,7 +292,7 @@ func TestSplitThreeWorkersOneCrashes(t *testing.T) {
 	src.SplitRows = perRange
 
 	done := func(l state.Ledger) bool {
-		f, err := l.File(context.Background(), "erp", "big.csv")
+		f, err := l.File(context.Background(), state.FileID{Source: "erp", Name: "big.csv"})
 		return err == nil && f.Status == state.Done && f.Destination == ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -342,11 +342,11 @@ func TestSplitThreeWorkersOneCrashes(t *testing.T) {
 		t.Error("nobody looked up the dead worker's dispatched rows: its range was not resumed from its mark")
 	}
 	l := workers[1].ledger
-	f, err := l.File(context.Background(), "erp", "big.csv")
+	f, err := l.File(context.Background(), state.FileID{Source: "erp", Name: "big.csv"})
 	if err != nil || f.Run != 1 || f.Location != "archive/big.csv" || f.Counts.Created != int64(rows) || f.Owner != "" {
 		t.Fatalf("ledger: %+v, %v", f, err)
 	}
-	rs, err := l.Ranges(context.Background(), "erp", "big.csv")
+	rs, err := l.Ranges(context.Background(), state.FileID{Source: "erp", Name: "big.csv"})
 	if err != nil || len(rs) != 5 {
 		t.Fatalf("ranges: %+v, %v", rs, err)
 	}

@@ -277,7 +277,7 @@ func countEntryRows(ctx context.Context, src Source, a *unwrap.Archive, entries 
 // entryDone: the entry was finished by this very run of the archive (a
 // run interrupted after some entries resumes with the others).
 func (im *Importer) entryDone(ctx context.Context, es Source, arch *state.File, name string) (state.File, bool) {
-	e, err := im.ledger.File(ctx, es.Name, name)
+	e, err := im.ledger.File(ctx, state.FileID{Source: es.Name, Name: name})
 	if err != nil || e.Destination != "" || e.FinishedAt.Before(arch.StartedAt) {
 		return e, false
 	}

@@ -32,11 +32,11 @@ func v2SQL(files, outcomes string) string {
 func checkUpgraded(t *testing.T, l state.Ledger) {
 	t.Helper()
 	ctx := context.Background()
-	f, err := l.File(ctx, "erp", "daily.csv")
+	f, err := l.File(ctx, state.FileID{Source: "erp", Name: "daily.csv"})
 	if err != nil || f.Status != state.Done || f.Run != 1 {
 		t.Fatalf("file after upgrade: %+v, %v", f, err)
 	}
-	got, err := l.Outcomes(ctx, "erp", "daily.csv", []string{"INV-1", state.RowKey(2)})
+	got, err := l.Outcomes(ctx, state.FileID{Source: "erp", Name: "daily.csv"}, []string{"INV-1", state.RowKey(2)})
 	if err != nil || len(got) != 2 {
 		t.Fatalf("outcomes after upgrade: %v, %v", got, err)
 	}
@@ -53,18 +53,18 @@ func checkUpgraded(t *testing.T, l state.Ledger) {
 	if r2 := got[state.RowKey(2)]; !r2.LegacyMatch("", "InvoiceHeader", "1002", "create") || r2.LegacyMatch("", "InvoiceHeader", "2002", "create") {
 		t.Fatalf("row 2 after upgrade: %+v", r2)
 	}
-	if _, err := l.Claim(ctx, "erp", "daily.csv", "w", time.Minute); err != nil {
+	if _, err := l.Claim(ctx, state.FileID{Source: "erp", Name: "daily.csv"}, "w", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.RecordOutcomes(ctx, "erp", "daily.csv", "w", []state.Outcome{{Key: "INV-1", Row: 1, Run: 2,
+	if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: "daily.csv"}, "w", []state.Outcome{{Key: "INV-1", Row: 1, Run: 2,
 		ExternalID: "INV-1", Action: "create_alert", Fingerprint: "abc", Result: state.Created, RecordID: 77}}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = l.Outcomes(ctx, "erp", "daily.csv", []string{"INV-1"})
+	got, _ = l.Outcomes(ctx, state.FileID{Source: "erp", Name: "daily.csv"}, []string{"INV-1"})
 	if got["INV-1"].Fingerprint != "abc" || got["INV-1"].RecordID != 77 {
 		t.Fatalf("new outcome: %+v", got["INV-1"])
 	}
-	if rec, err := l.Recorded(ctx, "erp", "daily.csv", []string{"INV-1"}, []string{"abc"}); err != nil || rec["INV-1"] != 77 {
+	if rec, err := l.Recorded(ctx, state.FileID{Source: "erp", Name: "daily.csv"}, []string{"INV-1"}, []string{"abc"}); err != nil || rec["INV-1"] != 77 {
 		t.Fatalf("Recorded after upgrade: %v, %v", rec, err)
 	}
 }

@@ -2,13 +2,10 @@ package state
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Ops is the ledger's operator side, kept apart from Ledger so the row
@@ -100,11 +97,11 @@ func OpsOf(ctx context.Context, l Ledger) (Ops, error) {
 	var o *opsSQL
 	switch x := l.(type) {
 	case *SQLite:
-		o = &opsSQL{prefix: "", db: sqliteDB{x.db}, now: x.now}
+		o = &opsSQL{d: x.d, db: x.ledger.db, now: x.now}
 	case *Postgres:
-		o = &opsSQL{prefix: "ihr_worker_", db: pgDB{x}, pg: true, now: time.Now}
+		o = &opsSQL{d: x.d, db: x.ledger.db, now: time.Now}
 	case pgNames: // what Open returns for postgres://
-		o = &opsSQL{prefix: "ihr_worker_", db: pgDB{x.Postgres}, pg: true, now: time.Now}
+		o = &opsSQL{d: x.d, db: x.ledger.db, now: time.Now}
 	default:
 		return nil, fmt.Errorf("state: %T has no operator tables", l)
 	}
@@ -121,53 +118,9 @@ func OpsOf(ctx context.Context, l Ledger) (Ops, error) {
 	return o, nil
 }
 
-// opsDB runs a statement on either database.
-type opsDB interface {
-	exec(ctx context.Context, q string, args ...any) (int64, error)
-	query(ctx context.Context, q string, args ...any) (resultRows, func(), error)
-}
-
-type sqliteDB struct{ db *sql.DB }
-
-func (d sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	r, err := d.db.ExecContext(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return r.RowsAffected()
-}
-
-func (d sqliteDB) query(ctx context.Context, q string, args ...any) (resultRows, func(), error) {
-	r, err := d.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, func() { r.Close() }, nil
-}
-
-type pgDB struct{ p *Postgres }
-
-func (d pgDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	ctx, cancel := d.p.op(ctx)
-	defer cancel()
-	t, err := d.p.pool.Exec(ctx, q, args...)
-	return t.RowsAffected(), err
-}
-
-func (d pgDB) query(ctx context.Context, q string, args ...any) (resultRows, func(), error) {
-	ctx, cancel := d.p.op(ctx)
-	r, err := d.p.pool.Query(ctx, q, args...)
-	if err != nil {
-		cancel()
-		return nil, nil, err
-	}
-	return r, func() { r.Close(); cancel() }, nil
-}
-
 type opsSQL struct {
-	prefix   string
-	db       opsDB
-	pg       bool
+	d        dialect
+	db       database
 	now      func() time.Time
 	readOnly bool // a read-only SQLite ledger, whose operator tables may not exist
 }
@@ -178,25 +131,8 @@ func (o *opsSQL) absent(err error) bool {
 	return o.readOnly && err != nil && strings.Contains(err.Error(), "no such table")
 }
 
-// sql turns the shared dialect ({t} table prefix, ? placeholders) into
-// the database's.
-func (o *opsSQL) sql(q string) string {
-	q = strings.ReplaceAll(q, "{t}", o.prefix)
-	if !o.pg {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// sql expands the shared dialect ({t} table prefix, ? placeholders).
+func (o *opsSQL) sql(q string) string { return o.d.q(q) }
 
 // opsSchema is created with IF NOT EXISTS rather than as a numbered
 // migration: the tables are additive and no row protocol depends on them.
@@ -218,31 +154,21 @@ var opsSchema = []string{
 	`CREATE INDEX IF NOT EXISTS {t}row_outcomes_by_time ON {t}row_outcomes (updated_at)`,
 }
 
+// ensure creates the tables in one transaction. Replicas starting
+// together: CREATE … IF NOT EXISTS races in PostgreSQL's catalog, so it
+// takes the migration lock.
 func (o *opsSQL) ensure(ctx context.Context) error {
-	if o.pg {
-		// Replicas starting together: CREATE … IF NOT EXISTS races in
-		// PostgreSQL's catalog, so take the migration lock.
-		p := o.db.(pgDB).p
-		ctx, cancel := p.op(ctx)
-		defer cancel()
-		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMigrateLock)); err != nil {
-				return err
-			}
-			for _, q := range opsSchema {
-				if _, err := tx.Exec(ctx, o.sql(q)); err != nil {
-					return fmt.Errorf("state: operator tables: %w", err)
-				}
-			}
-			return nil
-		})
-	}
-	for _, q := range opsSchema {
-		if _, err := o.db.exec(ctx, o.sql(q)); err != nil {
+	return o.db.tx(ctx, func(c conn) error {
+		if err := o.d.lockMigrations(ctx, c); err != nil {
 			return fmt.Errorf("state: operator tables: %w", err)
 		}
-	}
-	return nil
+		for _, q := range opsSchema {
+			if _, err := c.exec(ctx, o.sql(q)); err != nil {
+				return fmt.Errorf("state: operator tables: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 func b2i(b bool) int {

@@ -99,21 +99,25 @@ func storedOutcomes(outs []Outcome) []Outcome {
 	return out
 }
 
-func (p pgNames) Claim(ctx context.Context, source, name, owner string, lease time.Duration) (File, error) {
-	f, err := p.Postgres.Claim(ctx, source, storedName(name), owner, lease)
+func storedID(id FileID) FileID { id.Name = storedName(id.Name); return id }
+
+func storedRange(r RangeID) RangeID { r.File = storedID(r.File); return r }
+
+func (p pgNames) Claim(ctx context.Context, id FileID, owner string, lease time.Duration) (File, error) {
+	f, err := p.Postgres.Claim(ctx, storedID(id), owner, lease)
 	return loadedFile(f), err
 }
 
-func (p pgNames) Heartbeat(ctx context.Context, source, name, owner string, lease time.Duration) error {
-	return p.Postgres.Heartbeat(ctx, source, storedName(name), owner, lease)
+func (p pgNames) Heartbeat(ctx context.Context, id FileID, owner string, lease time.Duration) error {
+	return p.Postgres.Heartbeat(ctx, storedID(id), owner, lease)
 }
 
-func (p pgNames) Release(ctx context.Context, source, name, owner string) error {
-	return p.Postgres.Release(ctx, source, storedName(name), owner)
+func (p pgNames) Release(ctx context.Context, id FileID, owner string) error {
+	return p.Postgres.Release(ctx, storedID(id), owner)
 }
 
-func (p pgNames) File(ctx context.Context, source, name string) (File, error) {
-	f, err := p.Postgres.File(ctx, source, storedName(name))
+func (p pgNames) File(ctx context.Context, id FileID) (File, error) {
+	f, err := p.Postgres.File(ctx, storedID(id))
 	return loadedFile(f), err
 }
 
@@ -129,59 +133,59 @@ func (p pgNames) PutFile(ctx context.Context, owner string, f File) error {
 	return p.Postgres.PutFile(ctx, owner, storedFile(f))
 }
 
-func (p pgNames) SetDispatchMark(ctx context.Context, source, name, owner string, mark int64) error {
-	return p.Postgres.SetDispatchMark(ctx, source, storedName(name), owner, mark)
+func (p pgNames) SetDispatchMark(ctx context.Context, id FileID, owner string, mark int64) error {
+	return p.Postgres.SetDispatchMark(ctx, storedID(id), owner, mark)
 }
 
-func (p pgNames) RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error {
-	return p.Postgres.RecordOutcomes(ctx, source, storedName(name), owner, storedOutcomes(outs))
+func (p pgNames) RecordOutcomes(ctx context.Context, id FileID, owner string, outs []Outcome) error {
+	return p.Postgres.RecordOutcomes(ctx, storedID(id), owner, storedOutcomes(outs))
 }
 
-func (p pgNames) Outcomes(ctx context.Context, source, filename string, keys []string) (map[string]Outcome, error) {
-	m, err := p.Postgres.Outcomes(ctx, source, storedName(filename), keys)
+func (p pgNames) Outcomes(ctx context.Context, id FileID, keys []string) (map[string]Outcome, error) {
+	m, err := p.Postgres.Outcomes(ctx, storedID(id), keys)
 	for k, o := range m {
-		o.Filename = filename
+		o.Filename = id.Name
 		m[k] = o
 	}
 	return m, err
 }
 
-func (p pgNames) Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error) {
-	return p.Postgres.Recorded(ctx, source, storedName(filename), keys, fingerprints)
+func (p pgNames) Recorded(ctx context.Context, id FileID, keys, fingerprints []string) (map[string]int64, error) {
+	return p.Postgres.Recorded(ctx, storedID(id), keys, fingerprints)
 }
 
-func (p pgNames) RowCounts(ctx context.Context, source, filename string, run int64) (Counts, error) {
-	return p.Postgres.RowCounts(ctx, source, storedName(filename), run)
+func (p pgNames) RowCounts(ctx context.Context, id FileID, run int64) (Counts, error) {
+	return p.Postgres.RowCounts(ctx, storedID(id), run)
 }
 
-func (p pgNames) SplitFile(ctx context.Context, source, name, owner string, size int64) ([]Range, error) {
-	return loadedRanges(p.Postgres.SplitFile(ctx, source, storedName(name), owner, size))
+func (p pgNames) SplitFile(ctx context.Context, id FileID, owner string, size int64) ([]Range, error) {
+	return loadedRanges(p.Postgres.SplitFile(ctx, storedID(id), owner, size))
 }
 
-func (p pgNames) Ranges(ctx context.Context, source, name string) ([]Range, error) {
-	return loadedRanges(p.Postgres.Ranges(ctx, source, storedName(name)))
+func (p pgNames) Ranges(ctx context.Context, id FileID) ([]Range, error) {
+	return loadedRanges(p.Postgres.Ranges(ctx, storedID(id)))
 }
 
-func (p pgNames) ClaimRange(ctx context.Context, source, name string, run int64, owner string, lease time.Duration) (Range, error) {
-	g, err := p.Postgres.ClaimRange(ctx, source, storedName(name), run, owner, lease)
+func (p pgNames) ClaimRange(ctx context.Context, id FileID, run int64, owner string, lease time.Duration) (Range, error) {
+	g, err := p.Postgres.ClaimRange(ctx, storedID(id), run, owner, lease)
 	g.Name = loadedName(g.Name)
 	return g, err
 }
 
-func (p pgNames) HeartbeatRange(ctx context.Context, source, name string, index int, owner string, lease time.Duration) error {
-	return p.Postgres.HeartbeatRange(ctx, source, storedName(name), index, owner, lease)
+func (p pgNames) HeartbeatRange(ctx context.Context, r RangeID, owner string, lease time.Duration) error {
+	return p.Postgres.HeartbeatRange(ctx, storedRange(r), owner, lease)
 }
 
-func (p pgNames) SetRangeMark(ctx context.Context, source, name string, index int, owner string, mark int64) error {
-	return p.Postgres.SetRangeMark(ctx, source, storedName(name), index, owner, mark)
+func (p pgNames) SetRangeMark(ctx context.Context, r RangeID, owner string, mark int64) error {
+	return p.Postgres.SetRangeMark(ctx, storedRange(r), owner, mark)
 }
 
-func (p pgNames) RecordRangeOutcomes(ctx context.Context, source, name string, index int, owner string, outs []Outcome) error {
-	return p.Postgres.RecordRangeOutcomes(ctx, source, storedName(name), index, owner, storedOutcomes(outs))
+func (p pgNames) RecordRangeOutcomes(ctx context.Context, r RangeID, owner string, outs []Outcome) error {
+	return p.Postgres.RecordRangeOutcomes(ctx, storedRange(r), owner, storedOutcomes(outs))
 }
 
-func (p pgNames) ReleaseRange(ctx context.Context, source, name string, index int, owner string, done bool) error {
-	return p.Postgres.ReleaseRange(ctx, source, storedName(name), index, owner, done)
+func (p pgNames) ReleaseRange(ctx context.Context, r RangeID, owner string, done bool) error {
+	return p.Postgres.ReleaseRange(ctx, storedRange(r), owner, done)
 }
 
 var _ Ledger = pgNames{}

@@ -27,7 +27,7 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 	}
 	names := []string{"caf\xe9.csv", "caf\xe8.csv", "caf%E9.csv", "50%.csv"}
 	for i, n := range names {
-		f, err := l.Claim(ctx, "erp", n, "w", time.Minute)
+		f, err := l.Claim(ctx, state.FileID{Source: "erp", Name: n}, "w", time.Minute)
 		if err != nil {
 			t.Fatalf("claim %q: %v", n, err)
 		}
@@ -39,7 +39,7 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 		if err := l.PutFile(ctx, "w", f); err != nil {
 			t.Fatalf("put %q: %v", n, err)
 		}
-		if err := l.RecordOutcomes(ctx, "erp", n, "w", []state.Outcome{{Key: "K", Row: 1, Run: 1, Result: state.Created,
+		if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: n}, "w", []state.Outcome{{Key: "K", Row: 1, Run: 1, Result: state.Created,
 			RecordID: int64(100 + i), Fingerprint: "fp", Message: "row of " + n}}); err != nil {
 			t.Fatalf("record %q: %v", n, err)
 		}
@@ -49,18 +49,18 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 		t.Fatalf("files: %d, %v", len(files), err)
 	}
 	for i, n := range names {
-		f, err := l.File(ctx, "erp", n)
+		f, err := l.File(ctx, state.FileID{Source: "erp", Name: n})
 		if err != nil || f.Name != n || f.Location != "inbox/"+n || f.ReportPath != "reports/"+n+".response.csv" {
 			t.Fatalf("file %q: %+v, %v", n, f, err)
 		}
-		outs, err := l.Outcomes(ctx, "erp", n, []string{"K"})
+		outs, err := l.Outcomes(ctx, state.FileID{Source: "erp", Name: n}, []string{"K"})
 		if err != nil || outs["K"].RecordID != int64(100+i) || outs["K"].Filename != n {
 			t.Fatalf("outcomes of %q: %+v, %v", n, outs, err)
 		}
-		if rec, err := l.Recorded(ctx, "erp", n, []string{"K"}, []string{"fp"}); err != nil || rec["K"] != int64(100+i) {
+		if rec, err := l.Recorded(ctx, state.FileID{Source: "erp", Name: n}, []string{"K"}, []string{"fp"}); err != nil || rec["K"] != int64(100+i) {
 			t.Fatalf("recorded of %q: %v, %v", n, rec, err)
 		}
-		if c, err := l.RowCounts(ctx, "erp", n, 0); err != nil || c.Created != 1 {
+		if c, err := l.RowCounts(ctx, state.FileID{Source: "erp", Name: n}, 0); err != nil || c.Created != 1 {
 			t.Fatalf("counts of %q: %+v, %v", n, c, err)
 		}
 	}

@@ -53,10 +53,10 @@ func TestPostgresOpenByURL(t *testing.T) {
 		}
 		defer ledgers[i].Close()
 	}
-	if _, err := ledgers[0].Claim(ctx, "src", "a.csv", "w1", time.Minute); err != nil {
+	if _, err := ledgers[0].Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "w1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ledgers[3].Claim(ctx, "src", "a.csv", "w2", time.Minute); !errors.Is(err, state.ErrClaimed) {
+	if _, err := ledgers[3].Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "w2", time.Minute); !errors.Is(err, state.ErrClaimed) {
 		t.Fatalf("second replica: got %v, want ErrClaimed", err)
 	}
 	if _, err := state.Open(ctx, "postgres://nobody:s3cret@127.0.0.1:1/x?connect_timeout=2"); err == nil {
@@ -80,7 +80,7 @@ func TestPostgresClaimRace(t *testing.T) {
 			owner := fmt.Sprintf("w%d", w)
 			for i := range files {
 				name := fmt.Sprintf("f%03d.csv", (i+w*files/workers)%files) // start at different files
-				_, err := l.Claim(ctx, "src", name, owner, time.Minute)
+				_, err := l.Claim(ctx, state.FileID{Source: "src", Name: name}, owner, time.Minute)
 				switch {
 				case err == nil:
 					won[w] = append(won[w], name)
@@ -123,7 +123,7 @@ func TestPostgresTakeover(t *testing.T) {
 	dsn := testservers.StartPostgres(t).NewDatabase(t)
 	dead, next := openPG(t, dsn, nil), openPG(t, dsn, nil)
 	const lease = 500 * time.Millisecond
-	f, err := dead.Claim(ctx, "src", "a.csv", "dead", lease)
+	f, err := dead.Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", lease)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestPostgresTakeover(t *testing.T) {
 	if err := dead.PutFile(ctx, "dead", f); err != nil {
 		t.Fatal(err)
 	}
-	if err := dead.SetDispatchMark(ctx, "src", "a.csv", "dead", 6); err != nil {
+	if err := dead.SetDispatchMark(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", 6); err != nil {
 		t.Fatal(err)
 	}
 	var outs []state.Outcome
@@ -140,60 +140,42 @@ func TestPostgresTakeover(t *testing.T) {
 	}
 	// A key repeated in one batch: the last outcome wins.
 	outs = append(outs, state.Outcome{Key: state.RowKey(4), Row: 4, Run: 1, Result: state.Created, RecordID: 204})
-	if err := dead.RecordOutcomes(ctx, "src", "a.csv", "dead", outs); err != nil {
+	if err := dead.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", outs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := next.Claim(ctx, "src", "a.csv", "next", time.Minute); !errors.Is(err, state.ErrClaimed) {
+	if _, err := next.Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "next", time.Minute); !errors.Is(err, state.ErrClaimed) {
 		t.Fatalf("claim under a live lease: %v", err)
 	}
 	time.Sleep(lease + 100*time.Millisecond)
-	got, err := next.Claim(ctx, "src", "a.csv", "next", time.Minute)
+	got, err := next.Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "next", time.Minute)
 	if err != nil {
 		t.Fatalf("takeover after the lease: %v", err)
 	}
 	if got.Status != state.Processing || got.Run != 1 || got.DispatchMark != 6 || got.Owner != "next" {
 		t.Fatalf("resumable state lost: %+v", got)
 	}
-	if c, _ := next.RowCounts(ctx, "src", "a.csv", 1); c.Created != 4 {
+	if c, _ := next.RowCounts(ctx, state.FileID{Source: "src", Name: "a.csv"}, 1); c.Created != 4 {
 		t.Fatalf("outcomes: %+v", c)
 	}
-	if o, _ := next.Outcomes(ctx, "src", "a.csv", []string{state.RowKey(4)}); o[state.RowKey(4)].RecordID != 204 {
+	if o, _ := next.Outcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, []string{state.RowKey(4)}); o[state.RowKey(4)].RecordID != 204 {
 		t.Fatalf("last outcome of a key did not win: %+v", o)
 	}
 	late := []state.Outcome{{Key: state.RowKey(5), Row: 5, Run: 1, Result: state.Created, RecordID: 105}}
-	if err := dead.RecordOutcomes(ctx, "src", "a.csv", "dead", late); !errors.Is(err, state.ErrLeaseLost) {
+	if err := dead.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", late); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old owner's late batch: %v", err)
 	}
-	if err := dead.Heartbeat(ctx, "src", "a.csv", "dead", lease); !errors.Is(err, state.ErrLeaseLost) {
+	if err := dead.Heartbeat(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", lease); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old owner's heartbeat: %v", err)
 	}
-	if err := dead.SetDispatchMark(ctx, "src", "a.csv", "dead", 9); !errors.Is(err, state.ErrLeaseLost) {
+	if err := dead.SetDispatchMark(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", 9); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old owner's mark: %v", err)
 	}
-	if err := next.Heartbeat(ctx, "src", "a.csv", "next", time.Minute); err != nil {
+	if err := next.Heartbeat(ctx, state.FileID{Source: "src", Name: "a.csv"}, "next", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // BenchmarkPostgresRecordOutcomes: one statement per batch of 256 rows.
 func BenchmarkPostgresRecordOutcomes(b *testing.B) {
-	ctx := context.Background()
-	l := openPG(b, testservers.StartPostgres(b).NewDatabase(b), nil)
-	if _, err := l.Claim(ctx, "src", "a.csv", "w", time.Hour); err != nil {
-		b.Fatal(err)
-	}
-	const batch = 256
-	outs := make([]state.Outcome, batch)
-	row := int64(0)
-	for b.Loop() {
-		for i := range outs {
-			row++
-			outs[i] = state.Outcome{Key: fmt.Sprintf("EXT-%d", row), Row: row, Run: 1, ExternalID: fmt.Sprintf("EXT-%d", row),
-				DocumentType: "InvoiceHeader", DocumentID: "1", Action: "create", Result: state.Created, RecordID: row, HTTPStatus: 201}
-		}
-		if err := l.RecordOutcomes(ctx, "src", "a.csv", "w", outs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(row)/b.Elapsed().Seconds(), "rows/s")
+	statetest.BenchmarkRecordOutcomes(b, openPG(b, testservers.StartPostgres(b).NewDatabase(b), nil))
 }

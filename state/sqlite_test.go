@@ -3,7 +3,6 @@ package state_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,7 +31,7 @@ func TestSQLiteSingleWriterAndReopen(t *testing.T) {
 	if _, err := state.OpenSQLite(ctx, path, state.SQLiteOptions{}); !errors.Is(err, state.ErrLocked) {
 		t.Fatalf("second writer: got %v, want ErrLocked", err)
 	}
-	f, err := l.Claim(ctx, "src", "a.csv", "dead-worker", time.Hour)
+	f, err := l.Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead-worker", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,14 +39,14 @@ func TestSQLiteSingleWriterAndReopen(t *testing.T) {
 	if err := l.PutFile(ctx, "dead-worker", f); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.RecordOutcomes(ctx, "src", "a.csv", "dead-worker", []state.Outcome{{Key: "E1", Row: 1, Run: 1, Result: state.Created, RecordID: 7}}); err != nil {
+	if err := l.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead-worker", []state.Outcome{{Key: "E1", Row: 1, Run: 1, Result: state.Created, RecordID: 7}}); err != nil {
 		t.Fatal(err)
 	}
 	ro, err := state.OpenSQLite(ctx, path, state.SQLiteOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("reader beside the writer: %v", err)
 	}
-	if got, err := ro.File(ctx, "src", "a.csv"); err != nil || got.DispatchMark != 256 {
+	if got, err := ro.File(ctx, state.FileID{Source: "src", Name: "a.csv"}); err != nil || got.DispatchMark != 256 {
 		t.Fatalf("reader sees %+v, %v", got, err)
 	}
 	ro.Close()
@@ -58,14 +57,14 @@ func TestSQLiteSingleWriterAndReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l2.Close()
-	got, err := l2.Claim(ctx, "src", "a.csv", "new-worker", time.Minute)
+	got, err := l2.Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "new-worker", time.Minute)
 	if err != nil {
 		t.Fatalf("stale claim not cleared on open: %v", err)
 	}
 	if got.Status != state.Processing || got.DispatchMark != 256 || got.Run != 1 {
 		t.Fatalf("after reopen: %+v", got)
 	}
-	if o, _ := l2.Outcomes(ctx, "src", "a.csv", []string{"E1"}); o["E1"].RecordID != 7 {
+	if o, _ := l2.Outcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, []string{"E1"}); o["E1"].RecordID != 7 {
 		t.Fatalf("outcome lost: %+v", o)
 	}
 }
@@ -79,28 +78,10 @@ func TestOpenRejectsUnknownScheme(t *testing.T) {
 // BenchmarkRecordOutcomes measures group commit: one durable transaction
 // per batch of 256 rows (reported as rows/s).
 func BenchmarkRecordOutcomes(b *testing.B) {
-	ctx := context.Background()
-	l, err := state.OpenSQLite(ctx, filepath.Join(b.TempDir(), "state.db"), state.SQLiteOptions{})
+	l, err := state.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "state.db"), state.SQLiteOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	if _, err := l.Claim(ctx, "src", "a.csv", "w", time.Hour); err != nil {
-		b.Fatal(err)
-	}
-	const batch = 256
-	outs := make([]state.Outcome, batch)
-	b.ResetTimer()
-	row := int64(0)
-	for b.Loop() {
-		for i := range outs {
-			row++
-			outs[i] = state.Outcome{Key: fmt.Sprintf("EXT-%d", row), Row: row, Run: 1, ExternalID: fmt.Sprintf("EXT-%d", row),
-				DocumentType: "InvoiceHeader", DocumentID: "1", Action: "create", Result: state.Created, RecordID: row, HTTPStatus: 201}
-		}
-		if err := l.RecordOutcomes(ctx, "src", "a.csv", "w", outs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(row)/b.Elapsed().Seconds(), "rows/s")
+	statetest.BenchmarkRecordOutcomes(b, l)
 }

@@ -4,10 +4,12 @@
 // restarts, re-drops and reprocessing (see package importer for the
 // protocol that uses it).
 //
-// Ledger is the contract. OpenSQLite implements it on an embedded SQLite
-// database (WAL, synchronous=FULL, schema migrations); a PostgreSQL
-// implementation selected by a postgres:// URL is meant to satisfy the same
-// contract and the same conformance suite (state/statetest).
+// Ledger is the contract, and a FileID names the file every call is about.
+// One implementation (ledger.go) serves both databases: OpenSQLite on an
+// embedded SQLite database (WAL, synchronous=FULL), OpenPostgres on a
+// PostgreSQL database several replicas share. The SQL is written once;
+// dialect.go holds what differs between the two, and both pass the same
+// conformance suite (state/statetest).
 //
 // Claims. A worker must hold a file's claim (Claim, kept alive by Heartbeat,
 // given back by Release) to change the file or record its rows: every write
@@ -211,6 +213,30 @@ type Range struct {
 	UpdatedAt  time.Time
 }
 
+// FileID names one file of one source: the key of everything the ledger
+// keeps about it. Name is the file's original base name in the inbox.
+type FileID struct {
+	Source string
+	Name   string
+}
+
+// String is "source/name", as errors spell a file.
+func (id FileID) String() string { return id.Source + "/" + id.Name }
+
+// ID is the file's identity.
+func (f File) ID() FileID { return FileID{Source: f.Source, Name: f.Name} }
+
+// RangeID names one range of a file's split.
+type RangeID struct {
+	File  FileID
+	Index int
+}
+
+// ID is the range's identity.
+func (g Range) ID() RangeID {
+	return RangeID{File: FileID{Source: g.Source, Name: g.Name}, Index: g.Index}
+}
+
 // Ledger is the durable state store. Implementations are safe for
 // concurrent use.
 type Ledger interface {
@@ -218,14 +244,14 @@ type Ledger interface {
 	// Seen→Claimed) if new. It succeeds when the file is unclaimed, its
 	// lease has expired, or owner already holds it; otherwise it fails
 	// with ErrClaimed. It returns the file as stored after the claim.
-	Claim(ctx context.Context, source, name, owner string, lease time.Duration) (File, error)
+	Claim(ctx context.Context, id FileID, owner string, lease time.Duration) (File, error)
 	// Heartbeat extends owner's claim; ErrLeaseLost if it no longer holds it.
-	Heartbeat(ctx context.Context, source, name, owner string, lease time.Duration) error
+	Heartbeat(ctx context.Context, id FileID, owner string, lease time.Duration) error
 	// Release gives the claim back; releasing a claim not held is a no-op.
-	Release(ctx context.Context, source, name, owner string) error
+	Release(ctx context.Context, id FileID, owner string) error
 
 	// File returns one file or ErrNotFound.
-	File(ctx context.Context, source, name string) (File, error)
+	File(ctx context.Context, id FileID) (File, error)
 	// Files lists a source's files ("" = all sources) by source and name.
 	Files(ctx context.Context, source string) ([]File, error)
 	// FilesByHash lists a source's files whose SHA256 is sha.
@@ -235,54 +261,53 @@ type Ledger interface {
 	PutFile(ctx context.Context, owner string, f File) error
 	// SetDispatchMark durably records the file's dispatch high-water mark;
 	// owner must hold the claim.
-	SetDispatchMark(ctx context.Context, source, name, owner string, mark int64) error
+	SetDispatchMark(ctx context.Context, id FileID, owner string, mark int64) error
 
-	// RecordOutcomes upserts a batch of row outcomes of file (source, name)
-	// in one transaction; owner must hold the file's claim. A recorded
-	// outcome replaced by one with another fingerprint is kept for
-	// Recorded.
-	RecordOutcomes(ctx context.Context, source, name, owner string, outs []Outcome) error
+	// RecordOutcomes upserts a batch of row outcomes of the file in one
+	// transaction; owner must hold the file's claim. A recorded outcome
+	// replaced by one with another fingerprint is kept for Recorded.
+	RecordOutcomes(ctx context.Context, id FileID, owner string, outs []Outcome) error
 	// Outcomes returns the stored outcomes among keys, by key: the last
 	// outcome of each.
-	Outcomes(ctx context.Context, source, filename string, keys []string) (map[string]Outcome, error)
+	Outcomes(ctx context.Context, id FileID, keys []string) (map[string]Outcome, error)
 	// Recorded looks up rows by content: for each i it reports whether a
 	// record was ever made for keys[i] with fingerprints[i], whichever
 	// outcome came last, and returns those found as key → record id. (A
 	// row whose content came back after another drop changed it is the
 	// same row, already recorded.)
-	Recorded(ctx context.Context, source, filename string, keys, fingerprints []string) (map[string]int64, error)
+	Recorded(ctx context.Context, id FileID, keys, fingerprints []string) (map[string]int64, error)
 	// RowCounts counts a file's stored outcomes by result, only those
 	// written by run (run 0: all runs).
-	RowCounts(ctx context.Context, source, filename string, run int64) (Counts, error)
+	RowCounts(ctx context.Context, id FileID, run int64) (Counts, error)
 
 	// SplitFile divides the file's current run (File.Run, File.Rows) into
 	// ranges of at most size rows, each starting with the file's dispatch
 	// mark, and returns them. If that run is already split it returns the
 	// existing ranges unchanged (size is then ignored); ranges of an
 	// earlier run are replaced. owner must hold the file's claim.
-	SplitFile(ctx context.Context, source, name, owner string, size int64) ([]Range, error)
+	SplitFile(ctx context.Context, id FileID, owner string, size int64) ([]Range, error)
 	// Ranges lists the file's ranges by index (those of the last split,
 	// whatever run it was; nil if never split).
-	Ranges(ctx context.Context, source, name string) ([]Range, error)
+	Ranges(ctx context.Context, id FileID) ([]Range, error)
 	// ClaimRange takes for owner one range of the file's split of run
 	// that is not done and is unclaimed, expired, or already owner's
 	// (owner's own first, then the lowest index). Two owners never get
 	// the same range. ErrNotFound when there is none to take.
-	ClaimRange(ctx context.Context, source, name string, run int64, owner string, lease time.Duration) (Range, error)
-	// HeartbeatRange extends owner's claim on range index; ErrLeaseLost if
+	ClaimRange(ctx context.Context, id FileID, run int64, owner string, lease time.Duration) (Range, error)
+	// HeartbeatRange extends owner's claim on the range; ErrLeaseLost if
 	// it no longer holds it.
-	HeartbeatRange(ctx context.Context, source, name string, index int, owner string, lease time.Duration) error
+	HeartbeatRange(ctx context.Context, id RangeID, owner string, lease time.Duration) error
 	// SetRangeMark durably records the range's dispatch mark; owner must
 	// hold the range.
-	SetRangeMark(ctx context.Context, source, name string, index int, owner string, mark int64) error
-	// RecordRangeOutcomes is RecordOutcomes for rows of range index,
-	// fenced by the range's claim instead of the file's.
-	RecordRangeOutcomes(ctx context.Context, source, name string, index int, owner string, outs []Outcome) error
+	SetRangeMark(ctx context.Context, id RangeID, owner string, mark int64) error
+	// RecordRangeOutcomes is RecordOutcomes for rows of the range, fenced
+	// by the range's claim instead of the file's.
+	RecordRangeOutcomes(ctx context.Context, id RangeID, owner string, outs []Outcome) error
 	// ReleaseRange gives owner's claim on the range back. With done it
 	// also marks the range done, and then fails with ErrLeaseLost unless
 	// owner still holds it; without, releasing a range not held is a
 	// no-op.
-	ReleaseRange(ctx context.Context, source, name string, index int, owner string, done bool) error
+	ReleaseRange(ctx context.Context, id RangeID, owner string, done bool) error
 
 	Close() error
 }

@@ -273,7 +273,7 @@ func (o *operator) fileEvents(ctx context.Context, s *config.Source, sr *sourceR
 		switch f.Status {
 		case state.Failed:
 			run := int64(0)
-			if lf, err := o.w.ledger.File(ctx, s.Name, f.Name); err == nil {
+			if lf, err := o.w.ledger.File(ctx, state.FileID{Source: s.Name, Name: f.Name}); err == nil {
 				run = lf.Run
 			}
 			reason := f.Reason

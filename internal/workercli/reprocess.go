@@ -11,6 +11,7 @@ import (
 	"github.com/ihr-tools/ihr/config"
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/state"
 )
 
 func newReprocessCommand(g *globals) *cobra.Command {
@@ -110,7 +111,7 @@ func (w *worker) mayExist(ctx context.Context, s *config.Source, store filestore
 		cands = []string{clean}
 	} else {
 		cands = []string{path.Join(s.Folders.Inbox, clean), path.Join(s.Folders.Failed, clean), path.Join(s.Folders.Archive, clean)}
-		if f, err := w.ledger.File(ctx, s.Name, clean); err == nil && f.Location != "" {
+		if f, err := w.ledger.File(ctx, state.FileID{Source: s.Name, Name: clean}); err == nil && f.Location != "" {
 			cands = append(cands, f.Location)
 		}
 	}

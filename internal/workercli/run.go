@@ -157,11 +157,11 @@ func (w *worker) countInterrupted(ctx context.Context, source string, sum *impor
 		if fileResult(f.Status) != "pending" || f.Counts.Total() > 0 {
 			continue
 		}
-		lf, err := w.ledger.File(ctx, source, f.Name)
+		lf, err := w.ledger.File(ctx, state.FileID{Source: source, Name: f.Name})
 		if err != nil || lf.Run == 0 {
 			continue
 		}
-		c, err := w.ledger.RowCounts(ctx, source, f.Name, lf.Run)
+		c, err := w.ledger.RowCounts(ctx, state.FileID{Source: source, Name: f.Name}, lf.Run)
 		if err != nil {
 			continue
 		}

@@ -46,7 +46,7 @@ func TestStatusPrintsNamesSafely(t *testing.T) {
 		t.Fatal(err)
 	}
 	evil := "y\x1b[2J\t\xfe.csv"
-	f, err := l.Claim(ctx, "erp", evil, "w", time.Minute)
+	f, err := l.Claim(ctx, state.FileID{Source: "erp", Name: evil}, "w", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		if jf.Result == "pending" {
 			// The file's own counts are written when its run ends; an
 			// interrupted run's rows are in the row ledger already.
-			if c, err := led.RowCounts(ctx, f.Source, f.Name, f.Run); err == nil && f.Run > 0 {
+			if c, err := led.RowCounts(ctx, f.ID(), f.Run); err == nil && f.Run > 0 {
 				jf.Counts = c
 			}
 			jf.RowsPending = max(0, f.Rows-jf.Counts.Total())

@@ -1,0 +1,640 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ledger is the Ledger both databases share: every statement is written
+// once in the dialect's tokens (dialect.go) and every row loop once.
+// SQLite and Postgres embed it and keep only what truly differs: how they
+// open and close, whose clock a lease follows, and how a batch of row
+// outcomes is written (one array statement on PostgreSQL, a prepared
+// upsert per row on SQLite).
+type ledger struct {
+	d  dialect
+	db database
+	// nowArg is the value of {now}: the injected clock's nanoseconds, or
+	// nil for the database server's clock (PostgreSQL in production).
+	nowArg func() any
+	// write upserts outs of file id in one transaction, unless fence (a
+	// query that returns a row while the claim is held) returns none; it
+	// reports whether the claim was held.
+	write func(ctx context.Context, id FileID, fence string, fenceArgs []any, outs []Outcome) (bool, error)
+}
+
+// stmt expands q for the database and puts {now}'s value first.
+func (l *ledger) stmt(q string, args []any) (string, []any) {
+	if strings.Contains(q, "{now}") {
+		args = append([]any{l.nowArg()}, args...)
+	}
+	return l.d.q(q), args
+}
+
+func (l *ledger) exec(ctx context.Context, c conn, q string, args ...any) (int64, error) {
+	q, args = l.stmt(q, args)
+	return c.exec(ctx, q, args...)
+}
+
+func (l *ledger) row(ctx context.Context, c conn, q string, args ...any) scanner {
+	q, args = l.stmt(q, args)
+	return c.row(ctx, q, args...)
+}
+
+// each calls fn for every row q returns.
+func (l *ledger) each(ctx context.Context, c conn, q string, args []any, fn func(scanner) error) error {
+	q, args = l.stmt(q, args)
+	rows, done, err := c.query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer done()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// all scans every row q returns with scan.
+func all[T any](ctx context.Context, l *ledger, c conn, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	var out []T
+	err := l.each(ctx, c, q, args, func(r scanner) error {
+		v, err := scan(r)
+		out = append(out, v)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// schema is the ledger's migrations, applied in order in one
+// transaction. Times are Unix nanoseconds: timestamptz would round
+// File.ModTime to microseconds.
+var schema = []string{
+	// 1: files and row outcomes.
+	`CREATE TABLE {t}files (
+		source TEXT NOT NULL,
+		name TEXT NOT NULL,
+		size {int} NOT NULL DEFAULT 0,
+		mtime {int} NOT NULL DEFAULT 0,
+		sha256 TEXT NOT NULL DEFAULT '',
+		status TEXT NOT NULL DEFAULT 'seen',
+		skip_reason TEXT NOT NULL DEFAULT '',
+		run {int} NOT NULL DEFAULT 0,
+		rows {int} NOT NULL DEFAULT 0,
+		n_created {int} NOT NULL DEFAULT 0,
+		n_already {int} NOT NULL DEFAULT 0,
+		n_invalid {int} NOT NULL DEFAULT 0,
+		n_failed {int} NOT NULL DEFAULT 0,
+		dispatch_mark {int} NOT NULL DEFAULT 0,
+		location TEXT NOT NULL DEFAULT '',
+		destination TEXT NOT NULL DEFAULT '',
+		archived_to TEXT NOT NULL DEFAULT '',
+		report_path TEXT NOT NULL DEFAULT '',
+		owner TEXT NOT NULL DEFAULT '',
+		lease_until {int} NOT NULL DEFAULT 0,
+		first_seen {int} NOT NULL DEFAULT 0,
+		started_at {int} NOT NULL DEFAULT 0,
+		finished_at {int} NOT NULL DEFAULT 0,
+		updated_at {int} NOT NULL DEFAULT 0,
+		PRIMARY KEY (source, name)
+	);
+	CREATE INDEX {t}files_by_hash ON {t}files (source, sha256);
+	CREATE TABLE {t}row_outcomes (
+		source TEXT NOT NULL,
+		filename TEXT NOT NULL,
+		key TEXT NOT NULL,
+		row {int} NOT NULL,
+		run {int} NOT NULL,
+		external_id TEXT NOT NULL DEFAULT '',
+		document_type TEXT NOT NULL DEFAULT '',
+		document_id TEXT NOT NULL DEFAULT '',
+		action TEXT NOT NULL DEFAULT '',
+		result TEXT NOT NULL,
+		record_id {int} NOT NULL DEFAULT 0,
+		http_status INTEGER NOT NULL DEFAULT 0,
+		message TEXT NOT NULL DEFAULT '',
+		updated_at {int} NOT NULL DEFAULT 0,
+		PRIMARY KEY (source, filename, key)
+	){norowid};`,
+	// 2: ranges of split files.
+	`CREATE TABLE {t}ranges (
+		source TEXT NOT NULL,
+		name TEXT NOT NULL,
+		idx INTEGER NOT NULL,
+		run {int} NOT NULL,
+		first_row {int} NOT NULL,
+		last_row {int} NOT NULL,
+		done {bool} NOT NULL DEFAULT {false},
+		dispatch_mark {int} NOT NULL DEFAULT 0,
+		owner TEXT NOT NULL DEFAULT '',
+		lease_until {int} NOT NULL DEFAULT 0,
+		updated_at {int} NOT NULL DEFAULT 0,
+		PRIMARY KEY (source, name, idx)
+	);`,
+	// 3: row fingerprints (same name, new content). Outcomes stored
+	// before have none and are matched by LegacyMatch.
+	`ALTER TABLE {t}row_outcomes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	CREATE TABLE {t}row_prints (
+		source TEXT NOT NULL,
+		filename TEXT NOT NULL,
+		key TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		record_id {int} NOT NULL,
+		PRIMARY KEY (source, filename, key, fingerprint)
+	){norowid};
+	{keepPrint}`,
+}
+
+// migrate brings the schema up to date; where names the database in
+// errors.
+func (l *ledger) migrate(ctx context.Context, where string) error {
+	vt := l.d.versionTable
+	err := l.db.tx(ctx, func(c conn) error {
+		if err := l.d.lockMigrations(ctx, c); err != nil {
+			return err
+		}
+		if _, err := c.exec(ctx, `CREATE TABLE IF NOT EXISTS `+vt+` (version INTEGER NOT NULL)`); err != nil {
+			return err
+		}
+		var v int
+		if err := c.row(ctx, `SELECT COALESCE(MAX(version),0) FROM `+vt).Scan(&v); err != nil {
+			return err
+		}
+		if v > len(schema) {
+			return fmt.Errorf("schema version %d is newer than this worker (%d)", v, len(schema))
+		}
+		for i := v; i < len(schema); i++ {
+			if _, err := c.exec(ctx, l.d.tokens(schema[i])); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+		if v == len(schema) {
+			return nil
+		}
+		if _, err := c.exec(ctx, `DELETE FROM `+vt); err != nil {
+			return err
+		}
+		_, err := c.exec(ctx, `INSERT INTO `+vt+` VALUES ($1)`, len(schema))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: %s: migrate: %w", where, err)
+	}
+	return nil
+}
+
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+const fileCols = `source, name, size, mtime, sha256, status, skip_reason, run, rows,
+	n_created, n_already, n_invalid, n_failed, dispatch_mark, location, destination,
+	archived_to, report_path, owner, lease_until, first_seen, started_at, finished_at, updated_at`
+
+const rangeCols = `source, name, run, idx, first_row, last_row, done, dispatch_mark, owner, lease_until, updated_at`
+
+const outcomeCols = `key, row, run, external_id, document_type, document_id, action,
+	fingerprint, result, record_id, http_status, message, updated_at`
+
+// ownedFile is the fencing condition of every owner-guarded write to a
+// file (source, name, owner); ownedRange fences a range's (source, name,
+// index, owner).
+const (
+	ownedFile  = `source = ? AND name = ? AND owner = ? AND owner <> '' AND lease_until > {now}`
+	ownedRange = `source = ? AND name = ? AND idx = ? AND owner = ? AND owner <> '' AND lease_until > {now}`
+)
+
+// outcomeUpsert is the insert of one row outcome (the writers supply its
+// values) and what a newer outcome of a key replaces.
+const (
+	outcomeInsert = `INSERT INTO {t}row_outcomes (source, filename, ` + outcomeCols + `)`
+	outcomeUpsert = `ON CONFLICT (source, filename, key) DO UPDATE SET row = excluded.row, run = excluded.run,
+		external_id = excluded.external_id, document_type = excluded.document_type,
+		document_id = excluded.document_id, action = excluded.action, fingerprint = excluded.fingerprint,
+		result = excluded.result, record_id = excluded.record_id, http_status = excluded.http_status,
+		message = excluded.message, updated_at = excluded.updated_at`
+)
+
+// collect scans every row of rows with scan.
+func collect[T any](rows resultRows, scan func(scanner) (T, error)) ([]T, error) {
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// countRows reads (result, count) rows of a GROUP BY result query.
+func countRows(rows resultRows) (Counts, error) {
+	var c Counts
+	for rows.Next() {
+		var r string
+		var n int64
+		if err := rows.Scan(&r, &n); err != nil {
+			return Counts{}, err
+		}
+		switch Result(r) {
+		case Created:
+			c.Created = n
+		case AlreadyRecorded:
+			c.AlreadyRecorded = n
+		case Invalid:
+			c.Invalid = n
+		case FailedRow:
+			c.Failed = n
+		}
+	}
+	return c, rows.Err()
+}
+
+func scanFile(r scanner) (File, error) {
+	var f File
+	var mtime, lease, first, started, finished, updated int64
+	var status string
+	err := r.Scan(&f.Source, &f.Name, &f.Size, &mtime, &f.SHA256, &status, &f.SkipReason, &f.Run, &f.Rows,
+		&f.Counts.Created, &f.Counts.AlreadyRecorded, &f.Counts.Invalid, &f.Counts.Failed,
+		&f.DispatchMark, &f.Location, &f.Destination, &f.ArchivedTo, &f.ReportPath,
+		&f.Owner, &lease, &first, &started, &finished, &updated)
+	if err != nil {
+		return File{}, err
+	}
+	f.Status = Status(status)
+	f.ModTime, f.LeaseUntil, f.FirstSeen = fromNS(mtime), fromNS(lease), fromNS(first)
+	f.StartedAt, f.FinishedAt, f.UpdatedAt = fromNS(started), fromNS(finished), fromNS(updated)
+	return f, nil
+}
+
+func scanRange(r scanner) (Range, error) {
+	var g Range
+	var lease, updated int64
+	err := r.Scan(&g.Source, &g.Name, &g.Run, &g.Index, &g.First, &g.Last, &g.Done, &g.DispatchMark,
+		&g.Owner, &lease, &updated)
+	g.LeaseUntil, g.UpdatedAt = fromNS(lease), fromNS(updated)
+	return g, err
+}
+
+// scanOutcome reads outcomeCols.
+func scanOutcome(r scanner) (Outcome, error) {
+	var o Outcome
+	var result string
+	var updated int64
+	err := r.Scan(&o.Key, &o.Row, &o.Run, &o.ExternalID, &o.DocumentType, &o.DocumentID, &o.Action,
+		&o.Fingerprint, &result, &o.RecordID, &o.HTTPStatus, &o.Message, &updated)
+	o.Result, o.UpdatedAt = Result(result), fromNS(updated)
+	return o, err
+}
+
+// claimSQL takes or creates the claim in one statement: the upsert locks
+// the row, and (on PostgreSQL, under READ COMMITTED) its WHERE is
+// re-checked against the latest version, so of two racing claimants
+// exactly one gets a row back.
+const claimSQL = `INSERT INTO {t}files (source, name, status, owner, lease_until, first_seen, updated_at)
+	VALUES (?, ?, 'claimed', ?, {now} + ?, {now}, {now})
+	ON CONFLICT (source, name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until,
+		updated_at = excluded.updated_at,
+		status = CASE {t}files.status WHEN 'seen' THEN 'claimed' ELSE {t}files.status END
+	WHERE {t}files.owner = '' OR {t}files.owner = excluded.owner
+		OR {t}files.lease_until <= excluded.updated_at
+	RETURNING ` + fileCols
+
+// Claim implements Ledger.
+func (l *ledger) Claim(ctx context.Context, id FileID, owner string, lease time.Duration) (File, error) {
+	if owner == "" {
+		return File{}, fmt.Errorf("state: claim %s: empty owner", id)
+	}
+	f, err := scanFile(l.row(ctx, l.db, claimSQL, id.Source, id.Name, owner, int64(lease)))
+	if isNoRows(err) {
+		return File{}, fmt.Errorf("state: claim %s: %w", id, ErrClaimed)
+	}
+	if err != nil {
+		return File{}, fmt.Errorf("state: claim %s: %w", id, err)
+	}
+	return f, nil
+}
+
+// fenced runs an owner-guarded write: ErrLeaseLost when it changed
+// nothing.
+func (l *ledger) fenced(ctx context.Context, what string, q string, args ...any) error {
+	n, err := l.exec(ctx, l.db, q, args...)
+	if err != nil {
+		return fmt.Errorf("state: %s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("state: %s: %w", what, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Heartbeat implements Ledger.
+func (l *ledger) Heartbeat(ctx context.Context, id FileID, owner string, lease time.Duration) error {
+	return l.fenced(ctx, "heartbeat "+id.String(), `UPDATE {t}files SET lease_until = {now} + ? WHERE `+ownedFile,
+		int64(lease), id.Source, id.Name, owner)
+}
+
+// Release implements Ledger.
+func (l *ledger) Release(ctx context.Context, id FileID, owner string) error {
+	_, err := l.exec(ctx, l.db, `UPDATE {t}files SET owner = '', lease_until = 0 WHERE source = ? AND name = ? AND owner = ?`,
+		id.Source, id.Name, owner)
+	if err != nil {
+		return fmt.Errorf("state: release %s: %w", id, err)
+	}
+	return nil
+}
+
+// File implements Ledger.
+func (l *ledger) File(ctx context.Context, id FileID) (File, error) {
+	f, err := scanFile(l.row(ctx, l.db, `SELECT `+fileCols+` FROM {t}files WHERE source = ? AND name = ?`, id.Source, id.Name))
+	if isNoRows(err) {
+		return File{}, fmt.Errorf("state: file %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return File{}, fmt.Errorf("state: file %s: %w", id, err)
+	}
+	return f, nil
+}
+
+// files lists files by source and name, in byte order on both databases.
+func (l *ledger) files(ctx context.Context, what, where string, args ...any) ([]File, error) {
+	out, err := all(ctx, l, l.db, scanFile, `SELECT `+fileCols+` FROM {t}files `+where+` ORDER BY source{bytes}, name{bytes}`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// Files implements Ledger.
+func (l *ledger) Files(ctx context.Context, source string) ([]File, error) {
+	if source == "" {
+		return l.files(ctx, "files", "")
+	}
+	return l.files(ctx, "files of "+source, `WHERE source = ?`, source)
+}
+
+// FilesByHash implements Ledger.
+func (l *ledger) FilesByHash(ctx context.Context, source, sha string) ([]File, error) {
+	return l.files(ctx, "files by hash", `WHERE source = ? AND sha256 = ?`, source, sha)
+}
+
+// PutFile implements Ledger.
+func (l *ledger) PutFile(ctx context.Context, owner string, f File) error {
+	return l.fenced(ctx, "put "+f.ID().String(), `UPDATE {t}files SET size = ?, mtime = ?, sha256 = ?, status = ?,
+			skip_reason = ?, run = ?, rows = ?, n_created = ?, n_already = ?, n_invalid = ?, n_failed = ?,
+			dispatch_mark = ?, location = ?, destination = ?, archived_to = ?, report_path = ?,
+			started_at = ?, finished_at = ?, updated_at = {now}
+		WHERE `+ownedFile,
+		f.Size, ns(f.ModTime), f.SHA256, string(f.Status), f.SkipReason, f.Run, f.Rows,
+		f.Counts.Created, f.Counts.AlreadyRecorded, f.Counts.Invalid, f.Counts.Failed, f.DispatchMark,
+		f.Location, f.Destination, f.ArchivedTo, f.ReportPath, ns(f.StartedAt), ns(f.FinishedAt),
+		f.Source, f.Name, owner)
+}
+
+// SetDispatchMark implements Ledger.
+func (l *ledger) SetDispatchMark(ctx context.Context, id FileID, owner string, mark int64) error {
+	return l.fenced(ctx, "dispatch mark "+id.String(), `UPDATE {t}files SET dispatch_mark = ?, updated_at = {now} WHERE `+ownedFile,
+		mark, id.Source, id.Name, owner)
+}
+
+// RecordOutcomes implements Ledger. The fence share-locks the file row
+// on PostgreSQL, so a takeover (which must update that row) waits for the
+// batch to commit and a worker whose lease has passed writes nothing.
+func (l *ledger) RecordOutcomes(ctx context.Context, id FileID, owner string, outs []Outcome) error {
+	return l.record(ctx, id, `SELECT 1 FROM {t}files WHERE `+ownedFile+` {forShare}`,
+		[]any{id.Source, id.Name, owner}, outs)
+}
+
+// RecordRangeOutcomes implements Ledger.
+func (l *ledger) RecordRangeOutcomes(ctx context.Context, r RangeID, owner string, outs []Outcome) error {
+	return l.record(ctx, r.File, `SELECT 1 FROM {t}ranges WHERE `+ownedRange+` {forShare}`,
+		[]any{r.File.Source, r.File.Name, r.Index, owner}, outs)
+}
+
+func (l *ledger) record(ctx context.Context, id FileID, fence string, fenceArgs []any, outs []Outcome) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	held, err := l.write(ctx, id, fence, fenceArgs, outs)
+	if err != nil {
+		return fmt.Errorf("state: record rows of %s: %w", id, err)
+	}
+	if !held {
+		return fmt.Errorf("state: record rows of %s: %w", id, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Outcomes implements Ledger. Keys are looked up in chunks (dialect.chunk)
+// so one call can cover a whole dispatch window.
+func (l *ledger) Outcomes(ctx context.Context, id FileID, keys []string) (map[string]Outcome, error) {
+	out := make(map[string]Outcome, len(keys))
+	for len(keys) > 0 {
+		n := l.d.chunk(len(keys))
+		in, args := l.d.keyList("key", keys[:n])
+		keys = keys[n:]
+		err := l.each(ctx, l.db, `SELECT `+outcomeCols+` FROM {t}row_outcomes WHERE source = ? AND filename = ? AND `+in,
+			append([]any{id.Source, id.Name}, args...), func(r scanner) error {
+				o, err := scanOutcome(r)
+				o.Source, o.Filename = id.Source, id.Name
+				out[o.Key] = o
+				return err
+			})
+		if err != nil {
+			return nil, fmt.Errorf("state: outcomes of %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// Recorded implements Ledger: the last outcomes and the contents kept
+// when they were replaced (row_prints).
+func (l *ledger) Recorded(ctx context.Context, id FileID, keys, fingerprints []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for len(keys) > 0 {
+		n := l.d.chunk(len(keys))
+		w, args := l.d.pairTable(keys[:n], fingerprints[:n])
+		keys, fingerprints = keys[n:], fingerprints[n:]
+		err := l.each(ctx, l.db, `WITH w(key, fp) AS (`+w+`)
+			SELECT p.key, p.record_id FROM {t}row_prints p JOIN w ON p.key = w.key AND p.fingerprint = w.fp
+			WHERE p.source = ? AND p.filename = ?
+			UNION ALL
+			SELECT o.key, o.record_id FROM {t}row_outcomes o JOIN w ON o.key = w.key AND o.fingerprint = w.fp
+			WHERE o.source = ? AND o.filename = ? AND o.result IN ('created', 'already-recorded')`,
+			append(args, id.Source, id.Name, id.Source, id.Name), func(r scanner) error {
+				var k string
+				var rec int64
+				err := r.Scan(&k, &rec)
+				out[k] = rec
+				return err
+			})
+		if err != nil {
+			return nil, fmt.Errorf("state: recorded rows of %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// RowCounts implements Ledger.
+func (l *ledger) RowCounts(ctx context.Context, id FileID, run int64) (Counts, error) {
+	q, args := l.stmt(`SELECT result, COUNT(*) FROM {t}row_outcomes
+		WHERE source = ? AND filename = ? AND (CAST(? AS BIGINT) = 0 OR run = ?) GROUP BY result`,
+		[]any{id.Source, id.Name, run, run})
+	rows, done, err := l.db.query(ctx, q, args...)
+	if err != nil {
+		return Counts{}, fmt.Errorf("state: row counts of %s: %w", id, err)
+	}
+	defer done()
+	c, err := countRows(rows)
+	if err != nil {
+		return Counts{}, fmt.Errorf("state: row counts of %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// splitRows cuts rows 1..rows into ranges of at most size rows.
+func splitRows(id FileID, run, rows, size, mark int64) []Range {
+	var out []Range
+	for first := int64(1); first <= rows; first += size {
+		out = append(out, Range{Source: id.Source, Name: id.Name, Run: run, Index: len(out), First: first,
+			Last: min(first+size-1, rows), DispatchMark: mark})
+	}
+	return out
+}
+
+const rangesSQL = `SELECT ` + rangeCols + ` FROM {t}ranges WHERE source = ? AND name = ? ORDER BY idx`
+
+// SplitFile implements Ledger. The split is decided under the file's row
+// lock (FOR UPDATE on PostgreSQL; SQLite's transactions are serial).
+func (l *ledger) SplitFile(ctx context.Context, id FileID, owner string, size int64) ([]Range, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("state: split %s: range size %d", id, size)
+	}
+	var out []Range
+	err := l.db.tx(ctx, func(c conn) error {
+		var run, rows, mark, now int64
+		err := l.row(ctx, c, `SELECT run, rows, dispatch_mark, {now} FROM {t}files WHERE `+ownedFile+` {forUpdate}`,
+			id.Source, id.Name, owner).Scan(&run, &rows, &mark, &now)
+		if isNoRows(err) {
+			return ErrLeaseLost
+		}
+		if err != nil {
+			return err
+		}
+		existing, err := all(ctx, l, c, scanRange, rangesSQL, id.Source, id.Name)
+		if err != nil {
+			return err
+		}
+		if len(existing) > 0 && existing[0].Run == run {
+			out = existing
+			return nil
+		}
+		if _, err := l.exec(ctx, c, `DELETE FROM {t}ranges WHERE source = ? AND name = ?`, id.Source, id.Name); err != nil {
+			return err
+		}
+		out = splitRows(id, run, rows, size, mark)
+		for i := range out {
+			g := &out[i]
+			g.UpdatedAt = fromNS(now)
+			if _, err := l.exec(ctx, c, `INSERT INTO {t}ranges (source, name, idx, run, first_row, last_row, dispatch_mark, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id.Source, id.Name, g.Index, g.Run, g.First, g.Last, g.DispatchMark, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: split %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Ranges implements Ledger.
+func (l *ledger) Ranges(ctx context.Context, id FileID) ([]Range, error) {
+	out, err := all(ctx, l, l.db, scanRange, rangesSQL, id.Source, id.Name)
+	if err != nil {
+		return nil, fmt.Errorf("state: ranges of %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// claimRangeSQL picks and takes a range in one statement. On PostgreSQL
+// SKIP LOCKED lets racing claimants pass over each other's pick instead
+// of queueing behind it, and the re-check of the locked row keeps two of
+// them from ever taking the same range. The pick is a CTE so it is
+// evaluated once: as a FROM subquery the planner may rescan it for every
+// candidate row and take them all.
+const claimRangeSQL = `WITH pick AS (
+		SELECT idx AS pick_idx FROM {t}ranges
+		WHERE source = ? AND name = ? AND run = ? AND done = FALSE
+			AND (owner = '' OR owner = ? OR lease_until <= {now})
+		ORDER BY owner = ? DESC, idx LIMIT 1 {skipLocked}
+	)
+	UPDATE {t}ranges SET owner = ?, lease_until = {now} + ?, updated_at = {now}
+	FROM pick
+	WHERE source = ? AND name = ? AND idx = pick.pick_idx
+	RETURNING ` + rangeCols
+
+// ClaimRange implements Ledger.
+func (l *ledger) ClaimRange(ctx context.Context, id FileID, run int64, owner string, lease time.Duration) (Range, error) {
+	if owner == "" {
+		return Range{}, fmt.Errorf("state: claim a range of %s: empty owner", id)
+	}
+	g, err := scanRange(l.row(ctx, l.db, claimRangeSQL, id.Source, id.Name, run, owner, owner,
+		owner, int64(lease), id.Source, id.Name))
+	if isNoRows(err) {
+		return Range{}, fmt.Errorf("state: claim a range of %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Range{}, fmt.Errorf("state: claim a range of %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func rangeWhat(what string, r RangeID) string {
+	return fmt.Sprintf("%s range %d of %s", what, r.Index, r.File)
+}
+
+// HeartbeatRange implements Ledger.
+func (l *ledger) HeartbeatRange(ctx context.Context, r RangeID, owner string, lease time.Duration) error {
+	return l.fenced(ctx, rangeWhat("heartbeat", r), `UPDATE {t}ranges SET lease_until = {now} + ? WHERE `+ownedRange,
+		int64(lease), r.File.Source, r.File.Name, r.Index, owner)
+}
+
+// SetRangeMark implements Ledger.
+func (l *ledger) SetRangeMark(ctx context.Context, r RangeID, owner string, mark int64) error {
+	return l.fenced(ctx, rangeWhat("dispatch mark", r), `UPDATE {t}ranges SET dispatch_mark = ?, updated_at = {now} WHERE `+ownedRange,
+		mark, r.File.Source, r.File.Name, r.Index, owner)
+}
+
+// ReleaseRange implements Ledger.
+func (l *ledger) ReleaseRange(ctx context.Context, r RangeID, owner string, done bool) error {
+	if done {
+		return l.fenced(ctx, rangeWhat("finish", r), `UPDATE {t}ranges SET done = TRUE, owner = '', lease_until = 0, updated_at = {now}
+			WHERE `+ownedRange, r.File.Source, r.File.Name, r.Index, owner)
+	}
+	_, err := l.exec(ctx, l.db, `UPDATE {t}ranges SET owner = '', lease_until = 0 WHERE source = ? AND name = ? AND idx = ? AND owner = ?`,
+		r.File.Source, r.File.Name, r.Index, owner)
+	if err != nil {
+		return fmt.Errorf("state: %s: %w", rangeWhat("release", r), err)
+	}
+	return nil
+}

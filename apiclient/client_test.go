@@ -95,8 +95,9 @@ func TestValidationErrorIsTyped(t *testing.T) {
 	}
 }
 
-// TestNoDuplicatesThroughFaults is the acceptance test of issue 5, run
-// against the fake (smaller); apitest_test.go runs it at full size against the real server.
+// TestNoDuplicatesThroughFaults: no record is created twice while a proxy
+// drops connections, delays answers and returns 429s and 5xx; run against the fake
+// (smaller); apitest_test.go runs it at full size against the real server.
 func TestNoDuplicatesThroughFaults(t *testing.T) {
 	f := newFake(t)
 	runNoDuplicates(t, f.srv.URL, fakeKey, 400, f.count)

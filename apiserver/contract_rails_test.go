@@ -14,7 +14,7 @@ import (
 )
 
 // The contract as Rails clients (ActiveSupport's Hash.from_xml and
-// to_query, the oauth2 gem) and RFC 6749/6750 clients read it: issue 15.
+// to_query, the oauth2 gem) and RFC 6749/6750 clients read it.
 
 // xnode is a parsed XML element, enough to read Rails-style answers the
 // way Hash.from_xml does (attributes, children, text).

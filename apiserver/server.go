@@ -1,6 +1,6 @@
 // Package apiserver is ihr-api: a self-hostable implementation of Coupa's
-// Integration History Records API (see
-// ../shared/spec/integration-history-records.md), with the minimal
+// Integration History Records API (routes and the behaviours we chose:
+// docs/ihr-api.md and apiserver/README.md), with the minimal
 // integrations and integration-runs resources records point at, OAuth 2.0
 // client credentials and the legacy X-COUPA-API-KEY, JSON and Rails-style
 // XML, Coupa's query syntax, SQLite (default) or PostgreSQL storage.

@@ -2,7 +2,7 @@
 // and the POST action to create it with, and validates the result before
 // any API call is spent on it.
 //
-// The canonical layout (../shared/spec/worker.md) names columns after the
+// The canonical layout (docs/files.md, "Input CSV") names columns after the
 // API elements, hyphen or underscore, in any case; a source's Config adapts
 // other layouts: Columns names the input column of an element, Defaults
 // gives a value when the column is absent or empty, Actions maps status

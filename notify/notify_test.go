@@ -3,16 +3,8 @@ package notify_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,6 +19,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/ihr-tools/ihr/internal/binharness"
 	"github.com/ihr-tools/ihr/notify"
 	"github.com/ihr-tools/ihr/state"
 )
@@ -207,12 +200,12 @@ func TestEmailSTARTTLSAuth(t *testing.T) {
 		t.Skipf("python3-aiosmtpd not installed: %v", err)
 	}
 	dir := t.TempDir()
-	certFile, keyFile := selfSigned(t, dir)
+	tlsFiles := binharness.NewTLSFiles(t)
 	out := filepath.Join(dir, "mail")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := binharness.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 
 	ops := ledger(t)
@@ -220,14 +213,14 @@ func TestEmailSTARTTLSAuth(t *testing.T) {
 	o := fast
 	o.Observe = c.observe
 	mail := &notify.Email{Addr: addr, From: "ihr@example.com", To: []string{"erp-team@example.com", "ops@example.com"},
-		Username: "ihr", Password: "s3cret", StartTLS: true, CAFile: certFile}
+		Username: "ihr", Password: "s3cret", StartTLS: true, CAFile: tlsFiles.CA}
 	n := notify.New([]notify.Route{{Channel: mail}}, ops, zaptest.NewLogger(t), o)
 	start(t, n)
 	ev := notify.Event{ID: "delivery_missed/erp/2026-12-01T02:00:00Z", Kind: notify.DeliveryMissed, Source: "erp", Reason: "no file arrived between 02:00 and 04:00"}
 	n.Notify(ev)
 	waitFor(t, "retries while the SMTP server is down", 5*time.Second, func() bool { return c.get("retry") >= 2 })
 
-	cmd := exec.Command(py, "testdata/smtpd.py", strconv.Itoa(port), certFile, keyFile, out, "ihr", "s3cret")
+	cmd := exec.Command(py, "testdata/smtpd.py", strconv.Itoa(port), tlsFiles.Cert, tlsFiles.Key, out, "ihr", "s3cret")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -265,35 +258,4 @@ func TestEmailSTARTTLSAuth(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "AUTH") {
 		t.Errorf("wrong password: %v", err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
-	return certFile, keyFile
 }

@@ -163,7 +163,7 @@ func TestWaitHonoursContext(t *testing.T) {
 	}
 }
 
-// TestThreeReplicas30s is issue 8's requirement: with a shared budget of
+// TestThreeReplicas30s: with a shared budget of
 // 25 req/s, 3 replicas together stay within 25/s (±10%) over 30 s and
 // reach at least 90% of it. Each replica has 8 callers (the worker's
 // default concurrency) so all of them always want more than their share.

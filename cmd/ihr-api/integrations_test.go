@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/ihr-tools/ihr/internal/binharness"
 )
 
 // integrationCodes lists the codes the server at addr knows.
@@ -119,7 +121,7 @@ func TestFlagsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := newCommand(&syncBuf{})
+	root := newCommand(&binharness.SyncBuffer{})
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c != root && !strings.Contains(string(docs), "`"+c.CommandPath()) {

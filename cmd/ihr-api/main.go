@@ -78,6 +78,20 @@ func envOr(name, def string) string {
 	return def
 }
 
+// envInt sets *dst from the environment variable name when it is set.
+func envInt(name string, dst *int) error {
+	v := os.Getenv(name)
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("%s=%q: not an integer", name, v)
+	}
+	*dst = n
+	return nil
+}
+
 // fromEnv fills defaults from the environment; flags then override them.
 func fromEnv() (options, error) {
 	o := options{
@@ -96,10 +110,8 @@ func fromEnv() (options, error) {
 			return o, fmt.Errorf("IHR_API_RATE_LIMIT=%q: not a number", v)
 		}
 	}
-	if v := os.Getenv("IHR_API_BURST"); v != "" {
-		if o.burst, err = strconv.Atoi(v); err != nil {
-			return o, fmt.Errorf("IHR_API_BURST=%q: not an integer", v)
-		}
+	if err := envInt("IHR_API_BURST", &o.burst); err != nil {
+		return o, err
 	}
 	if v := os.Getenv("IHR_API_STRICT"); v != "" {
 		if o.strict, err = strconv.ParseBool(v); err != nil {

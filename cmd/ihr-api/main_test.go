@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -10,9 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ihr-tools/ihr/internal/binharness"
 )
 
 func freeAddr(t *testing.T) string {
@@ -24,28 +24,11 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start runs the command with args until the test ends.
-func start(t *testing.T, args ...string) (addr string, stderr *syncBuf) {
+func start(t *testing.T, args ...string) (addr string, stderr *binharness.SyncBuffer) {
 	t.Helper()
 	addr = freeAddr(t)
-	stderr = &syncBuf{}
+	stderr = &binharness.SyncBuffer{}
 	cmd := newCommand(stderr)
 	cmd.SetArgs(append([]string{"--addr", addr}, args...))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -136,7 +119,7 @@ func TestNoCredentialsGeneratesKey(t *testing.T) {
 }
 
 func TestBadOAuthClientFlag(t *testing.T) {
-	cmd := newCommand(&syncBuf{})
+	cmd := newCommand(&binharness.SyncBuffer{})
 	cmd.SetArgs([]string{"--oauth-client", "only-an-id", "--db", "sqlite:" + filepath.Join(t.TempDir(), "d.db")})
 	if err := cmd.Execute(); err == nil || strings.Contains(err.Error(), "only-an-id:") && !strings.Contains(err.Error(), "***") {
 		t.Fatalf("want an error without the secret, got %v", err)
@@ -174,13 +157,13 @@ func TestSecretsFiles(t *testing.T) {
 	for name, content := range map[string]string{"empty": "# nothing\n", "no secret": "erp\n"} {
 		bad := filepath.Join(dir, "bad")
 		must(os.WriteFile(bad, []byte(content), 0o600))
-		cmd := newCommand(&syncBuf{})
+		cmd := newCommand(&binharness.SyncBuffer{})
 		cmd.SetArgs([]string{"--oauth-clients-file", bad, "--db", "sqlite:" + filepath.Join(dir, "f.db")})
 		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--oauth-clients-file") {
 			t.Errorf("%s: err = %v, want one naming --oauth-clients-file", name, err)
 		}
 	}
-	cmd := newCommand(&syncBuf{})
+	cmd := newCommand(&binharness.SyncBuffer{})
 	cmd.SetArgs([]string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--db", "sqlite:" + filepath.Join(dir, "g.db")})
 	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
 		t.Errorf("--tls-cert alone: %v", err)

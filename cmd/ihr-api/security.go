@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -41,12 +40,8 @@ func securityFromEnv() (securityOptions, error) {
 		name string
 		dst  *int
 	}{{"IHR_API_MAX_CONNS", &o.maxConns}, {"IHR_API_MAX_CONNS_PER_ADDR", &o.maxConnsPerAddr}, {"IHR_API_AUTH_FAILURES", &o.authFailures}} {
-		if v := os.Getenv(e.name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return o, fmt.Errorf("%s=%q: not an integer", e.name, v)
-			}
-			*e.dst = n
+		if err := envInt(e.name, e.dst); err != nil {
+			return o, err
 		}
 	}
 	return o, nil

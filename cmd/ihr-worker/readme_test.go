@@ -3,16 +3,15 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ihr-tools/ihr/internal/binharness"
+	"github.com/ihr-tools/ihr/internal/launch"
 	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
@@ -113,17 +112,12 @@ func TestREADMEOwnSource(t *testing.T) {
 	if err := api.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = api.Process.Signal(syscall.SIGTERM); _ = api.Wait() })
+	exited := make(chan struct{})
+	go func() { _ = api.Wait(); close(exited) }()
+	t.Cleanup(func() { launch.Stop(api.Process, exited, 10*time.Second) })
 	apiURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if res, err := http.Get(apiURL + "/healthz"); err == nil {
-			res.Body.Close()
-			break
-		}
-		if i > 400 {
-			t.Fatalf("ihr-api did not start:\n%s", apiLogs.String())
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := launch.WaitAPI(context.Background(), apiURL, key, exited, 10*time.Second); err != nil {
+		t.Fatalf("ihr-api did not start: %v\n%s", err, apiLogs.String())
 	}
 
 	// The folder on the SFTP server, with a file an hour old (so the

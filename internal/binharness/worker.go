@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
@@ -31,6 +33,32 @@ func WriteCSV(path, prefix string, n int) (int64, error) {
 // changing the number of rows.
 func WritePaddedCSV(path, prefix string, n, pad int) (int64, error) {
 	padding := strings.Repeat("x", pad)
+	return writeRows(path, prefix, n, func(b []byte, i int) []byte {
+		b = strconv.AppendInt(b, int64(i), 10)
+		return append(b, padding...)
+	})
+}
+
+// WriteRandomPaddedCSV is WriteCSV whose rows' response-message is
+// "message " and pad bytes of random hex (no row number), so that gzip
+// cannot shrink the file much more than real ERP exports compress. The
+// random source has a fixed seed: the same call writes the same file.
+func WriteRandomPaddedCSV(path, prefix string, n, pad int) (int64, error) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	raw := make([]byte, (pad+1)/2)
+	hx := make([]byte, len(raw)*2)
+	return writeRows(path, prefix, n, func(b []byte, _ int) []byte {
+		for j := range raw {
+			raw[j] = byte(rnd.Uint32())
+		}
+		hex.Encode(hx, raw)
+		return append(b, hx[:pad]...)
+	})
+}
+
+// writeRows streams the header and n rows to path; message appends what
+// follows "message " in row i's response-message.
+func writeRows(path, prefix string, n int, message func(b []byte, i int) []byte) (int64, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, err
@@ -52,8 +80,7 @@ func WritePaddedCSV(path, prefix string, n, pad int) (int64, error) {
 		b = append(b, ',')
 		b = append(b, status...)
 		b = append(b, ",Functional,message "...)
-		b = strconv.AppendInt(b, int64(i), 10)
-		b = append(b, padding...)
+		b = message(b, i)
 		b = append(b, '\r', '\n')
 		w.Write(b)
 	}

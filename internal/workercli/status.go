@@ -65,15 +65,12 @@ func optTime(t time.Time) *time.Time {
 // statusResult is a ledger status in the --json vocabulary. A file being
 // worked on or interrupted is pending: the next pass takes it up.
 func statusResult(s state.Status) string {
-	switch s {
-	case state.Done:
-		return "archived"
-	case state.Failed:
-		return "failed"
-	case state.Skipped:
-		return "skipped"
+	if s == state.Claimed {
+		// A run's summary says "elsewhere" for a file another worker
+		// took; in the ledger a claim is simply not finished yet.
+		return "pending"
 	}
-	return "pending"
+	return fileResult(s)
 }
 
 func (g *globals) status(ctx context.Context, cfg *config.Config, only string) error {

@@ -1,15 +1,11 @@
 package benchmarks_test
 
 import (
-	"bufio"
 	"compress/gzip"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -30,7 +26,7 @@ func BenchmarkEncryptedDrop(b *testing.B) {
 	pad := envInt("IHR_BENCH_DROP_PAD", 64)
 	dir := b.TempDir()
 	plain := filepath.Join(dir, "drop.csv")
-	size, err := writeRandomPaddedCSV(plain, n, pad)
+	size, err := binharness.WriteRandomPaddedCSV(plain, "R", n, pad)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,52 +69,6 @@ func BenchmarkEncryptedDrop(b *testing.B) {
 			b.ReportMetric(float64(st.Size())/(1<<20), "file-MiB")
 		})
 	}
-}
-
-// writeRandomPaddedCSV is binharness.WritePaddedCSV with pad bytes of
-// random hex in each row's message, so that gzip cannot shrink the file
-// much more than real ERP exports compress.
-func writeRandomPaddedCSV(path string, n, pad int) (int64, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return 0, err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	w.WriteString(binharness.Header)
-	rnd := rand.New(rand.NewPCG(1, 2))
-	raw := make([]byte, (pad+1)/2)
-	hx := make([]byte, len(raw)*2)
-	var b []byte
-	for i := 1; i <= n; i++ {
-		for j := range raw {
-			raw[j] = byte(rnd.Uint32())
-		}
-		hex.Encode(hx, raw)
-		status := "Success"
-		if i%5 == 0 {
-			status = "Error"
-		}
-		b = append(b[:0], "R-"...)
-		b = strconv.AppendInt(b, int64(i), 10)
-		b = append(b, ",InvoiceHeader,"...)
-		b = strconv.AppendInt(b, int64(i), 10)
-		b = append(b, ',')
-		b = append(b, status...)
-		b = append(b, ",Functional,message "...)
-		b = append(b, hx[:pad]...)
-		b = append(b, '\r', '\n')
-		w.Write(b)
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return 0, err
-	}
-	return st.Size(), f.Close()
 }
 
 func gzipFile(in, out string) error {

@@ -1,4 +1,4 @@
-// Package reliability is the failure-mode suite of issue 9: the worker's
+// Package reliability is the failure-mode suite: the worker's
 // pipeline against a fault-injecting proxy in front of ihr-api (resets,
 // timeouts, 429 with and without Retry-After, 5xx, an outage), store
 // faults on real servers (SFTP and FTP connections cut mid-download and

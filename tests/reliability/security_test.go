@@ -103,7 +103,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	run(0, "run", "--config", oauthCfg, "--json")
 	good3, _ := binharness.CSV("SEC3", 50) // not good's content: that would be skipped as a duplicate
 	put("d-later.csv", good3)
-	// A refused login is a setup error no rerun fixes: exit 2 (issue 14).
+	// A refused login is a setup error no rerun fixes: exit 2.
 	run(2, "run", "--config", wrongKeyCfg, "--json")
 	run(2, "run", "--config", wrongPwCfg)
 	run(-1, "status", "--config", keyCfg, "--json")

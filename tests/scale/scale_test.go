@@ -157,7 +157,7 @@ func (r *replica) currentPid() int {
 	return r.cmd.Process.Pid
 }
 
-// TestThreeWorkersOneKilled is issue 8's scale-out proof: three ihr-worker
+// TestThreeWorkersOneKilled is the scale-out proof: three ihr-worker
 // processes share one PostgreSQL ledger, one SFTP drop of 30 files and one
 // ihr-api; one of them is SIGKILLed in the middle of a file. Every file
 // must be processed once (archived exactly once, nothing left behind),

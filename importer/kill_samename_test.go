@@ -4,56 +4,14 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ihr-tools/ihr/state"
 )
-
-// killLoop starts the helper worker (TestHelperProcess) and kills it at a
-// random instant, again and again, until it finishes on its own or
-// maxKills kills landed. After 40 kills it lets the worker finish. It
-// reports the kills and whether the worker finished.
-func (e *env) killLoop(rnd *rand.Rand, maxKills int) (kills int, finished bool) {
-	e.t.Helper()
-	for round := 0; ; round++ {
-		if kills >= maxKills {
-			return kills, false
-		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		cmd.Env = append(os.Environ(), "IHR_KILL_HELPER=1", "IHR_API_URL="+e.srv.URL, "IHR_API_KEY="+e.srv.APIKey,
-			"IHR_ROOT="+e.root, "IHR_DB="+e.dbPath)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			e.t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				e.t.Fatalf("helper failed: %v\n%s", err, stderr.String())
-			}
-			return kills, true
-		case <-time.After(time.Duration(50+rnd.IntN(350)) * time.Millisecond):
-			if round >= 40 {
-				if err := <-done; err != nil {
-					e.t.Fatalf("helper failed: %v\n%s", err, stderr.String())
-				}
-				return kills, true
-			}
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-		}
-	}
-}
 
 // TestKill9SameNameTwice: daily.csv arrives three times with different
 // content under the same name (rows keyed by row number, so every drop has
@@ -87,9 +45,9 @@ func TestKill9SameNameTwice(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(uint64(seed), 2))
 
 	dayA := drop(100_000)
-	kA, _ := e.killLoop(rnd, 1000)
+	kA, _ := e.killLoop(killer{rnd: rnd, maxKills: 1000})
 	dayB := drop(200_000)
-	kB, finishedB := e.killLoop(rnd, 2+rnd.IntN(3))
+	kB, finishedB := e.killLoop(killer{rnd: rnd, maxKills: 2 + rnd.IntN(3)})
 	replaced := false
 	if !finishedB {
 		// Replace B in the inbox while it is half done, as an ERP that
@@ -104,10 +62,10 @@ func TestKill9SameNameTwice(t *testing.T) {
 		t.Logf("B after %d kills: %s at %s, mark %d; replaced by C: %v", kB, f.Status, f.Location, f.DispatchMark, replaced)
 	}
 	if !replaced {
-		e.killLoop(rnd, 1000) // let B finish before C arrives
+		e.killLoop(killer{rnd: rnd, maxKills: 1000}) // let B finish before C arrives
 	}
 	dayC := drop(300_000)
-	kC, _ := e.killLoop(rnd, 1000)
+	kC, _ := e.killLoop(killer{rnd: rnd, maxKills: 1000})
 	t.Logf("kills: A %d, B %d, C %d", kA, kB, kC)
 	if kA+kB+kC < 6 {
 		t.Fatalf("only %d kills landed; the worker was too fast for the test", kA+kB+kC)

@@ -6,22 +6,25 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/apiclient"
 	"github.com/ihr-tools/ihr/filestore/local"
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/state"
+	"github.com/ihr-tools/ihr/unwrap"
 )
 
-// TestHelperProcess is the worker the kill -9 test starts and kills: it is
-// not a test on its own (it returns at once without IHR_KILL_HELPER).
+// TestHelperProcess is the worker the kill -9 tests start and kill: it is
+// not a test on its own (it returns at once without IHR_KILL_HELPER). With
+// IHR_KEY_FILE (passphrase in IHR_KEY_PASS) it decrypts, and takes every
+// name, as an encrypted drop's name does not end in .csv.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv("IHR_KILL_HELPER") != "1" {
 		return
@@ -49,6 +52,13 @@ func TestHelperProcess(t *testing.T) {
 	im := importer.New(importer.Config{Concurrency: 4, Window: 32, BatchSize: 32, FlushInterval: 10 * time.Millisecond},
 		importer.ClientAPI(client), ledger, nil, nil)
 	src := importer.Source{Name: "erp", Store: store, Integration: integration}
+	if name := os.Getenv("IHR_KEY_FILE"); name != "" {
+		keys, err := loadKeys(name, os.Getenv("IHR_KEY_PASS"))
+		if err != nil {
+			fail(err)
+		}
+		src.Include, src.Unwrap.Decrypt = "*", keys
+	}
 	for range 10 {
 		sum, err := im.RunSource(ctx, src)
 		if err != nil {
@@ -84,33 +94,7 @@ func TestKill9(t *testing.T) {
 
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
-	rnd := rand.New(rand.NewPCG(uint64(seed), 1))
-	kills := 0
-	for round := 0; round < 40 && kills < 12; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		cmd.Env = append(os.Environ(), "IHR_KILL_HELPER=1", "IHR_API_URL="+e.srv.URL, "IHR_API_KEY="+e.srv.APIKey,
-			"IHR_ROOT="+e.root, "IHR_DB="+e.dbPath)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		delay := time.Duration(50+rnd.IntN(350)) * time.Millisecond
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("helper failed before the kill: %v\n%s", err, stderr.String())
-			}
-			// It finished everything: nothing left to kill.
-			round = 40
-		case <-time.After(delay):
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-		}
-	}
+	kills, _ := e.killLoop(killer{rnd: rand.New(rand.NewPCG(uint64(seed), 1)), maxKills: 12})
 	t.Logf("killed the worker %d times", kills)
 	if kills < 10 {
 		t.Fatalf("only %d kills landed; the worker was too fast for the test", kills)
@@ -150,5 +134,69 @@ func TestKill9(t *testing.T) {
 	if got := len(e.ls("archive")); got != len(files) {
 		t.Errorf("archive holds %d files, want %d: %v", got, len(files), e.ls("archive"))
 	}
-	_ = filepath.Join
+}
+
+// killer says how killLoop kills: at most maxKills kills, each after a
+// random delay of min+[0,spread) (default 50 ms + [0,350 ms)), with env
+// added to the helper's environment.
+type killer struct {
+	rnd         *rand.Rand
+	maxKills    int
+	min, spread time.Duration
+	env         []string
+}
+
+// killLoop starts the helper worker (TestHelperProcess) and kills it at a
+// random instant, again and again, until it finishes on its own or
+// maxKills kills landed. After 40 kills it lets the worker finish. It
+// reports the kills and whether the worker finished.
+func (e *env) killLoop(k killer) (kills int, finished bool) {
+	e.t.Helper()
+	if k.spread == 0 {
+		k.min, k.spread = 50*time.Millisecond, 350*time.Millisecond
+	}
+	for round := 0; ; round++ {
+		if kills >= k.maxKills {
+			return kills, false
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+		cmd.Env = append(os.Environ(), "IHR_KILL_HELPER=1", "IHR_API_URL="+e.srv.URL, "IHR_API_KEY="+e.srv.APIKey,
+			"IHR_ROOT="+e.root, "IHR_DB="+e.dbPath)
+		cmd.Env = append(cmd.Env, k.env...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			e.t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Fatalf("helper failed: %v\n%s", err, stderr.String())
+			}
+			return kills, true
+		case <-time.After(k.min + time.Duration(k.rnd.Int64N(int64(k.spread)))):
+			if round >= 40 {
+				if err := <-done; err != nil {
+					e.t.Fatalf("helper failed: %v\n%s", err, stderr.String())
+				}
+				return kills, true
+			}
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+	}
+}
+
+// loadKeys reads an armored or binary private key file, as a source's
+// decrypt.key_file is read.
+func loadKeys(name, pass string) (openpgp.EntityList, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return unwrap.LoadPrivateKeys(f, name, []byte(pass))
 }

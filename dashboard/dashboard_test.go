@@ -30,7 +30,7 @@ func seed(t *testing.T, l state.Ledger, ops state.Ops) {
 		if err := l.PutFile(ctx, "w", f); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: name}, "w", outs); err != nil {
+		if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: name}.HeldBy("w"), outs); err != nil {
 			t.Fatal(err)
 		}
 		if st != state.Processing {
@@ -41,7 +41,7 @@ func seed(t *testing.T, l state.Ledger, ops state.Ops) {
 			if err := l.PutFile(ctx, "w", f); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.Release(ctx, state.FileID{Source: "erp", Name: name}, "w"); err != nil {
+			if err := l.Release(ctx, state.FileID{Source: "erp", Name: name}.HeldBy("w"), false); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -49,7 +49,7 @@ func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc strin
 
 	// The heartbeat keeps the claim; losing it stops the file at once.
 	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
-		return im.ledger.Heartbeat(ctx, state.FileID{Source: src.Name, Name: name}, im.cfg.Owner, im.cfg.Lease)
+		return im.ledger.Heartbeat(ctx, state.FileID{Source: src.Name, Name: name}.HeldBy(im.cfg.Owner), im.cfg.Lease)
 	})
 	defer stop()
 
@@ -110,7 +110,7 @@ func (im *Importer) keepAlive(ctx context.Context, log *zap.Logger, beat func(co
 func (im *Importer) release(source, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
 	defer cancel()
-	if err := im.ledger.Release(ctx, state.FileID{Source: source, Name: name}, im.cfg.Owner); err != nil {
+	if err := im.ledger.Release(ctx, state.FileID{Source: source, Name: name}.HeldBy(im.cfg.Owner), false); err != nil {
 		im.log.Warn("release claim", zap.String("source", source), zap.String("file", SafeName(name)), zap.Error(err))
 	}
 }

@@ -35,14 +35,14 @@ func (sp *span) total(f *state.File) int64 {
 func (im *Importer) fileSpan(src Source, f *state.File) *span {
 	return &span{first: 1, last: math.MaxInt64, mark: f.DispatchMark,
 		setMark: func(ctx context.Context, mark int64) error {
-			if err := im.ledger.SetDispatchMark(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, mark); err != nil {
+			if err := im.ledger.SetMark(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), mark); err != nil {
 				return err
 			}
 			f.DispatchMark = mark
 			return nil
 		},
 		record: func(ctx context.Context, outs []state.Outcome) error {
-			return im.ledger.RecordOutcomes(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, outs)
+			return im.ledger.RecordOutcomes(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), outs)
 		},
 	}
 }
@@ -51,10 +51,10 @@ func (im *Importer) fileSpan(src Source, f *state.File) *span {
 func (im *Importer) rangeSpan(src Source, r state.Range) *span {
 	return &span{first: r.First, last: r.Last, mark: r.DispatchMark,
 		setMark: func(ctx context.Context, mark int64) error {
-			return im.ledger.SetRangeMark(ctx, r.ID(), im.cfg.Owner, mark)
+			return im.ledger.SetMark(ctx, r.ID().HeldBy(im.cfg.Owner), mark)
 		},
 		record: func(ctx context.Context, outs []state.Outcome) error {
-			return im.ledger.RecordRangeOutcomes(ctx, r.ID(), im.cfg.Owner, outs)
+			return im.ledger.RecordOutcomes(ctx, r.ID().HeldBy(im.cfg.Owner), outs)
 		},
 	}
 }
@@ -147,7 +147,7 @@ func (im *Importer) runRange(ctx context.Context, src Source, f *state.File, r s
 	log.Info("processing range", zap.Int64("first", r.First), zap.Int64("last", r.Last),
 		zap.Int64("dispatch_mark", r.DispatchMark))
 	rctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
-		return im.ledger.HeartbeatRange(ctx, r.ID(), im.cfg.Owner, im.cfg.Lease)
+		return im.ledger.Heartbeat(ctx, r.ID().HeldBy(im.cfg.Owner), im.cfg.Lease)
 	})
 	err := im.dispatch(rctx, src, f, im.rangeSpan(src, r))
 	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
@@ -157,12 +157,12 @@ func (im *Importer) runRange(ctx context.Context, src Source, f *state.File, r s
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
 	defer cancel()
 	if err != nil {
-		if rerr := im.ledger.ReleaseRange(lctx, r.ID(), im.cfg.Owner, false); rerr != nil {
+		if rerr := im.ledger.Release(lctx, r.ID().HeldBy(im.cfg.Owner), false); rerr != nil {
 			log.Warn("release range", zap.Error(rerr))
 		}
 		return err
 	}
-	return im.ledger.ReleaseRange(lctx, r.ID(), im.cfg.Owner, true)
+	return im.ledger.Release(lctx, r.ID().HeldBy(im.cfg.Owner), true)
 }
 
 // finishSplit writes the report of a split run whose ranges are all done
@@ -182,7 +182,7 @@ func (im *Importer) finishSplit(ctx context.Context, src Source, split state.Fil
 	}
 	defer im.release(src.Name, f.Name)
 	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
-		return im.ledger.Heartbeat(ctx, state.FileID{Source: src.Name, Name: f.Name}, im.cfg.Owner, im.cfg.Lease)
+		return im.ledger.Heartbeat(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), im.cfg.Lease)
 	})
 	defer stop()
 	if f.Destination != "" {

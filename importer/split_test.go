@@ -141,17 +141,17 @@ func (l crashLedger) Claim(ctx context.Context, id state.FileID, o string, d tim
 	}
 	return l.Ledger.Claim(ctx, id, o, d)
 }
-func (l crashLedger) Heartbeat(ctx context.Context, id state.FileID, o string, d time.Duration) error {
+func (l crashLedger) Heartbeat(ctx context.Context, c state.Claim, d time.Duration) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.Heartbeat(ctx, id, o, d)
+	return l.Ledger.Heartbeat(ctx, c, d)
 }
-func (l crashLedger) Release(ctx context.Context, id state.FileID, o string) error {
+func (l crashLedger) Release(ctx context.Context, c state.Claim, done bool) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.Release(ctx, id, o)
+	return l.Ledger.Release(ctx, c, done)
 }
 func (l crashLedger) PutFile(ctx context.Context, o string, f state.File) error {
 	if err := l.err(); err != nil {
@@ -159,17 +159,17 @@ func (l crashLedger) PutFile(ctx context.Context, o string, f state.File) error 
 	}
 	return l.Ledger.PutFile(ctx, o, f)
 }
-func (l crashLedger) SetDispatchMark(ctx context.Context, id state.FileID, o string, m int64) error {
+func (l crashLedger) SetMark(ctx context.Context, c state.Claim, m int64) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.SetDispatchMark(ctx, id, o, m)
+	return l.Ledger.SetMark(ctx, c, m)
 }
-func (l crashLedger) RecordOutcomes(ctx context.Context, id state.FileID, o string, outs []state.Outcome) error {
+func (l crashLedger) RecordOutcomes(ctx context.Context, c state.Claim, outs []state.Outcome) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	return l.Ledger.RecordOutcomes(ctx, id, o, outs)
+	return l.Ledger.RecordOutcomes(ctx, c, outs)
 }
 func (l crashLedger) SplitFile(ctx context.Context, id state.FileID, o string, size int64) ([]state.Range, error) {
 	if err := l.err(); err != nil {
@@ -182,30 +182,6 @@ func (l crashLedger) ClaimRange(ctx context.Context, id state.FileID, run int64,
 		return state.Range{}, err
 	}
 	return l.Ledger.ClaimRange(ctx, id, run, o, d)
-}
-func (l crashLedger) HeartbeatRange(ctx context.Context, id state.RangeID, o string, d time.Duration) error {
-	if err := l.err(); err != nil {
-		return err
-	}
-	return l.Ledger.HeartbeatRange(ctx, id, o, d)
-}
-func (l crashLedger) SetRangeMark(ctx context.Context, id state.RangeID, o string, m int64) error {
-	if err := l.err(); err != nil {
-		return err
-	}
-	return l.Ledger.SetRangeMark(ctx, id, o, m)
-}
-func (l crashLedger) RecordRangeOutcomes(ctx context.Context, id state.RangeID, o string, outs []state.Outcome) error {
-	if err := l.err(); err != nil {
-		return err
-	}
-	return l.Ledger.RecordRangeOutcomes(ctx, id, o, outs)
-}
-func (l crashLedger) ReleaseRange(ctx context.Context, id state.RangeID, o string, done bool) error {
-	if err := l.err(); err != nil {
-		return err
-	}
-	return l.Ledger.ReleaseRange(ctx, id, o, done)
 }
 
 // crashAPI counts a worker's successful creates and "crashes" the worker

@@ -213,12 +213,15 @@ const rangeCols = `source, name, run, idx, first_row, last_row, done, dispatch_m
 const outcomeCols = `key, row, run, external_id, document_type, document_id, action,
 	fingerprint, result, record_id, http_status, message, updated_at`
 
-// ownedFile is the fencing condition of every owner-guarded write to a
-// file (source, name, owner); ownedRange fences a range's (source, name,
-// index, owner).
+// heldFile finds a file's row while owner is on it (source, name, owner),
+// heldRange a range's (source, name, index, owner), whatever their lease;
+// with live added they are the fence of every owner-guarded write.
+// ownedFile is the file's fence.
 const (
-	ownedFile  = `source = ? AND name = ? AND owner = ? AND owner <> '' AND lease_until > {now}`
-	ownedRange = `source = ? AND name = ? AND idx = ? AND owner = ? AND owner <> '' AND lease_until > {now}`
+	heldFile  = `source = ? AND name = ? AND owner = ?`
+	heldRange = `source = ? AND name = ? AND idx = ? AND owner = ?`
+	live      = ` AND owner <> '' AND lease_until > {now}`
+	ownedFile = heldFile + live
 )
 
 // outcomeUpsert is the insert of one row outcome (the writers supply its
@@ -346,18 +349,37 @@ func (l *ledger) fenced(ctx context.Context, what string, q string, args ...any)
 	return nil
 }
 
-// Heartbeat implements Ledger.
-func (l *ledger) Heartbeat(ctx context.Context, id FileID, owner string, lease time.Duration) error {
-	return l.fenced(ctx, "heartbeat "+id.String(), `UPDATE {t}files SET lease_until = {now} + ? WHERE `+ownedFile,
-		int64(lease), id.Source, id.Name, owner)
+// held is claim c's row: the table holding what c claims, the condition
+// that finds the row while c's owner is on it (heldFile or heldRange), and
+// that condition's arguments. cond+live is the fence.
+func held(c Claim) (table, cond string, args []any) {
+	if i, ok := c.Range(); ok {
+		return `{t}ranges`, heldRange, []any{c.File.Source, c.File.Name, i, c.Owner}
+	}
+	return `{t}files`, heldFile, []any{c.File.Source, c.File.Name, c.Owner}
 }
 
-// Release implements Ledger.
-func (l *ledger) Release(ctx context.Context, id FileID, owner string) error {
-	_, err := l.exec(ctx, l.db, `UPDATE {t}files SET owner = '', lease_until = 0 WHERE source = ? AND name = ? AND owner = ?`,
-		id.Source, id.Name, owner)
-	if err != nil {
-		return fmt.Errorf("state: release %s: %w", id, err)
+// Heartbeat implements Ledger.
+func (l *ledger) Heartbeat(ctx context.Context, c Claim, lease time.Duration) error {
+	table, cond, args := held(c)
+	return l.fenced(ctx, "heartbeat "+c.String(), `UPDATE `+table+` SET lease_until = {now} + ? WHERE `+cond+live,
+		append([]any{int64(lease)}, args...)...)
+}
+
+// Release implements Ledger. Only done is fenced: giving back a claim that
+// is already gone leaves nothing to undo, but a range marked done must
+// have been finished by its holder.
+func (l *ledger) Release(ctx context.Context, c Claim, done bool) error {
+	table, cond, args := held(c)
+	if done {
+		if _, ok := c.Range(); !ok {
+			return fmt.Errorf("state: finish %s: only a range is marked done", c)
+		}
+		return l.fenced(ctx, "finish "+c.String(), `UPDATE {t}ranges SET done = TRUE, owner = '', lease_until = 0, updated_at = {now}
+			WHERE `+cond+live, args...)
+	}
+	if _, err := l.exec(ctx, l.db, `UPDATE `+table+` SET owner = '', lease_until = 0 WHERE `+cond, args...); err != nil {
+		return fmt.Errorf("state: release %s: %w", c, err)
 	}
 	return nil
 }
@@ -409,24 +431,20 @@ func (l *ledger) PutFile(ctx context.Context, owner string, f File) error {
 		f.Source, f.Name, owner)
 }
 
-// SetDispatchMark implements Ledger.
-func (l *ledger) SetDispatchMark(ctx context.Context, id FileID, owner string, mark int64) error {
-	return l.fenced(ctx, "dispatch mark "+id.String(), `UPDATE {t}files SET dispatch_mark = ?, updated_at = {now} WHERE `+ownedFile,
-		mark, id.Source, id.Name, owner)
+// SetMark implements Ledger.
+func (l *ledger) SetMark(ctx context.Context, c Claim, mark int64) error {
+	table, cond, args := held(c)
+	return l.fenced(ctx, "dispatch mark "+c.String(), `UPDATE `+table+` SET dispatch_mark = ?, updated_at = {now} WHERE `+cond+live,
+		append([]any{mark}, args...)...)
 }
 
-// RecordOutcomes implements Ledger. The fence share-locks the file row
-// on PostgreSQL, so a takeover (which must update that row) waits for the
-// batch to commit and a worker whose lease has passed writes nothing.
-func (l *ledger) RecordOutcomes(ctx context.Context, id FileID, owner string, outs []Outcome) error {
-	return l.record(ctx, id, `SELECT 1 FROM {t}files WHERE `+ownedFile+` {forShare}`,
-		[]any{id.Source, id.Name, owner}, outs)
-}
-
-// RecordRangeOutcomes implements Ledger.
-func (l *ledger) RecordRangeOutcomes(ctx context.Context, r RangeID, owner string, outs []Outcome) error {
-	return l.record(ctx, r.File, `SELECT 1 FROM {t}ranges WHERE `+ownedRange+` {forShare}`,
-		[]any{r.File.Source, r.File.Name, r.Index, owner}, outs)
+// RecordOutcomes implements Ledger. The fence share-locks the claimed row
+// (the file's or the range's) on PostgreSQL, so a takeover (which must
+// update that row) waits for the batch to commit and a worker whose lease
+// has passed writes nothing.
+func (l *ledger) RecordOutcomes(ctx context.Context, c Claim, outs []Outcome) error {
+	table, cond, args := held(c)
+	return l.record(ctx, c.File, `SELECT 1 FROM `+table+` WHERE `+cond+live+` {forShare}`, args, outs)
 }
 
 func (l *ledger) record(ctx context.Context, id FileID, fence string, fenceArgs []any, outs []Outcome) error {
@@ -607,34 +625,4 @@ func (l *ledger) ClaimRange(ctx context.Context, id FileID, run int64, owner str
 		return Range{}, fmt.Errorf("state: claim a range of %s: %w", id, err)
 	}
 	return g, nil
-}
-
-func rangeWhat(what string, r RangeID) string {
-	return fmt.Sprintf("%s range %d of %s", what, r.Index, r.File)
-}
-
-// HeartbeatRange implements Ledger.
-func (l *ledger) HeartbeatRange(ctx context.Context, r RangeID, owner string, lease time.Duration) error {
-	return l.fenced(ctx, rangeWhat("heartbeat", r), `UPDATE {t}ranges SET lease_until = {now} + ? WHERE `+ownedRange,
-		int64(lease), r.File.Source, r.File.Name, r.Index, owner)
-}
-
-// SetRangeMark implements Ledger.
-func (l *ledger) SetRangeMark(ctx context.Context, r RangeID, owner string, mark int64) error {
-	return l.fenced(ctx, rangeWhat("dispatch mark", r), `UPDATE {t}ranges SET dispatch_mark = ?, updated_at = {now} WHERE `+ownedRange,
-		mark, r.File.Source, r.File.Name, r.Index, owner)
-}
-
-// ReleaseRange implements Ledger.
-func (l *ledger) ReleaseRange(ctx context.Context, r RangeID, owner string, done bool) error {
-	if done {
-		return l.fenced(ctx, rangeWhat("finish", r), `UPDATE {t}ranges SET done = TRUE, owner = '', lease_until = 0, updated_at = {now}
-			WHERE `+ownedRange, r.File.Source, r.File.Name, r.Index, owner)
-	}
-	_, err := l.exec(ctx, l.db, `UPDATE {t}ranges SET owner = '', lease_until = 0 WHERE source = ? AND name = ? AND idx = ? AND owner = ?`,
-		r.File.Source, r.File.Name, r.Index, owner)
-	if err != nil {
-		return fmt.Errorf("state: %s: %w", rangeWhat("release", r), err)
-	}
-	return nil
 }

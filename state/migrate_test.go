@@ -56,7 +56,7 @@ func checkUpgraded(t *testing.T, l state.Ledger) {
 	if _, err := l.Claim(ctx, state.FileID{Source: "erp", Name: "daily.csv"}, "w", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: "daily.csv"}, "w", []state.Outcome{{Key: "INV-1", Row: 1, Run: 2,
+	if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: "daily.csv"}.HeldBy("w"), []state.Outcome{{Key: "INV-1", Row: 1, Run: 2,
 		ExternalID: "INV-1", Action: "create_alert", Fingerprint: "abc", Result: state.Created, RecordID: 77}}); err != nil {
 		t.Fatal(err)
 	}

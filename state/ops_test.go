@@ -94,7 +94,7 @@ func testOps(t *testing.T, l state.Ledger) {
 		{Key: "2", Row: 2, Run: 1, Result: state.FailedRow, HTTPStatus: 422, Message: "bad"},
 		{Key: "3", Row: 3, Run: 1, Result: state.Invalid, Message: "no id"},
 	}
-	if err := l.RecordOutcomes(ctx, state.FileID{Source: "a", Name: "x.csv"}, "w", outs); err != nil {
+	if err := l.RecordOutcomes(ctx, state.FileID{Source: "a", Name: "x.csv"}.HeldBy("w"), outs); err != nil {
 		t.Fatal(err)
 	}
 	rf, err := ops.RecentFiles(ctx, "", 5)

@@ -101,19 +101,19 @@ func storedOutcomes(outs []Outcome) []Outcome {
 
 func storedID(id FileID) FileID { id.Name = storedName(id.Name); return id }
 
-func storedRange(r RangeID) RangeID { r.File = storedID(r.File); return r }
+func storedClaim(c Claim) Claim { c.File = storedID(c.File); return c }
 
 func (p pgNames) Claim(ctx context.Context, id FileID, owner string, lease time.Duration) (File, error) {
 	f, err := p.Postgres.Claim(ctx, storedID(id), owner, lease)
 	return loadedFile(f), err
 }
 
-func (p pgNames) Heartbeat(ctx context.Context, id FileID, owner string, lease time.Duration) error {
-	return p.Postgres.Heartbeat(ctx, storedID(id), owner, lease)
+func (p pgNames) Heartbeat(ctx context.Context, c Claim, lease time.Duration) error {
+	return p.Postgres.Heartbeat(ctx, storedClaim(c), lease)
 }
 
-func (p pgNames) Release(ctx context.Context, id FileID, owner string) error {
-	return p.Postgres.Release(ctx, storedID(id), owner)
+func (p pgNames) Release(ctx context.Context, c Claim, done bool) error {
+	return p.Postgres.Release(ctx, storedClaim(c), done)
 }
 
 func (p pgNames) File(ctx context.Context, id FileID) (File, error) {
@@ -133,12 +133,12 @@ func (p pgNames) PutFile(ctx context.Context, owner string, f File) error {
 	return p.Postgres.PutFile(ctx, owner, storedFile(f))
 }
 
-func (p pgNames) SetDispatchMark(ctx context.Context, id FileID, owner string, mark int64) error {
-	return p.Postgres.SetDispatchMark(ctx, storedID(id), owner, mark)
+func (p pgNames) SetMark(ctx context.Context, c Claim, mark int64) error {
+	return p.Postgres.SetMark(ctx, storedClaim(c), mark)
 }
 
-func (p pgNames) RecordOutcomes(ctx context.Context, id FileID, owner string, outs []Outcome) error {
-	return p.Postgres.RecordOutcomes(ctx, storedID(id), owner, storedOutcomes(outs))
+func (p pgNames) RecordOutcomes(ctx context.Context, c Claim, outs []Outcome) error {
+	return p.Postgres.RecordOutcomes(ctx, storedClaim(c), storedOutcomes(outs))
 }
 
 func (p pgNames) Outcomes(ctx context.Context, id FileID, keys []string) (map[string]Outcome, error) {
@@ -170,22 +170,6 @@ func (p pgNames) ClaimRange(ctx context.Context, id FileID, run int64, owner str
 	g, err := p.Postgres.ClaimRange(ctx, storedID(id), run, owner, lease)
 	g.Name = loadedName(g.Name)
 	return g, err
-}
-
-func (p pgNames) HeartbeatRange(ctx context.Context, r RangeID, owner string, lease time.Duration) error {
-	return p.Postgres.HeartbeatRange(ctx, storedRange(r), owner, lease)
-}
-
-func (p pgNames) SetRangeMark(ctx context.Context, r RangeID, owner string, mark int64) error {
-	return p.Postgres.SetRangeMark(ctx, storedRange(r), owner, mark)
-}
-
-func (p pgNames) RecordRangeOutcomes(ctx context.Context, r RangeID, owner string, outs []Outcome) error {
-	return p.Postgres.RecordRangeOutcomes(ctx, storedRange(r), owner, storedOutcomes(outs))
-}
-
-func (p pgNames) ReleaseRange(ctx context.Context, r RangeID, owner string, done bool) error {
-	return p.Postgres.ReleaseRange(ctx, storedRange(r), owner, done)
 }
 
 var _ Ledger = pgNames{}

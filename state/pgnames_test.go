@@ -39,7 +39,7 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 		if err := l.PutFile(ctx, "w", f); err != nil {
 			t.Fatalf("put %q: %v", n, err)
 		}
-		if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: n}, "w", []state.Outcome{{Key: "K", Row: 1, Run: 1, Result: state.Created,
+		if err := l.RecordOutcomes(ctx, state.FileID{Source: "erp", Name: n}.HeldBy("w"), []state.Outcome{{Key: "K", Row: 1, Run: 1, Result: state.Created,
 			RecordID: int64(100 + i), Fingerprint: "fp", Message: "row of " + n}}); err != nil {
 			t.Fatalf("record %q: %v", n, err)
 		}

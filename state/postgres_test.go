@@ -131,7 +131,7 @@ func TestPostgresTakeover(t *testing.T) {
 	if err := dead.PutFile(ctx, "dead", f); err != nil {
 		t.Fatal(err)
 	}
-	if err := dead.SetDispatchMark(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", 6); err != nil {
+	if err := dead.SetMark(ctx, state.FileID{Source: "src", Name: "a.csv"}.HeldBy("dead"), 6); err != nil {
 		t.Fatal(err)
 	}
 	var outs []state.Outcome
@@ -140,7 +140,7 @@ func TestPostgresTakeover(t *testing.T) {
 	}
 	// A key repeated in one batch: the last outcome wins.
 	outs = append(outs, state.Outcome{Key: state.RowKey(4), Row: 4, Run: 1, Result: state.Created, RecordID: 204})
-	if err := dead.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", outs); err != nil {
+	if err := dead.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}.HeldBy("dead"), outs); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := next.Claim(ctx, state.FileID{Source: "src", Name: "a.csv"}, "next", time.Minute); !errors.Is(err, state.ErrClaimed) {
@@ -161,16 +161,16 @@ func TestPostgresTakeover(t *testing.T) {
 		t.Fatalf("last outcome of a key did not win: %+v", o)
 	}
 	late := []state.Outcome{{Key: state.RowKey(5), Row: 5, Run: 1, Result: state.Created, RecordID: 105}}
-	if err := dead.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", late); !errors.Is(err, state.ErrLeaseLost) {
+	if err := dead.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}.HeldBy("dead"), late); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old owner's late batch: %v", err)
 	}
-	if err := dead.Heartbeat(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", lease); !errors.Is(err, state.ErrLeaseLost) {
+	if err := dead.Heartbeat(ctx, state.FileID{Source: "src", Name: "a.csv"}.HeldBy("dead"), lease); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old owner's heartbeat: %v", err)
 	}
-	if err := dead.SetDispatchMark(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead", 9); !errors.Is(err, state.ErrLeaseLost) {
+	if err := dead.SetMark(ctx, state.FileID{Source: "src", Name: "a.csv"}.HeldBy("dead"), 9); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old owner's mark: %v", err)
 	}
-	if err := next.Heartbeat(ctx, state.FileID{Source: "src", Name: "a.csv"}, "next", time.Minute); err != nil {
+	if err := next.Heartbeat(ctx, state.FileID{Source: "src", Name: "a.csv"}.HeldBy("next"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }

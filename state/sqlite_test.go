@@ -39,7 +39,7 @@ func TestSQLiteSingleWriterAndReopen(t *testing.T) {
 	if err := l.PutFile(ctx, "dead-worker", f); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}, "dead-worker", []state.Outcome{{Key: "E1", Row: 1, Run: 1, Result: state.Created, RecordID: 7}}); err != nil {
+	if err := l.RecordOutcomes(ctx, state.FileID{Source: "src", Name: "a.csv"}.HeldBy("dead-worker"), []state.Outcome{{Key: "E1", Row: 1, Run: 1, Result: state.Created, RecordID: 7}}); err != nil {
 		t.Fatal(err)
 	}
 	ro, err := state.OpenSQLite(ctx, path, state.SQLiteOptions{ReadOnly: true})

@@ -12,24 +12,25 @@
 // conformance suite (state/statetest).
 //
 // Claims. A worker must hold a file's claim (Claim, kept alive by Heartbeat,
-// given back by Release) to change the file or record its rows: every write
-// names its owner and fails with ErrLeaseLost when the claim has expired or
-// belongs to someone else. With SQLite only one process may open the ledger
-// for writing (an OS file lock enforces it), so claims left by a crashed
-// process are cleared when the next one opens the database; with PostgreSQL
-// they simply expire after their lease.
+// given back by Release) to change the file or record its rows. A Claim
+// value names what a worker holds (file or range, and owner), and every
+// fenced write takes it: the write fails with ErrLeaseLost when the claim
+// has expired or belongs to someone else. With SQLite only one process may
+// open the ledger for writing (an OS file lock enforces it), so claims left
+// by a crashed process are cleared when the next one opens the database;
+// with PostgreSQL they simply expire after their lease.
 //
 // Ranges. A large file's run may be split into ranges of rows (SplitFile,
-// under the file's claim); each range is then claimed, heartbeated and
-// released on its own (ClaimRange, HeartbeatRange, ReleaseRange), and its
-// writes (SetRangeMark, RecordRangeOutcomes) are fenced by the range's
-// claim, so several workers share one file without holding its claim.
-// Outcomes are stored under the file either way.
+// under the file's claim); each range is then claimed on its own
+// (ClaimRange) and heartbeated, marked, recorded under and released with
+// the same methods as a file, through the range's Claim, so several
+// workers share one file without holding its claim. Outcomes are stored
+// under the file either way.
 //
 // Durability. Every method returns only once its transaction is durable.
 // Row outcomes are written in batches (RecordOutcomes) so one commit covers
-// many rows; the importer's dispatch high-water mark (SetDispatchMark) is
-// what keeps correctness independent of how recent the last batch is.
+// many rows; the importer's dispatch high-water mark (SetMark) is what
+// keeps correctness independent of how recent the last batch is.
 package state
 
 import (
@@ -245,18 +246,91 @@ func (g Range) ID() RangeID {
 	return RangeID{File: FileID{Source: g.Source, Name: g.Name}, Index: g.Index}
 }
 
+// Claim names a claim a worker writes under: its owner, and either a whole
+// file (the claim Ledger.Claim takes) or one range of the file's split (the
+// claim Ledger.ClaimRange takes). Make one with FileID.HeldBy or
+// RangeID.HeldBy. The zero Range means the whole file, so a claim built
+// without naming a range can never fence against a range by accident.
+type Claim struct {
+	File  FileID
+	Owner string
+	// split is the range's index plus one; 0 for the file's own claim.
+	split int
+}
+
+// HeldBy is the file's own claim as owner holds it.
+func (id FileID) HeldBy(owner string) Claim { return Claim{File: id, Owner: owner} }
+
+// HeldBy is owner's claim on the range.
+func (r RangeID) HeldBy(owner string) Claim {
+	return Claim{File: r.File, Owner: owner, split: r.Index + 1}
+}
+
+// Range reports which range c is on; ok is false for a whole file's claim.
+func (c Claim) Range() (index int, ok bool) { return c.split - 1, c.split > 0 }
+
+// String is how errors spell the claim: "range 3 of source/name" or
+// "source/name".
+func (c Claim) String() string {
+	if i, ok := c.Range(); ok {
+		return "range " + strconv.Itoa(i) + " of " + c.File.String()
+	}
+	return c.File.String()
+}
+
 // Ledger is the durable state store. Implementations are safe for
 // concurrent use.
+//
+// Fencing. A worker takes a claim (Claim for a file, ClaimRange for a
+// range of a split file) for a lease, keeps it with Heartbeat and gives
+// it back with Release. Every write that changes a claimed file or range
+// or records its rows (Heartbeat, SetMark, RecordOutcomes, Release with
+// done, PutFile, SplitFile) is fenced: it is made only if the writer
+// still holds that claim (same owner, lease not passed) when it commits,
+// and otherwise changes nothing and fails with ErrLeaseLost. So a worker
+// that stalled past its lease cannot overwrite the one that took over.
 type Ledger interface {
 	// Claim takes the file for owner for lease, creating its entry (status
 	// Seen→Claimed) if new. It succeeds when the file is unclaimed, its
 	// lease has expired, or owner already holds it; otherwise it fails
-	// with ErrClaimed. It returns the file as stored after the claim.
+	// with ErrClaimed. It returns the file as stored after the claim;
+	// id.HeldBy(owner) then names the claim for the fenced writes.
 	Claim(ctx context.Context, id FileID, owner string, lease time.Duration) (File, error)
-	// Heartbeat extends owner's claim; ErrLeaseLost if it no longer holds it.
-	Heartbeat(ctx context.Context, id FileID, owner string, lease time.Duration) error
-	// Release gives the claim back; releasing a claim not held is a no-op.
-	Release(ctx context.Context, id FileID, owner string) error
+	// ClaimRange takes for owner one range of the file's split of run
+	// that is not done and is unclaimed, expired, or already owner's
+	// (owner's own first, then the lowest index). Two owners never get
+	// the same range. ErrNotFound when there is none to take. The
+	// range's ID().HeldBy(owner) names the claim.
+	ClaimRange(ctx context.Context, id FileID, run int64, owner string, lease time.Duration) (Range, error)
+	// Heartbeat extends claim c to lease from now; ErrLeaseLost if c is
+	// no longer held.
+	Heartbeat(ctx context.Context, c Claim, lease time.Duration) error
+	// Release gives claim c back. Without done it is not fenced:
+	// releasing a claim not held is a no-op. done is for a range's claim
+	// only: it also marks the range done (every row has its outcome), and
+	// fails with ErrLeaseLost unless c still holds the range.
+	Release(ctx context.Context, c Claim, done bool) error
+	// SetMark durably records the dispatch high-water mark of what c
+	// holds (File.DispatchMark for a file, Range.DispatchMark for a
+	// range); fenced by c.
+	SetMark(ctx context.Context, c Claim, mark int64) error
+	// RecordOutcomes upserts a batch of row outcomes of c.File in one
+	// transaction, fenced by c (the file's claim, or the claim of the
+	// range the rows belong to); outcomes are stored under the file
+	// either way. A recorded outcome replaced by one with another
+	// fingerprint is kept for Recorded.
+	RecordOutcomes(ctx context.Context, c Claim, outs []Outcome) error
+
+	// PutFile stores every mutable field of f (all but Source, Name,
+	// Owner, LeaseUntil and FirstSeen), fenced by owner's claim on the
+	// file.
+	PutFile(ctx context.Context, owner string, f File) error
+	// SplitFile divides the file's current run (File.Run, File.Rows) into
+	// ranges of at most size rows, each starting with the file's dispatch
+	// mark, and returns them. If that run is already split it returns the
+	// existing ranges unchanged (size is then ignored); ranges of an
+	// earlier run are replaced. Fenced by owner's claim on the file.
+	SplitFile(ctx context.Context, id FileID, owner string, size int64) ([]Range, error)
 
 	// File returns one file or ErrNotFound.
 	File(ctx context.Context, id FileID) (File, error)
@@ -264,17 +338,10 @@ type Ledger interface {
 	Files(ctx context.Context, source string) ([]File, error)
 	// FilesByHash lists a source's files whose SHA256 is sha.
 	FilesByHash(ctx context.Context, source, sha string) ([]File, error)
-	// PutFile stores every mutable field of f (all but Source, Name,
-	// Owner, LeaseUntil and FirstSeen). owner must hold the claim.
-	PutFile(ctx context.Context, owner string, f File) error
-	// SetDispatchMark durably records the file's dispatch high-water mark;
-	// owner must hold the claim.
-	SetDispatchMark(ctx context.Context, id FileID, owner string, mark int64) error
+	// Ranges lists the file's ranges by index (those of the last split,
+	// whatever run it was; nil if never split).
+	Ranges(ctx context.Context, id FileID) ([]Range, error)
 
-	// RecordOutcomes upserts a batch of row outcomes of the file in one
-	// transaction; owner must hold the file's claim. A recorded outcome
-	// replaced by one with another fingerprint is kept for Recorded.
-	RecordOutcomes(ctx context.Context, id FileID, owner string, outs []Outcome) error
 	// Outcomes returns the stored outcomes among keys, by key: the last
 	// outcome of each.
 	Outcomes(ctx context.Context, id FileID, keys []string) (map[string]Outcome, error)
@@ -287,35 +354,6 @@ type Ledger interface {
 	// RowCounts counts a file's stored outcomes by result, only those
 	// written by run (run 0: all runs).
 	RowCounts(ctx context.Context, id FileID, run int64) (Counts, error)
-
-	// SplitFile divides the file's current run (File.Run, File.Rows) into
-	// ranges of at most size rows, each starting with the file's dispatch
-	// mark, and returns them. If that run is already split it returns the
-	// existing ranges unchanged (size is then ignored); ranges of an
-	// earlier run are replaced. owner must hold the file's claim.
-	SplitFile(ctx context.Context, id FileID, owner string, size int64) ([]Range, error)
-	// Ranges lists the file's ranges by index (those of the last split,
-	// whatever run it was; nil if never split).
-	Ranges(ctx context.Context, id FileID) ([]Range, error)
-	// ClaimRange takes for owner one range of the file's split of run
-	// that is not done and is unclaimed, expired, or already owner's
-	// (owner's own first, then the lowest index). Two owners never get
-	// the same range. ErrNotFound when there is none to take.
-	ClaimRange(ctx context.Context, id FileID, run int64, owner string, lease time.Duration) (Range, error)
-	// HeartbeatRange extends owner's claim on the range; ErrLeaseLost if
-	// it no longer holds it.
-	HeartbeatRange(ctx context.Context, id RangeID, owner string, lease time.Duration) error
-	// SetRangeMark durably records the range's dispatch mark; owner must
-	// hold the range.
-	SetRangeMark(ctx context.Context, id RangeID, owner string, mark int64) error
-	// RecordRangeOutcomes is RecordOutcomes for rows of the range, fenced
-	// by the range's claim instead of the file's.
-	RecordRangeOutcomes(ctx context.Context, id RangeID, owner string, outs []Outcome) error
-	// ReleaseRange gives owner's claim on the range back. With done it
-	// also marks the range done, and then fails with ErrLeaseLost unless
-	// owner still holds it; without, releasing a range not held is a
-	// no-op.
-	ReleaseRange(ctx context.Context, id RangeID, owner string, done bool) error
 
 	Close() error
 }

@@ -63,6 +63,7 @@ func Run(t *testing.T, newLedger Factory) {
 		{"SplitIsFenced", splitIsFenced},
 		{"RangeClaims", rangeClaims},
 		{"RangeWritesAreFenced", rangeWritesAreFenced},
+		{"FileAndRangeClaimsAreApart", fileAndRangeClaimsAreApart},
 		{"RangeTakeover", rangeTakeover},
 		{"RangeClaimRace", rangeClaimRace},
 		{"NewRunResplits", newRunResplits},
@@ -120,7 +121,7 @@ func heartbeatKeepsLease(t *testing.T, l state.Ledger, clock *Clock) {
 	ctx := t.Context()
 	claim(t, l, a, "w1")
 	clock.Advance(50 * time.Second)
-	if err := l.Heartbeat(ctx, a, "w1", time.Minute); err != nil {
+	if err := l.Heartbeat(ctx, a.HeldBy("w1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(50 * time.Second) // alive only thanks to the heartbeat
@@ -136,7 +137,7 @@ func expiredLeaseIsTakenOver(t *testing.T, l state.Ledger, clock *Clock) {
 	if _, err := l.Claim(ctx, a, "w2", time.Minute); err != nil {
 		t.Fatalf("expired lease: %v", err)
 	}
-	if err := l.Heartbeat(ctx, a, "w1", time.Minute); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.Heartbeat(ctx, a.HeldBy("w1"), time.Minute); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old owner heartbeat: got %v, want ErrLeaseLost", err)
 	}
 	if err := l.PutFile(ctx, "w1", state.File{Source: a.Source, Name: a.Name, Status: state.Processing}); !errors.Is(err, state.ErrLeaseLost) {
@@ -147,13 +148,13 @@ func expiredLeaseIsTakenOver(t *testing.T, l state.Ledger, clock *Clock) {
 func releaseOnlyByHolder(t *testing.T, l state.Ledger, _ *Clock) {
 	ctx := t.Context()
 	claim(t, l, a, "w2")
-	if err := l.Release(ctx, a, "w1"); err != nil { // not held: no-op
+	if err := l.Release(ctx, a.HeldBy("w1"), false); err != nil { // not held: no-op
 		t.Fatal(err)
 	}
 	if _, err := l.Claim(ctx, a, "w3", time.Minute); !errors.Is(err, state.ErrClaimed) {
 		t.Fatalf("release by non-holder freed the claim: %v", err)
 	}
-	if err := l.Release(ctx, a, "w2"); err != nil {
+	if err := l.Release(ctx, a.HeldBy("w2"), false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Claim(ctx, a, "w3", time.Minute); err != nil {
@@ -196,10 +197,10 @@ func fileRoundTrip(t *testing.T, l state.Ledger, clock *Clock) {
 func dispatchMarkIsFenced(t *testing.T, l state.Ledger, _ *Clock) {
 	ctx := t.Context()
 	claim(t, l, a, "w1")
-	if err := l.SetDispatchMark(ctx, a, "w1", 512); err != nil {
+	if err := l.SetMark(ctx, a.HeldBy("w1"), 512); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.SetDispatchMark(ctx, a, "w2", 1024); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.SetMark(ctx, a.HeldBy("w2"), 1024); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("mark by non-owner: %v", err)
 	}
 	if got, _ := l.File(ctx, a); got.DispatchMark != 512 {
@@ -213,7 +214,7 @@ func reclaimKeepsStatus(t *testing.T, l state.Ledger, _ *Clock) {
 	f := claim(t, l, a, "w1")
 	f.Status, f.Run = state.Processing, 3
 	put(t, l, "w1", f)
-	if err := l.Release(ctx, a, "w1"); err != nil {
+	if err := l.Release(ctx, a.HeldBy("w1"), false); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := l.Claim(ctx, a, "w2", time.Minute); err != nil || f.Status != state.Processing || f.Run != 3 {
@@ -267,7 +268,7 @@ func recordThousand(t *testing.T, l state.Ledger) []string {
 		outs = append(outs, o)
 		keys = append(keys, o.Key)
 	}
-	if err := l.RecordOutcomes(ctx, a, "w1", outs); err != nil {
+	if err := l.RecordOutcomes(ctx, a.HeldBy("w1"), outs); err != nil {
 		t.Fatal(err)
 	}
 	return keys
@@ -282,7 +283,7 @@ func retry(t *testing.T, l state.Ledger) {
 		{Key: "EXT-10", Row: 3, Run: 2, ExternalID: "EXT-10", Result: state.Created, RecordID: 999, HTTPStatus: 201, Fingerprint: "fp-new"},
 		{Key: state.RowKey(1001), Row: 1001, Run: 2, Result: state.Created, RecordID: 1000},
 	}
-	if err := l.RecordOutcomes(ctx, a, "w1", up); err != nil {
+	if err := l.RecordOutcomes(ctx, a.HeldBy("w1"), up); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -313,7 +314,7 @@ func outcomesAreFenced(t *testing.T, l state.Ledger, _ *Clock) {
 	ctx := t.Context()
 	claim(t, l, a, "w1")
 	out := []state.Outcome{{Key: "K", Row: 1, Run: 1, Result: state.Created, RecordID: 1}}
-	if err := l.RecordOutcomes(ctx, a, "w2", out); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.RecordOutcomes(ctx, a.HeldBy("w2"), out); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("record by non-owner: %v", err)
 	}
 	if got, _ := l.Outcomes(ctx, a, []string{"K"}); len(got) != 0 {
@@ -380,7 +381,7 @@ func recordedByContent(t *testing.T, l state.Ledger, _ *Clock) {
 func recordedKeepsReplacedContent(t *testing.T, l state.Ledger, _ *Clock) {
 	ctx := t.Context()
 	recordThousand(t, l)
-	if err := l.RecordOutcomes(ctx, a, "w1", []state.Outcome{{Key: "EXT-7", Row: 7, Run: 3,
+	if err := l.RecordOutcomes(ctx, a.HeldBy("w1"), []state.Outcome{{Key: "EXT-7", Row: 7, Run: 3,
 		ExternalID: "EXT-7", Result: state.Created, RecordID: 555, Fingerprint: "fp-7b"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +410,7 @@ func concurrentWriters(t *testing.T, l state.Ledger, _ *Clock) {
 					row := int64(b*50 + i + 1)
 					outs = append(outs, state.Outcome{Key: state.RowKey(row), Row: row, Run: 1, Result: state.Created, RecordID: row})
 				}
-				if err := l.RecordOutcomes(ctx, id, "w", outs); err != nil {
+				if err := l.RecordOutcomes(ctx, id.HeldBy("w"), outs); err != nil {
 					errs <- err
 					return
 				}
@@ -440,7 +441,7 @@ func splitBig(t *testing.T, l state.Ledger) []state.Range {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Release(ctx, big, "w1"); err != nil {
+	if err := l.Release(ctx, big.HeldBy("w1"), false); err != nil {
 		t.Fatal(err)
 	}
 	return rs
@@ -500,7 +501,7 @@ func rangeClaims(t *testing.T, l state.Ledger, _ *Clock) {
 	if _, err := l.ClaimRange(ctx, big, 2, "wc", time.Minute); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("claim in another run: %v", err)
 	}
-	if err := l.ReleaseRange(ctx, rangeOf(0), "wa", true); err != nil {
+	if err := l.Release(ctx, rangeOf(0).HeldBy("wa"), true); err != nil {
 		t.Fatal(err)
 	}
 	if next, err := l.ClaimRange(ctx, big, 1, "wa", time.Minute); err != nil || next.Index != 2 {
@@ -514,31 +515,64 @@ func rangeWritesAreFenced(t *testing.T, l state.Ledger, _ *Clock) {
 	if _, err := l.ClaimRange(ctx, big, 1, "wa", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.SetRangeMark(ctx, rangeOf(0), "wa", 64); err != nil {
+	if err := l.SetMark(ctx, rangeOf(0).HeldBy("wa"), 64); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.SetRangeMark(ctx, rangeOf(0), "wb", 65); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.SetMark(ctx, rangeOf(0).HeldBy("wb"), 65); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("mark by non-owner: %v", err)
 	}
 	out := state.Outcome{Key: "E-1", Row: 1, Run: 1, Result: state.Created, RecordID: 7}
-	if err := l.RecordRangeOutcomes(ctx, rangeOf(0), "wb", []state.Outcome{out}); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.RecordOutcomes(ctx, rangeOf(0).HeldBy("wb"), []state.Outcome{out}); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("record by non-owner: %v", err)
 	}
-	if err := l.RecordRangeOutcomes(ctx, rangeOf(0), "wa", []state.Outcome{out}); err != nil {
+	if err := l.RecordOutcomes(ctx, rangeOf(0).HeldBy("wa"), []state.Outcome{out}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := l.Outcomes(ctx, big, []string{"E-1"}); got["E-1"].RecordID != 7 {
 		t.Fatalf("range outcome not stored under the file: %+v", got)
 	}
-	if err := l.ReleaseRange(ctx, rangeOf(0), "wa", true); err != nil {
+	if err := l.Release(ctx, rangeOf(0).HeldBy("wa"), true); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.ReleaseRange(ctx, rangeOf(0), "wa", true); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.Release(ctx, rangeOf(0).HeldBy("wa"), true); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("finishing a range not held: %v", err)
 	}
 	rs, err := l.Ranges(ctx, big)
 	if err != nil || !rs[0].Done || rs[0].Owner != "" || rs[0].DispatchMark != 64 {
 		t.Fatalf("ranges: %+v, %v", rs, err)
+	}
+}
+
+// fileAndRangeClaimsAreApart: a file's claim does not fence a write
+// under one of its ranges, nor a range's claim a write under the file;
+// only a range is marked done.
+func fileAndRangeClaimsAreApart(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
+	splitBig(t, l)
+	if _, err := l.ClaimRange(ctx, big, 1, "wa", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	claim(t, l, big, "wf")
+	if err := l.SetMark(ctx, rangeOf(0).HeldBy("wf"), 9); !errors.Is(err, state.ErrLeaseLost) {
+		t.Fatalf("range mark under the file's claim: %v", err)
+	}
+	if err := l.SetMark(ctx, big.HeldBy("wa"), 9); !errors.Is(err, state.ErrLeaseLost) {
+		t.Fatalf("file mark under a range's claim: %v", err)
+	}
+	if err := l.Heartbeat(ctx, big.HeldBy("wa"), time.Minute); !errors.Is(err, state.ErrLeaseLost) {
+		t.Fatalf("file heartbeat under a range's claim: %v", err)
+	}
+	if err := l.Release(ctx, big.HeldBy("wf"), true); err == nil || errors.Is(err, state.ErrLeaseLost) {
+		t.Fatalf("file released as done: %v", err)
+	}
+	if _, err := l.Claim(ctx, big, "wx", time.Minute); !errors.Is(err, state.ErrClaimed) {
+		t.Fatalf("a refused done-release gave the file's claim back: %v", err)
+	}
+	if c := rangeOf(2).HeldBy("wa"); c.String() != "range 2 of "+big.String() {
+		t.Fatalf("claim spelt %q", c)
+	}
+	if i, ok := big.HeldBy("wf").Range(); ok {
+		t.Fatalf("file claim names range %d", i)
 	}
 }
 
@@ -552,11 +586,11 @@ func rangeTakeover(t *testing.T, l state.Ledger, clock *Clock) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.SetRangeMark(ctx, rangeOf(1), "wb", 2600); err != nil {
+	if err := l.SetMark(ctx, rangeOf(1).HeldBy("wb"), 2600); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(50 * time.Second)
-	if err := l.HeartbeatRange(ctx, rangeOf(1), "wb", time.Minute); err != nil {
+	if err := l.Heartbeat(ctx, rangeOf(1).HeldBy("wb"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(50 * time.Second)
@@ -569,16 +603,16 @@ func rangeTakeover(t *testing.T, l state.Ledger, clock *Clock) {
 	if err != nil || d.Index != 1 || d.DispatchMark != 2600 {
 		t.Fatalf("takeover of wb's range: %+v, %v", d, err)
 	}
-	if err := l.HeartbeatRange(ctx, rangeOf(1), "wb", time.Minute); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.Heartbeat(ctx, rangeOf(1).HeldBy("wb"), time.Minute); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("dead owner's heartbeat: %v", err)
 	}
-	if err := l.ReleaseRange(ctx, rangeOf(1), "wb", false); err != nil { // not held: no-op
+	if err := l.Release(ctx, rangeOf(1).HeldBy("wb"), false); err != nil { // not held: no-op
 		t.Fatal(err)
 	}
 	if rs, _ := l.Ranges(ctx, big); rs[1].Owner != "wd" {
 		t.Fatalf("a release by the dead owner freed the range: %+v", rs[1])
 	}
-	if err := l.ReleaseRange(ctx, rangeOf(1), "wd", false); err != nil {
+	if err := l.Release(ctx, rangeOf(1).HeldBy("wd"), false); err != nil {
 		t.Fatal(err)
 	}
 	rs, err := l.Ranges(ctx, big)
@@ -638,7 +672,7 @@ func newRunResplits(t *testing.T, l state.Ledger, _ *Clock) {
 	if err != nil || len(rs) != 3 || rs[0].Run != 2 || rs[2].Last != 300 || rs[1].DispatchMark != state.MarkAll {
 		t.Fatalf("new run's split: %+v, %v", rs, err)
 	}
-	if err := l.SetRangeMark(ctx, rangeOf(0), "wc", 9); !errors.Is(err, state.ErrLeaseLost) {
+	if err := l.SetMark(ctx, rangeOf(0).HeldBy("wc"), 9); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("old run's range owner still writes: %v", err)
 	}
 	if listed, _ := l.Ranges(ctx, big); len(listed) != 3 {
@@ -664,7 +698,7 @@ func BenchmarkRecordOutcomes(b *testing.B, l state.Ledger) {
 			outs[i] = state.Outcome{Key: fmt.Sprintf("EXT-%d", row), Row: row, Run: 1, ExternalID: fmt.Sprintf("EXT-%d", row),
 				DocumentType: "InvoiceHeader", DocumentID: "1", Action: "create", Result: state.Created, RecordID: row, HTTPStatus: 201}
 		}
-		if err := l.RecordOutcomes(ctx, a, "w", outs); err != nil {
+		if err := l.RecordOutcomes(ctx, a.HeldBy("w"), outs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -577,3 +577,35 @@ func TestRequiredManifest(t *testing.T) {
 		t.Errorf("clash: %d records", n)
 	}
 }
+
+// TestManyUnclosedQuotesStillChecked: a file full of quotes left open is
+// still held to its manifest: the row count the scan ends with does not
+// match, so nothing is posted.
+func TestManyUnclosedQuotesStillChecked(t *testing.T) {
+	e := newEnv(t)
+	var b strings.Builder
+	b.WriteString(header)
+	const n = 40
+	for i := 1; i <= n; i++ {
+		if i%3 == 0 {
+			fmt.Fprintf(&b, "Q-%d,InvoiceHeader,%d,Success,Functional,\"open %d\r\n", i, i, i)
+			continue
+		}
+		fmt.Fprintf(&b, "Q-%d,InvoiceHeader,%d,Success,Functional,ok\r\n", i, i)
+	}
+	e.drop("q.csv", b.String())
+	e.drop("q.csv.done", fmt.Sprintf("rows=%d\n", n))
+	sum := e.run()
+	t.Logf("summary: %+v", sum)
+	if sum.Rejected != 1 || !e.exists("failed/q.csv") {
+		t.Fatalf("want q.csv rejected: %+v", sum)
+	}
+	if got := len(e.records("q.csv")); got != 0 {
+		t.Errorf("%d records posted from a file whose row count does not match its manifest", got)
+	}
+	ls := e.report("q.response.csv")
+	t.Logf("report: %v", ls)
+	if len(ls) != 1 || !strings.Contains(ls[0][8], "rows") {
+		t.Errorf("want one line naming the row count, got %v", ls)
+	}
+}

@@ -46,7 +46,7 @@ const maxQuotePasses = 8
 func (im *Importer) scan(ctx context.Context, src Source, name, loc string) (pi passInfo, fileErr, err error) {
 	for pass := 0; ; pass++ {
 		var r scanned
-		r, fileErr, err = im.scanFile(ctx, src, name, loc, pi.parseOptions(), pass == 0)
+		r, fileErr, err = im.scanFile(ctx, src, name, loc, pi.parseOptions(), pass == 0, pass >= maxQuotePasses)
 		if pass == 0 {
 			pi.sum = r.sum
 		}
@@ -70,10 +70,12 @@ type scanned struct {
 
 // scanFile reads the file once: with hash, its SHA-256 too. It counts the
 // data rows and returns the position of a quote that runs to the end of
-// the file, if any. A decryption, signature, decompression or completeness
+// the file, if any. On the last pass the count is final even so: the
+// manifest and trailer are checked against it, so a file is never posted
+// unchecked however many quotes it leaves open. A decryption, signature, decompression or completeness
 // failure is the file's (fileErr): it is rejected as a whole, before any
 // row is posted.
-func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, popts parse.Options, hash bool) (r scanned, fileErr, err error) {
+func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, popts parse.Options, hash, last bool) (r scanned, fileErr, err error) {
 	rc, err := im.openContent(ctx, src, src.Store, name, loc)
 	if unwrap.IsFileError(err) {
 		return r, fmt.Errorf("%s: %w", name, err), nil
@@ -108,8 +110,8 @@ func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, 
 		}
 		r.sum = hex.EncodeToString(h.Sum(nil))
 	}
-	// The row count is final only once no quote makes another pass.
-	if fileErr == nil && r.quote == nil {
+	// The row count is final once no quote makes another pass.
+	if fileErr == nil && (r.quote == nil || last) {
 		if err := rc.CheckRows(r.rows); err != nil {
 			return scanned{}, fmt.Errorf("%s: %w", name, err), nil
 		}

@@ -177,7 +177,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 	for name, gone := range map[string]bool{"archive/ancient.csv": true, "reports/ancient.response.csv": true, "failed/ancient.csv": false, "archive/recent.csv": false} {
 		if exists(filepath.Join(e.src, filepath.FromSlash(name))) == gone {
-			t.Errorf("retention: %s exists=%v, want %v", name, !gone, !gone)
+			t.Errorf("retention: %s exists=%v, want %v", name, gone, !gone)
 		}
 	}
 	if !strings.Contains(s.logs.String(), `"msg":"retention: deleted","source":"erp","file":"archive/ancient.csv"`) {

@@ -59,7 +59,7 @@ configuration error, 3 the source or the API unreachable.`,
 			if err := checkIntegration(ctx, w.api, w.cfg, s); err != nil {
 				return exitErr(classify(err), err)
 			}
-			src, err := importerSource(w.cfg, s, store)
+			src, err := w.source(s, store)
 			if err != nil {
 				return err
 			}

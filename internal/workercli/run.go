@@ -126,7 +126,7 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		sr.Summary.Files = []importer.FileResult{}
 		return sr
 	}
-	src, err := importerSource(w.cfg, s, store)
+	src, err := w.source(s, store)
 	if err != nil {
 		sr.err, sr.Error = err, err.Error()
 		sr.Summary.Files = []importer.FileResult{}

@@ -158,11 +158,11 @@ func (w *worker) countInterrupted(ctx context.Context, source string, sum *impor
 			continue
 		}
 		lf, err := w.ledger.File(ctx, state.FileID{Source: source, Name: f.Name})
-		if err != nil || lf.Run == 0 {
+		if err != nil {
 			continue
 		}
-		c, err := w.ledger.RowCounts(ctx, state.FileID{Source: source, Name: f.Name}, lf.Run)
-		if err != nil {
+		c, ok := runCounts(ctx, w.ledger, lf)
+		if !ok {
 			continue
 		}
 		f.Counts = c

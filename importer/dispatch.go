@@ -96,7 +96,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp 
 	d.stopCtx, d.stop = context.WithCancelCause(ctx)
 	defer d.stop(nil)
 
-	reader := &windowReader{rd: rd, mp: mp, first: sp.first, last: sp.last, name: f.Name,
+	reader := &windowReader{rd: rd, mp: mp, first: sp.first, last: sp.last, recName: recordName(f.Name),
 		size: im.cfg.Window, invalid: d.invalid,
 		readErr: func(err error) error {
 			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)

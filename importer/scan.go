@@ -166,6 +166,7 @@ func countRows(src Source, name string, rd *parse.Reader, mp *mapping.Mapper, po
 		dups = mapping.NewDupTracker(0)
 	}
 	repeated := false
+	recName := recordName(name) // once per file, not per row
 	for {
 		row, err := rd.Read()
 		if err == io.EOF {
@@ -183,7 +184,7 @@ func countRows(src Source, name string, rd *parse.Reader, mp *mapping.Mapper, po
 			r.quote = &parse.Position{Line: pe.Line, Column: pe.Column}
 		}
 		if dups != nil && err == nil && !repeated {
-			if m, ferrs := mp.Map(row, recordName(name)); len(ferrs) == 0 && dups.Check(m) != nil {
+			if m, ferrs := mp.Map(row, recName); len(ferrs) == 0 && dups.Check(m) != nil {
 				repeated = true
 			}
 		}

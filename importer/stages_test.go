@@ -36,7 +36,7 @@ func TestWindowReaderKeepsToItsSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	invalid := 0
-	r := &windowReader{rd: rd, mp: mp, first: 2, last: 5, name: "f.csv", size: 2,
+	r := &windowReader{rd: rd, mp: mp, first: 2, last: 5, recName: "f.csv", size: 2,
 		invalid: func() { invalid++ }, readErr: func(err error) error { return err }}
 	var got [][]int64
 	for {

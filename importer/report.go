@@ -180,7 +180,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 				l.Result, l.Message = state.Invalid, fieldMessage(ferrs)
 				win.add(l, nil)
 			} else {
-				it := newItem(row.Number, m)
+				it := keyedItem(row.Number, m)
 				win.add(l, &it)
 			}
 		}

@@ -188,8 +188,7 @@ func (im *Importer) openArchive(ctx context.Context, src Source, f *state.File) 
 		a.Close()
 		return stop(im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", state.Invalid))
 	}
-	m, err := readManifest(ctx, src.Store, f.Name, f.Location)
-	if err == nil && m != nil && m.Rows >= 0 {
+	if m := c.Manifest(); m != nil && m.Rows >= 0 {
 		var total int64
 		if total, err = countEntryRows(ctx, src, a, entries); err == nil {
 			err = c.CheckRows(total)

@@ -72,9 +72,9 @@ type scanned struct {
 // data rows and returns the position of a quote that runs to the end of
 // the file, if any. On the last pass the count is final even so: the
 // manifest and trailer are checked against it, so a file is never posted
-// unchecked however many quotes it leaves open. A decryption, signature, decompression or completeness
-// failure is the file's (fileErr): it is rejected as a whole, before any
-// row is posted.
+// unchecked however many quotes it leaves open. A decryption, signature,
+// decompression or completeness failure is the file's (fileErr): it is
+// rejected as a whole, before any row is posted.
 func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, popts parse.Options, hash, last bool) (r scanned, fileErr, err error) {
 	rc, err := im.openContent(ctx, src, src.Store, name, loc)
 	if unwrap.IsFileError(err) {

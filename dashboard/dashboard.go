@@ -314,11 +314,19 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 			case state.Seen:
 				continue
 			}
-			if len(v.Recent) < h.c.Recent {
-				v.Recent = append(v.Recent, h.fileView(ctx, reportCtx, f))
+			recent := len(v.Recent) < h.c.Recent
+			failed := (f.Status == state.Failed || f.Status == state.Skipped) && len(v.Failed) < h.c.Recent
+			if !recent && !failed {
+				continue
 			}
-			if (f.Status == state.Failed || f.Status == state.Skipped) && len(v.Failed) < h.c.Recent {
-				v.Failed = append(v.Failed, h.fileView(ctx, reportCtx, f))
+			// One view for both lists: a failed file's view opens its
+			// report, which is read once per page, not once per list.
+			fv := h.fileView(ctx, reportCtx, f)
+			if recent {
+				v.Recent = append(v.Recent, fv)
+			}
+			if failed {
+				v.Failed = append(v.Failed, fv)
 			}
 		}
 		views = append(views, v)

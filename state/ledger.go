@@ -235,19 +235,6 @@ const (
 		message = excluded.message, updated_at = excluded.updated_at`
 )
 
-// collect scans every row of rows with scan.
-func collect[T any](rows resultRows, scan func(scanner) (T, error)) ([]T, error) {
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
 // countRows reads (result, count) rows of a GROUP BY result query.
 func countRows(rows resultRows) (Counts, error) {
 	var c Counts

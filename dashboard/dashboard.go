@@ -20,7 +20,6 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
@@ -386,14 +385,4 @@ var funcs = template.FuncMap{
 		}
 		return e.Kind
 	},
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
-	return keys
 }

@@ -115,6 +115,9 @@ func OpsOf(ctx context.Context, l Ledger) (Ops, error) {
 	if err := o.ensure(ctx); err != nil {
 		return nil, err
 	}
+	if _, ok := l.(pgNames); ok {
+		return pgNamesOps{o}, nil
+	}
 	return o, nil
 }
 

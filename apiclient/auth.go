@@ -150,7 +150,7 @@ func (a *oauthAuth) fetch(ctx context.Context) (*oauth2.Token, error) {
 			return nil, &Error{Status: info.Status, Method: http.MethodPost, Path: a.tokenPath,
 				Messages: []string{redirectRefused(re.Response.Header.Get("Location"))}}
 		}
-		if isCertError(err) {
+		if IsCertificateError(err) {
 			return nil, &Error{Method: http.MethodPost, Path: a.tokenPath, Err: err}
 		}
 		if info.Status >= 400 && info.Status < 500 && info.Status != http.StatusTooManyRequests {

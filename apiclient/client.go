@@ -482,7 +482,7 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 	resp, err := cl.hc.Do(req)
 	if err != nil {
 		// A certificate that does not verify will not verify on a retry.
-		return outcome{err: err, wrote: wrote.Load(), auth: authUsed, fatal: isCertError(err)}
+		return outcome{err: err, wrote: wrote.Load(), auth: authUsed, fatal: IsCertificateError(err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
@@ -518,9 +518,7 @@ func redirectRefused(loc string) string {
 // IsCertificateError reports a TLS certificate the client does not
 // trust (unknown authority, wrong host name, expired): a configuration
 // problem, never transient.
-func IsCertificateError(err error) bool { return isCertError(err) }
-
-func isCertError(err error) bool {
+func IsCertificateError(err error) bool {
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError
 	var hn x509.HostnameError

@@ -203,12 +203,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			hex.EncodeToString(sum[:]), id, scope, exp, time.Now().UnixNano())
 		return err
 	})
-	if err == nil {
+	if err == nil && len(revoked) > 0 {
+		// Minting adds nothing to the validation cache (authenticate
+		// fills it, and prunes it when full), so only the revoked
+		// tokens leave it here.
 		s.tokMu.Lock()
 		for _, h := range revoked {
 			delete(s.tokens, h)
 		}
-		s.pruneCache(s.now())
 		s.tokMu.Unlock()
 	}
 	if err != nil {

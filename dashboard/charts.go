@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"html"
 	"html/template"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,7 +96,7 @@ func charts(hc []state.HourCount, since, now time.Time) (rows, api Chart, total 
 		rs = append(rs, series{Label: string(rc.r), Colour: rc.colour, Values: v})
 	}
 	var as []series
-	for _, code := range sortedKeys(byStatus) {
+	for _, code := range slices.Sorted(maps.Keys(byStatus)) {
 		as = append(as, series{Label: "HTTP " + strconv.Itoa(code), Colour: statusColour(code), Values: byStatus[code]})
 	}
 	return barChart("Rows per hour by result", hours, rs), barChart("API answers per hour by HTTP status", hours, as), total
@@ -106,13 +108,13 @@ func charts(hc []state.HourCount, since, now time.Time) (rows, api Chart, total 
 func barChart(title string, hours []time.Time, ss []series) Chart {
 	const w, h, left, bottom, top = 760.0, 190.0, 44.0, 22.0, 8.0
 	var c Chart
-	var max int64
+	var peak int64
 	for i := range hours {
 		var sum int64
 		for _, s := range ss {
 			sum += s.Values[i]
 		}
-		max = maxInt(max, sum)
+		peak = max(peak, sum)
 	}
 	for _, s := range ss {
 		var t int64
@@ -123,14 +125,14 @@ func barChart(title string, hours []time.Time, ss []series) Chart {
 		c.Total += t
 	}
 	scale := 1.0
-	if max > 0 {
-		scale = (h - bottom - top) / float64(max)
+	if peak > 0 {
+		scale = (h - bottom - top) / float64(peak)
 	}
 	slot := (w - left) / float64(len(hours))
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %g %g" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`, w, h, html.EscapeString(title))
 	fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" class="axis"/>`, left, h-bottom, w, h-bottom)
-	fmt.Fprintf(&b, `<text x="%g" y="%g" class="tick" text-anchor="end">%d</text>`, left-4, top+8, max)
+	fmt.Fprintf(&b, `<text x="%g" y="%g" class="tick" text-anchor="end">%d</text>`, left-4, top+8, peak)
 	fmt.Fprintf(&b, `<text x="%g" y="%g" class="tick" text-anchor="end">0</text>`, left-4, h-bottom)
 	for i, hr := range hours {
 		x := left + float64(i)*slot + 1
@@ -155,11 +157,4 @@ func barChart(title string, hours []time.Time, ss []series) Chart {
 	b.WriteString(`</svg>`)
 	c.SVG = template.HTML(b.String()) // #nosec: built above from numbers and escaped labels
 	return c
-}
-
-func maxInt(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }

@@ -20,7 +20,6 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
@@ -314,11 +313,19 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 			case state.Seen:
 				continue
 			}
-			if len(v.Recent) < h.c.Recent {
-				v.Recent = append(v.Recent, h.fileView(ctx, reportCtx, f))
+			recent := len(v.Recent) < h.c.Recent
+			failed := (f.Status == state.Failed || f.Status == state.Skipped) && len(v.Failed) < h.c.Recent
+			if !recent && !failed {
+				continue
 			}
-			if (f.Status == state.Failed || f.Status == state.Skipped) && len(v.Failed) < h.c.Recent {
-				v.Failed = append(v.Failed, h.fileView(ctx, reportCtx, f))
+			// One view for both lists: a failed file's view opens its
+			// report, which is read once per page, not once per list.
+			fv := h.fileView(ctx, reportCtx, f)
+			if recent {
+				v.Recent = append(v.Recent, fv)
+			}
+			if failed {
+				v.Failed = append(v.Failed, fv)
 			}
 		}
 		views = append(views, v)
@@ -378,14 +385,4 @@ var funcs = template.FuncMap{
 		}
 		return e.Kind
 	},
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
-	return keys
 }

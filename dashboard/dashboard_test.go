@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,6 +52,7 @@ func seed(t *testing.T, l state.Ledger, ops state.Ops) {
 	}
 	put("good.csv", state.Done, 2, []state.Outcome{ok("g1", 1), ok("g2", 2)}, "reports/good.response.csv", "")
 	put("whole.csv", state.Failed, 0, nil, "reports/whole.response.csv", "no header row")
+	put("rows.csv", state.Failed, 0, nil, "reports/rows.response.csv", "") // its reason quotes its report
 	put("big.csv", state.Processing, 10, []state.Outcome{ok("b1", 1), ok("b2", 2), ok("b3", 3),
 		{Key: "b4", Row: 4, Run: 1, Result: state.FailedRow, HTTPStatus: 422, Message: "Integration is unknown"}}, "", "")
 	if _, err := ops.OpenEvent(ctx, state.Event{ID: "delivery_missed/erp/x", Kind: state.EventDeliveryMissed, Source: "erp", Detail: "no file arrived between 02:00 and 04:00"}); err != nil {
@@ -78,10 +80,12 @@ func check(t *testing.T, l state.Ledger) {
 		t.Fatal(err)
 	}
 	seed(t, l, ops)
+	var opened atomic.Int32
 	h, err := dashboard.New(dashboard.Config{
 		Sources: []dashboard.Source{{Name: "erp", URL: "sftp://coupa@sftp.example.com/Outgoing", Expect: "0 2 * * * within 2h"}},
 		Ops:     ops, Ledger: l,
 		OpenReport: func(ctx context.Context, source, name string) (io.ReadCloser, error) {
+			opened.Add(1)
 			return io.NopCloser(strings.NewReader("row,external-id,document-type,document-id,action,result,record-id,http-status,message\n0,,,,,invalid,,,no header row\n")), nil
 		},
 	})
@@ -91,6 +95,10 @@ func check(t *testing.T, l state.Ledger) {
 	code, page := get(t, h, "/", nil)
 	if code != 200 {
 		t.Fatalf("GET / = %d", code)
+	}
+	// rows.csv is listed as recent and as failed; its report is read once.
+	if n := opened.Load(); n != 1 {
+		t.Errorf("the overview opened %d reports, want 1", n)
 	}
 	for _, want := range []string{
 		`<td class="progress-text">4 / 10</td>`,                       // in progress: rows done of total

@@ -11,7 +11,8 @@ var ErrUnsupported = errors.New("filestore: not supported by this store")
 // Remover is a Store that can delete a file. It is kept out of Store on
 // purpose: the worker never deletes, except through opt-in retention
 // (package retention), which asks for it by type assertion. Removing a
-// missing file wraps ErrNotExist.
+// missing file either wraps ErrNotExist or succeeds (S3 cannot tell the
+// two apart): callers treat both as done.
 type Remover interface {
 	Remove(ctx context.Context, name string) error
 }

@@ -35,12 +35,30 @@ const ledgerTimeout = 30 * time.Second
 type item struct {
 	row int64
 	key string
-	fp  string // fingerprint(m)
+	fp  string // fingerprint(m); "" in the report's items until needed (see content)
 	m   mapping.Mapped
 }
 
+// newItem is a row for dispatch, which stores every sent row's fingerprint.
 func newItem(row int, m mapping.Mapped) item {
-	return item{row: int64(row), key: state.Key(m.Record.ExternalID, int64(row)), fp: fingerprint(m), m: m}
+	it := keyedItem(row, m)
+	it.fp = fingerprint(m)
+	return it
+}
+
+// keyedItem is a row without its fingerprint, for the report: most of its
+// rows are settled by this run's own outcome, which needs none, and the
+// fingerprint (a JSON encoding and a hash) is the dearest per-row step.
+func keyedItem(row int, m mapping.Mapped) item {
+	return item{row: int64(row), key: state.Key(m.Record.ExternalID, int64(row)), m: m}
+}
+
+// content is the row's fingerprint, worked out now if newItem did not.
+func (it item) content() string {
+	if it.fp == "" {
+		return fingerprint(it.m)
+	}
+	return it.fp
 }
 
 // job is an item on its way to a poster.
@@ -96,7 +114,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp 
 	d.stopCtx, d.stop = context.WithCancelCause(ctx)
 	defer d.stop(nil)
 
-	reader := &windowReader{rd: rd, mp: mp, first: sp.first, last: sp.last, name: f.Name,
+	reader := &windowReader{rd: rd, mp: mp, first: sp.first, last: sp.last, recName: recordName(f.Name),
 		size: im.cfg.Window, invalid: d.invalid,
 		readErr: func(err error) error {
 			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)

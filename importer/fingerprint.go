@@ -34,7 +34,7 @@ func fingerprint(m mapping.Mapped) string {
 // ledger kept fingerprints, the same elements it did keep.
 func sameContent(o state.Outcome, it item) bool {
 	if o.Fingerprint != "" {
-		return o.Fingerprint == it.fp
+		return o.Fingerprint == it.content()
 	}
 	return o.LegacyMatch(it.m.Record.ExternalID, it.m.Record.DocumentType, documentID(it.m), string(it.m.Action))
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -489,7 +488,6 @@ func testUnprintableAndInvalidNames(t *testing.T, ledger string) {
 			t.Errorf("%q not archived: %q", n, e.ls("archive"))
 		}
 	}
-	_ = os.Remove
 }
 
 // cutOnReport cuts the SFTP connection in the middle of the first report

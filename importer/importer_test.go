@@ -447,7 +447,6 @@ func TestStableAndMarkers(t *testing.T) {
 	if !e.exists("archive/x.csv.done") || e.exists("inbox/x.csv.done") {
 		t.Fatalf("marker not moved: inbox %v archive %v", e.ls("inbox"), e.ls("archive"))
 	}
-	_ = filepath.Join
 }
 
 func TestChangedContentAfterInterruptedRun(t *testing.T) {

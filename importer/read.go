@@ -40,7 +40,7 @@ type windowReader struct {
 	rd          *parse.Reader
 	mp          *mapping.Mapper
 	first, last int64
-	name        string // the file's original name, for the records
+	recName     string // the records' integration_filename: recordName of the file's name, worked out once
 	size        int
 	invalid     func()
 	readErr     func(error) error // wraps a failure to read
@@ -71,7 +71,7 @@ func (r *windowReader) next() ([]item, error) {
 			r.invalid()
 			continue
 		}
-		m, ferrs := r.mp.Map(row, recordName(r.name))
+		m, ferrs := r.mp.Map(row, r.recName)
 		if len(ferrs) > 0 {
 			r.invalid()
 			continue

@@ -161,6 +161,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 		outcomes: func(keys []string) (map[string]state.Outcome, error) {
 			return im.fileLedger(src, f).outcomes(ctx, keys)
 		}}
+	recName := recordName(f.Name) // once per file, not per row
 	for {
 		row, err := rd.Read()
 		if err == io.EOF {
@@ -173,13 +174,13 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 		case err != nil:
 			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
 		default:
-			m, ferrs := mp.Map(row, recordName(f.Name))
+			m, ferrs := mp.Map(row, recName)
 			l := rowLine(row.Number, m)
 			if len(ferrs) > 0 {
 				l.Result, l.Message = state.Invalid, fieldMessage(ferrs)
 				win.add(l, nil)
 			} else {
-				it := newItem(row.Number, m)
+				it := keyedItem(row.Number, m)
 				win.add(l, &it)
 			}
 		}

@@ -72,9 +72,9 @@ type scanned struct {
 // data rows and returns the position of a quote that runs to the end of
 // the file, if any. On the last pass the count is final even so: the
 // manifest and trailer are checked against it, so a file is never posted
-// unchecked however many quotes it leaves open. A decryption, signature, decompression or completeness
-// failure is the file's (fileErr): it is rejected as a whole, before any
-// row is posted.
+// unchecked however many quotes it leaves open. A decryption, signature,
+// decompression or completeness failure is the file's (fileErr): it is
+// rejected as a whole, before any row is posted.
 func (im *Importer) scanFile(ctx context.Context, src Source, name, loc string, popts parse.Options, hash, last bool) (r scanned, fileErr, err error) {
 	rc, err := im.openContent(ctx, src, src.Store, name, loc)
 	if unwrap.IsFileError(err) {
@@ -166,6 +166,7 @@ func countRows(src Source, name string, rd *parse.Reader, mp *mapping.Mapper, po
 		dups = mapping.NewDupTracker(0)
 	}
 	repeated := false
+	recName := recordName(name) // once per file, not per row
 	for {
 		row, err := rd.Read()
 		if err == io.EOF {
@@ -183,7 +184,7 @@ func countRows(src Source, name string, rd *parse.Reader, mp *mapping.Mapper, po
 			r.quote = &parse.Position{Line: pe.Line, Column: pe.Column}
 		}
 		if dups != nil && err == nil && !repeated {
-			if m, ferrs := mp.Map(row, recordName(name)); len(ferrs) == 0 && dups.Check(m) != nil {
+			if m, ferrs := mp.Map(row, recName); len(ferrs) == 0 && dups.Check(m) != nil {
 				repeated = true
 			}
 		}

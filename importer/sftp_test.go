@@ -2,7 +2,6 @@ package importer_test
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -68,5 +67,4 @@ func TestThroughSFTP(t *testing.T) {
 	if len(e.report("ragged.response.csv")) != 5 || results(e.report("ragged.response.csv"))["invalid"] != 2 {
 		t.Fatal("the first drop's report was overwritten")
 	}
-	_ = filepath.Join
 }

@@ -36,7 +36,7 @@ func TestWindowReaderKeepsToItsSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	invalid := 0
-	r := &windowReader{rd: rd, mp: mp, first: 2, last: 5, name: "f.csv", size: 2,
+	r := &windowReader{rd: rd, mp: mp, first: 2, last: 5, recName: "f.csv", size: 2,
 		invalid: func() { invalid++ }, readErr: func(err error) error { return err }}
 	var got [][]int64
 	for {
@@ -82,10 +82,16 @@ func TestSettledByIsTheOneTable(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
-	// The report reads the same table.
-	l := resultLine(rowLine(7, m), it, state.Outcome{Run: 1, Result: state.Created, RecordID: 9, Fingerprint: it.fp}, true, run)
+	// The report reads the same table, with items that work out their
+	// fingerprint only when the table asks for it.
+	rit := keyedItem(7, m)
+	l := resultLine(rowLine(7, m), rit, state.Outcome{Run: 1, Result: state.Created, RecordID: 9, Fingerprint: it.fp}, true, run)
 	if l.Result != state.AlreadyRecorded || l.RecordID != 9 || l.Message != msgRecordedBefore {
 		t.Fatalf("report line: %+v", l)
+	}
+	l = resultLine(rowLine(7, m), rit, state.Outcome{Run: 1, Result: state.Created, RecordID: 9, Fingerprint: "other"}, true, run)
+	if l.Result != state.FailedRow {
+		t.Fatalf("report line, other content: %+v", l)
 	}
 }
 

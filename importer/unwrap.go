@@ -64,10 +64,7 @@ func (im *Importer) openContent(ctx context.Context, src Source, store filestore
 // readManifest reads the first control file of name next to loc that has
 // content; an empty one is only an "upload finished" marker.
 func readManifest(ctx context.Context, store filestore.Store, name, loc string) (*unwrap.Manifest, error) {
-	for _, mk := range markersOf(name) {
-		if len(mk) > maxNameBytes {
-			continue // cannot exist; asking a store for it is an error
-		}
+	for _, mk := range markersOf(name) { // only names a store can hold
 		p := path.Join(path.Dir(loc), mk)
 		rc, err := store.Open(ctx, p, 0)
 		if errors.Is(err, filestore.ErrNotExist) {
@@ -188,8 +185,7 @@ func (im *Importer) openArchive(ctx context.Context, src Source, f *state.File) 
 		a.Close()
 		return stop(im.rejectWhole(ctx, src, f, state.Failed, f.Name+": zip archive holds no .csv entry", state.Invalid))
 	}
-	m, err := readManifest(ctx, src.Store, f.Name, f.Location)
-	if err == nil && m != nil && m.Rows >= 0 {
+	if m := c.Manifest(); m != nil && m.Rows >= 0 {
 		var total int64
 		if total, err = countEntryRows(ctx, src, a, entries); err == nil {
 			err = c.CheckRows(total)

@@ -165,7 +165,8 @@ func (e *wholeFileError) Error() string { return e.err.Error() }
 // when an unclosed quote makes the stream be read anew); prefix starts
 // each line's message (the entry of a zip).
 func validateRows(ctx context.Context, src Source, open func() (*unwrap.Content, io.Closer, error), base, name, prefix string, d *dryRun) error {
-	v := &rowValidator{src: src, open: open, base: base, name: name, prefix: prefix, d: d, dups: mapping.NewDupTracker(0)}
+	v := &rowValidator{src: src, open: open, base: base, name: name, prefix: prefix, d: d, dups: mapping.NewDupTracker(0),
+		recName: recordName(base), entry: strings.TrimSuffix(prefix, ": ")}
 	defer func() { v.opened.Close() }()
 	c, rd, err := v.reader(parse.Options{})
 	if err != nil {
@@ -229,6 +230,8 @@ type rowValidator struct {
 	open       func() (*unwrap.Content, io.Closer, error)
 	base, name string
 	prefix     string
+	recName    string // recordName(base), worked out once, not per row
+	entry      string // a valid row's message: prefix without its ": "
 	d          *dryRun
 	dups       *mapping.DupTracker
 	opened     closers
@@ -269,14 +272,14 @@ func (v *rowValidator) row(row parse.Row, rerr error, mp *mapping.Mapper) error 
 	if rerr != nil {
 		return fmt.Errorf("%w: read %s: %w", ErrSourceUnavailable, v.name, rerr)
 	}
-	m, ferrs := mp.Map(row, recordName(v.base))
+	m, ferrs := mp.Map(row, v.recName)
 	if len(ferrs) == 0 {
 		if fe := v.dups.Check(m); fe != nil {
 			ferrs = append(ferrs, *fe)
 		}
 	}
 	l := rowLine(row.Number, m)
-	l.Result, l.Message = state.Valid, strings.TrimSuffix(v.prefix, ": ")
+	l.Result, l.Message = state.Valid, v.entry
 	if len(ferrs) > 0 {
 		l.Result, l.Message = state.Invalid, v.prefix+fieldMessage(ferrs)
 	}

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -278,11 +279,7 @@ func (n *Notifier) deliver(ctx context.Context, ch Channel, e Event) {
 	}
 }
 
-type dupError struct{}
-
-func (dupError) Error() string { return "already sent" }
-
-var errDuplicate error = dupError{}
+var errDuplicate = errors.New("already sent")
 
 // channelID is kind:short-hash, so a secret URL never shows in the ledger
 // or logs.

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -631,12 +632,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 }
 
 func (r *Reader) knownUnclosed(line, col int) bool {
-	for _, p := range r.opt.UnclosedQuotes {
-		if p.Line == line && p.Column == col {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(r.opt.UnclosedQuotes, Position{Line: line, Column: col})
 }
 
 func unclosed(line, col int, what string) error {

@@ -235,42 +235,6 @@ const (
 		message = excluded.message, updated_at = excluded.updated_at`
 )
 
-// collect scans every row of rows with scan.
-func collect[T any](rows resultRows, scan func(scanner) (T, error)) ([]T, error) {
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-// countRows reads (result, count) rows of a GROUP BY result query.
-func countRows(rows resultRows) (Counts, error) {
-	var c Counts
-	for rows.Next() {
-		var r string
-		var n int64
-		if err := rows.Scan(&r, &n); err != nil {
-			return Counts{}, err
-		}
-		switch Result(r) {
-		case Created:
-			c.Created = n
-		case AlreadyRecorded:
-			c.AlreadyRecorded = n
-		case Invalid:
-			c.Invalid = n
-		case FailedRow:
-			c.Failed = n
-		}
-	}
-	return c, rows.Err()
-}
-
 func scanFile(r scanner) (File, error) {
 	var f File
 	var mtime, lease, first, started, finished, updated int64
@@ -513,15 +477,25 @@ func (l *ledger) Recorded(ctx context.Context, id FileID, keys, fingerprints []s
 
 // RowCounts implements Ledger.
 func (l *ledger) RowCounts(ctx context.Context, id FileID, run int64) (Counts, error) {
-	q, args := l.stmt(`SELECT result, COUNT(*) FROM {t}row_outcomes
+	var c Counts
+	err := l.each(ctx, l.db, `SELECT result, COUNT(*) FROM {t}row_outcomes
 		WHERE source = ? AND filename = ? AND (CAST(? AS BIGINT) = 0 OR run = ?) GROUP BY result`,
-		[]any{id.Source, id.Name, run, run})
-	rows, done, err := l.db.query(ctx, q, args...)
-	if err != nil {
-		return Counts{}, fmt.Errorf("state: row counts of %s: %w", id, err)
-	}
-	defer done()
-	c, err := countRows(rows)
+		[]any{id.Source, id.Name, run, run}, func(r scanner) error {
+			var res string
+			var n int64
+			err := r.Scan(&res, &n)
+			switch Result(res) {
+			case Created:
+				c.Created = n
+			case AlreadyRecorded:
+				c.AlreadyRecorded = n
+			case Invalid:
+				c.Invalid = n
+			case FailedRow:
+				c.Failed = n
+			}
+			return err
+		})
 	if err != nil {
 		return Counts{}, fmt.Errorf("state: row counts of %s: %w", id, err)
 	}

@@ -97,11 +97,11 @@ func OpsOf(ctx context.Context, l Ledger) (Ops, error) {
 	var o *opsSQL
 	switch x := l.(type) {
 	case *SQLite:
-		o = &opsSQL{d: x.d, db: x.ledger.db, now: x.now}
+		o = &opsSQL{l: &x.ledger, now: x.now}
 	case *Postgres:
-		o = &opsSQL{d: x.d, db: x.ledger.db, now: time.Now}
+		o = &opsSQL{l: &x.ledger, now: time.Now}
 	case pgNames: // what Open returns for postgres://
-		o = &opsSQL{d: x.d, db: x.ledger.db, now: time.Now}
+		o = &opsSQL{l: &x.ledger, now: time.Now}
 	default:
 		return nil, fmt.Errorf("state: %T has no operator tables", l)
 	}
@@ -115,12 +115,16 @@ func OpsOf(ctx context.Context, l Ledger) (Ops, error) {
 	if err := o.ensure(ctx); err != nil {
 		return nil, err
 	}
+	if _, ok := l.(pgNames); ok {
+		return pgNamesOps{o}, nil
+	}
 	return o, nil
 }
 
+// opsSQL runs its statements through the ledger's own helpers (stmt,
+// exec, all), so the dialect's tokens and placeholders are expanded one way.
 type opsSQL struct {
-	d        dialect
-	db       database
+	l        *ledger
 	now      func() time.Time
 	readOnly bool // a read-only SQLite ledger, whose operator tables may not exist
 }
@@ -130,9 +134,6 @@ type opsSQL struct {
 func (o *opsSQL) absent(err error) bool {
 	return o.readOnly && err != nil && strings.Contains(err.Error(), "no such table")
 }
-
-// sql expands the shared dialect ({t} table prefix, ? placeholders).
-func (o *opsSQL) sql(q string) string { return o.d.q(q) }
 
 // opsSchema is created with IF NOT EXISTS rather than as a numbered
 // migration: the tables are additive and no row protocol depends on them.
@@ -158,12 +159,12 @@ var opsSchema = []string{
 // together: CREATE … IF NOT EXISTS races in PostgreSQL's catalog, so it
 // takes the migration lock.
 func (o *opsSQL) ensure(ctx context.Context) error {
-	return o.db.tx(ctx, func(c conn) error {
-		if err := o.d.lockMigrations(ctx, c); err != nil {
+	return o.l.db.tx(ctx, func(c conn) error {
+		if err := o.l.d.lockMigrations(ctx, c); err != nil {
 			return fmt.Errorf("state: operator tables: %w", err)
 		}
 		for _, q := range opsSchema {
-			if _, err := c.exec(ctx, o.sql(q)); err != nil {
+			if _, err := o.l.exec(ctx, c, q); err != nil {
 				return fmt.Errorf("state: operator tables: %w", err)
 			}
 		}
@@ -178,12 +179,16 @@ func b2i(b bool) int {
 	return 0
 }
 
+func (o *opsSQL) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return o.l.exec(ctx, o.l.db, q, args...)
+}
+
 func (o *opsSQL) PutHealth(ctx context.Context, h Health) error {
-	_, err := o.db.exec(ctx, o.sql(`INSERT INTO {t}source_health (source, replica, last_pass, last_ok, store_ok, api_ok, error, failures)
+	_, err := o.exec(ctx, `INSERT INTO {t}source_health (source, replica, last_pass, last_ok, store_ok, api_ok, error, failures)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (source) DO UPDATE SET replica = excluded.replica, last_pass = excluded.last_pass,
 			last_ok = excluded.last_ok, store_ok = excluded.store_ok, api_ok = excluded.api_ok,
-			error = excluded.error, failures = excluded.failures`),
+			error = excluded.error, failures = excluded.failures`,
 		h.Source, h.Replica, ns(h.LastPass), ns(h.LastOK), b2i(h.StoreReachable), b2i(h.APIReachable), h.Error, h.Failures)
 	if err != nil {
 		return fmt.Errorf("state: health of %s: %w", h.Source, err)
@@ -192,30 +197,29 @@ func (o *opsSQL) PutHealth(ctx context.Context, h Health) error {
 }
 
 func (o *opsSQL) Health(ctx context.Context) ([]Health, error) {
-	rows, done, err := o.db.query(ctx, o.sql(`SELECT source, replica, last_pass, last_ok, store_ok, api_ok, error, failures FROM {t}source_health ORDER BY source`))
-	if o.absent(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("state: health: %w", err)
-	}
-	defer done()
-	return collect(rows, func(r scanner) (Health, error) {
+	out, err := all(ctx, o.l, o.l.db, func(r scanner) (Health, error) {
 		var h Health
 		var lp, lo int64
 		var st, api int
 		err := r.Scan(&h.Source, &h.Replica, &lp, &lo, &st, &api, &h.Error, &h.Failures)
 		h.LastPass, h.LastOK, h.StoreReachable, h.APIReachable = fromNS(lp), fromNS(lo), st != 0, api != 0
 		return h, err
-	})
+	}, `SELECT source, replica, last_pass, last_ok, store_ok, api_ok, error, failures FROM {t}source_health ORDER BY source`)
+	if o.absent(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: health: %w", err)
+	}
+	return out, nil
 }
 
 func (o *opsSQL) OpenEvent(ctx context.Context, e Event) (bool, error) {
 	if e.OpenedAt.IsZero() {
 		e.OpenedAt = o.now()
 	}
-	n, err := o.db.exec(ctx, o.sql(`INSERT INTO {t}events (id, kind, source, file, detail, opened_at, closed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+	n, err := o.exec(ctx, `INSERT INTO {t}events (id, kind, source, file, detail, opened_at, closed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		e.ID, e.Kind, e.Source, e.File, e.Detail, ns(e.OpenedAt), ns(e.ClosedAt))
 	if err != nil {
 		return false, fmt.Errorf("state: event %s: %w", e.ID, err)
@@ -224,7 +228,7 @@ func (o *opsSQL) OpenEvent(ctx context.Context, e Event) (bool, error) {
 }
 
 func (o *opsSQL) CloseEvent(ctx context.Context, id string, at time.Time) (bool, error) {
-	n, err := o.db.exec(ctx, o.sql(`UPDATE {t}events SET closed_at = ? WHERE id = ? AND closed_at = 0`), ns(at), id)
+	n, err := o.exec(ctx, `UPDATE {t}events SET closed_at = ? WHERE id = ? AND closed_at = 0`, ns(at), id)
 	if err != nil {
 		return false, fmt.Errorf("state: close event %s: %w", id, err)
 	}
@@ -237,28 +241,27 @@ func (o *opsSQL) Events(ctx context.Context, source string, openOnly bool, limit
 		q += ` AND closed_at = 0`
 	}
 	q += ` ORDER BY opened_at DESC, id LIMIT ?`
-	rows, done, err := o.db.query(ctx, o.sql(q), source, source, limit)
+	out, err := all(ctx, o.l, o.l.db, func(r scanner) (Event, error) {
+		var e Event
+		var op, cl int64
+		err := r.Scan(&e.ID, &e.Kind, &e.Source, &e.File, &e.Detail, &op, &cl)
+		e.OpenedAt, e.ClosedAt = fromNS(op), fromNS(cl)
+		return e, err
+	}, q, source, source, limit)
 	if o.absent(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("state: events: %w", err)
 	}
-	defer done()
-	return collect(rows, func(r scanner) (Event, error) {
-		var e Event
-		var op, cl int64
-		err := r.Scan(&e.ID, &e.Kind, &e.Source, &e.File, &e.Detail, &op, &cl)
-		e.OpenedAt, e.ClosedAt = fromNS(op), fromNS(cl)
-		return e, err
-	})
+	return out, nil
 }
 
 func (o *opsSQL) ClaimNotification(ctx context.Context, id, channel string, stale time.Duration) (bool, error) {
 	now := o.now()
-	n, err := o.db.exec(ctx, o.sql(`INSERT INTO {t}notifications (event_id, channel, claimed_at, sent_at) VALUES (?, ?, ?, 0)
+	n, err := o.exec(ctx, `INSERT INTO {t}notifications (event_id, channel, claimed_at, sent_at) VALUES (?, ?, ?, 0)
 		ON CONFLICT (event_id, channel) DO UPDATE SET claimed_at = excluded.claimed_at
-		WHERE {t}notifications.sent_at = 0 AND {t}notifications.claimed_at < ?`),
+		WHERE {t}notifications.sent_at = 0 AND {t}notifications.claimed_at < ?`,
 		id, channel, ns(now), ns(now.Add(-stale)))
 	if err != nil {
 		return false, fmt.Errorf("state: notification %s to %s: %w", id, channel, err)
@@ -267,7 +270,7 @@ func (o *opsSQL) ClaimNotification(ctx context.Context, id, channel string, stal
 }
 
 func (o *opsSQL) NotificationSent(ctx context.Context, id, channel string) error {
-	_, err := o.db.exec(ctx, o.sql(`UPDATE {t}notifications SET sent_at = ? WHERE event_id = ? AND channel = ?`), ns(o.now()), id, channel)
+	_, err := o.exec(ctx, `UPDATE {t}notifications SET sent_at = ? WHERE event_id = ? AND channel = ?`, ns(o.now()), id, channel)
 	if err != nil {
 		return fmt.Errorf("state: notification %s to %s: %w", id, channel, err)
 	}
@@ -275,50 +278,41 @@ func (o *opsSQL) NotificationSent(ctx context.Context, id, channel string) error
 }
 
 func (o *opsSQL) RecentFiles(ctx context.Context, source string, limit int) ([]File, error) {
-	rows, done, err := o.db.query(ctx, o.sql(`SELECT `+fileCols+` FROM {t}files WHERE (? = '' OR source = ?)
-		ORDER BY updated_at DESC, name LIMIT ?`), source, source, limit)
+	out, err := all(ctx, o.l, o.l.db, scanFile, `SELECT `+fileCols+` FROM {t}files WHERE (? = '' OR source = ?)
+		ORDER BY updated_at DESC, name LIMIT ?`, source, source, limit)
 	if err != nil {
 		return nil, fmt.Errorf("state: recent files: %w", err)
 	}
-	defer done()
-	return collect(rows, scanFile)
+	return out, nil
 }
 
 func (o *opsSQL) FileOutcomes(ctx context.Context, source, filename string, limit int) ([]Outcome, error) {
-	rows, done, err := o.db.query(ctx, o.sql(`SELECT source, filename, key, row, run, external_id, document_type, document_id,
-		action, result, record_id, http_status, message, updated_at FROM {t}row_outcomes
-		WHERE source = ? AND filename = ?
-		ORDER BY CASE result WHEN 'invalid' THEN 0 WHEN 'failed' THEN 0 ELSE 1 END, row LIMIT ?`), source, filename, limit)
+	out, err := all(ctx, o.l, o.l.db, func(r scanner) (Outcome, error) {
+		x, err := scanOutcome(r)
+		x.Source, x.Filename = source, filename
+		return x, err
+	}, `SELECT `+outcomeCols+` FROM {t}row_outcomes WHERE source = ? AND filename = ?
+		ORDER BY CASE result WHEN 'invalid' THEN 0 WHEN 'failed' THEN 0 ELSE 1 END, row LIMIT ?`, source, filename, limit)
 	if err != nil {
 		return nil, fmt.Errorf("state: outcomes of %s/%s: %w", source, filename, err)
 	}
-	defer done()
-	return collect(rows, func(r scanner) (Outcome, error) {
-		var x Outcome
-		var res string
-		var up int64
-		err := r.Scan(&x.Source, &x.Filename, &x.Key, &x.Row, &x.Run, &x.ExternalID, &x.DocumentType, &x.DocumentID,
-			&x.Action, &res, &x.RecordID, &x.HTTPStatus, &x.Message, &up)
-		x.Result, x.UpdatedAt = Result(res), fromNS(up)
-		return x, err
-	})
+	return out, nil
 }
 
 const nsPerHour = int64(time.Hour)
 
 func (o *opsSQL) Hourly(ctx context.Context, since time.Time) ([]HourCount, error) {
-	rows, done, err := o.db.query(ctx, o.sql(`SELECT updated_at / `+strconv.FormatInt(nsPerHour, 10)+` AS h, result, http_status, COUNT(*)
-		FROM {t}row_outcomes WHERE updated_at >= ? GROUP BY h, result, http_status ORDER BY h`), ns(since))
-	if err != nil {
-		return nil, fmt.Errorf("state: hourly counts: %w", err)
-	}
-	defer done()
-	return collect(rows, func(r scanner) (HourCount, error) {
+	out, err := all(ctx, o.l, o.l.db, func(r scanner) (HourCount, error) {
 		var c HourCount
 		var h int64
 		var res string
 		err := r.Scan(&h, &res, &c.HTTPStatus, &c.N)
 		c.Hour, c.Result = time.Unix(0, h*nsPerHour), Result(res)
 		return c, err
-	})
+	}, `SELECT updated_at / `+strconv.FormatInt(nsPerHour, 10)+` AS h, result, http_status, COUNT(*)
+		FROM {t}row_outcomes WHERE updated_at >= ? GROUP BY h, result, http_status ORDER BY h`, ns(since))
+	if err != nil {
+		return nil, fmt.Errorf("state: hourly counts: %w", err)
+	}
+	return out, nil
 }

@@ -173,3 +173,54 @@ func (p pgNames) ClaimRange(ctx context.Context, id FileID, run int64, owner str
 }
 
 var _ Ledger = pgNames{}
+
+// pgNamesOps is the operator side of a pgNames ledger: event IDs (which
+// hold file names), event files and a file's outcomes are looked up by
+// their stored names, and free text is stored valid, as the ledger's own
+// writes are. Without it a rejected file with such a name could neither
+// raise its event nor be notified.
+type pgNamesOps struct{ *opsSQL }
+
+func (o pgNamesOps) PutHealth(ctx context.Context, h Health) error {
+	h.Error = validText(h.Error)
+	return o.opsSQL.PutHealth(ctx, h)
+}
+
+func (o pgNamesOps) OpenEvent(ctx context.Context, e Event) (bool, error) {
+	e.ID, e.File, e.Detail = storedName(e.ID), storedName(e.File), validText(e.Detail)
+	return o.opsSQL.OpenEvent(ctx, e)
+}
+
+func (o pgNamesOps) CloseEvent(ctx context.Context, id string, at time.Time) (bool, error) {
+	return o.opsSQL.CloseEvent(ctx, storedName(id), at)
+}
+
+func (o pgNamesOps) Events(ctx context.Context, source string, openOnly bool, limit int) ([]Event, error) {
+	es, err := o.opsSQL.Events(ctx, source, openOnly, limit)
+	for i := range es {
+		es[i].ID, es[i].File = loadedName(es[i].ID), loadedName(es[i].File)
+	}
+	return es, err
+}
+
+func (o pgNamesOps) ClaimNotification(ctx context.Context, id, channel string, stale time.Duration) (bool, error) {
+	return o.opsSQL.ClaimNotification(ctx, storedName(id), channel, stale)
+}
+
+func (o pgNamesOps) NotificationSent(ctx context.Context, id, channel string) error {
+	return o.opsSQL.NotificationSent(ctx, storedName(id), channel)
+}
+
+func (o pgNamesOps) RecentFiles(ctx context.Context, source string, limit int) ([]File, error) {
+	return loadedFiles(o.opsSQL.RecentFiles(ctx, source, limit))
+}
+
+func (o pgNamesOps) FileOutcomes(ctx context.Context, source, filename string, limit int) ([]Outcome, error) {
+	outs, err := o.opsSQL.FileOutcomes(ctx, source, storedName(filename), limit)
+	for i := range outs {
+		outs[i].Filename = filename
+	}
+	return outs, err
+}
+
+var _ Ops = pgNamesOps{}

@@ -22,7 +22,8 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if _, err := state.OpsOf(ctx, l); err != nil {
+	ops, err := state.OpsOf(ctx, l)
+	if err != nil {
 		t.Fatalf("operator tables of the ledger Open returns: %v", err)
 	}
 	names := []string{"caf\xe9.csv", "caf\xe8.csv", "caf%E9.csv", "50%.csv"}
@@ -62,6 +63,49 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 		}
 		if c, err := l.RowCounts(ctx, state.FileID{Source: "erp", Name: n}, 0); err != nil || c.Created != 1 {
 			t.Fatalf("counts of %q: %+v, %v", n, c, err)
+		}
+		if outs, err := ops.FileOutcomes(ctx, "erp", n, 10); err != nil || len(outs) != 1 || outs[0].RecordID != int64(100+i) || outs[0].Filename != n {
+			t.Fatalf("operator outcomes of %q: %+v, %v", n, outs, err)
+		}
+	}
+
+	// The operator side takes and gives back the same names: a rejected
+	// file's event and its notification, the health error quoting it, and
+	// the dashboard's recent files.
+	recent, err := ops.RecentFiles(ctx, "erp", 10)
+	if err != nil || len(recent) != len(names) {
+		t.Fatalf("recent files: %d, %v", len(recent), err)
+	}
+	for _, f := range recent {
+		if _, err := l.File(ctx, f.ID()); err != nil || f.ReportPath != "reports/"+f.Name+".response.csv" {
+			t.Fatalf("recent file %q (report %q) is not the ledger's: %v", f.Name, f.ReportPath, err)
+		}
+	}
+	for _, n := range names {
+		id := state.EventFileFailed + "/erp/" + n + "/1"
+		if isNew, err := ops.OpenEvent(ctx, state.Event{ID: id, Kind: state.EventFileFailed, Source: "erp", File: n, Detail: "rejected: " + n}); err != nil || !isNew {
+			t.Fatalf("event of %q: new=%v, %v", n, isNew, err)
+		}
+		if ok, err := ops.ClaimNotification(ctx, id, "webhook", time.Minute); err != nil || !ok {
+			t.Fatalf("notification of %q: %v, %v", n, ok, err)
+		}
+		if err := ops.NotificationSent(ctx, id, "webhook"); err != nil {
+			t.Fatalf("notification of %q sent: %v", n, err)
+		}
+		if err := ops.PutHealth(ctx, state.Health{Source: "erp", LastPass: time.Now(), Error: "move " + n + ": denied", Failures: 1}); err != nil {
+			t.Fatalf("health quoting %q: %v", n, err)
+		}
+	}
+	evs, err := ops.Events(ctx, "erp", true, 10)
+	if err != nil || len(evs) != len(names) {
+		t.Fatalf("events: %+v, %v", evs, err)
+	}
+	for _, e := range evs {
+		if e.ID != state.EventFileFailed+"/erp/"+e.File+"/1" {
+			t.Fatalf("event %q of file %q", e.ID, e.File)
+		}
+		if closed, err := ops.CloseEvent(ctx, e.ID, time.Now()); err != nil || !closed {
+			t.Fatalf("close event %q: %v, %v", e.ID, closed, err)
 		}
 	}
 }

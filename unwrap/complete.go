@@ -117,13 +117,17 @@ const maxTrailer = 4 << 10
 type trailerReader struct {
 	r      io.Reader
 	layout *Trailer
-	held   []byte // the current last line (from its start), if short
-	out    []byte // ready to give out
-	buf    []byte
-	eof    bool
-	found  bool
-	rows   int64
-	line   string
+	// held is the data not yet passed on: its first given bytes are out
+	// (already being given out), the rest is the current last line, if
+	// short. One buffer, reused chunk after chunk.
+	held  []byte
+	given int
+	out   []byte // ready to give out: held[:given], being consumed
+	buf   []byte
+	eof   bool
+	found bool
+	rows  int64
+	line  string
 }
 
 func (t *trailerReader) Read(p []byte) (int, error) {
@@ -152,32 +156,29 @@ func (t *trailerReader) Read(p []byte) (int, error) {
 
 // take appends data, moving all but the last (possibly unfinished) line
 // to out. A line that ends with "\n" at the very end of the data so far
-// is still held: it may be the last one.
+// is still held: it may be the last one. It is called only once out has
+// been given out in full, so out's bytes can be dropped from held, and
+// held's buffer reused: no allocation per chunk once it has grown.
 func (t *trailerReader) take(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	t.out = t.out[:0:0]
-	t.held = append(t.held, b...)
+	t.held = append(t.held[:copy(t.held, t.held[t.given:])], b...)
 	// The held line starts after the last "\n" that is not the final byte.
-	end := len(t.held)
-	search := t.held[:end]
-	if end > 0 && search[end-1] == '\n' {
-		search = search[:end-1]
+	search := t.held
+	if n := len(search); search[n-1] == '\n' {
+		search = search[:n-1]
 	}
-	if i := bytes.LastIndexByte(search, '\n'); i >= 0 {
-		t.out = append(t.out, t.held[:i+1]...)
-		t.held = append(t.held[:0:0], t.held[i+1:]...)
-	}
-	if len(t.held) > maxTrailer {
+	t.given = bytes.LastIndexByte(search, '\n') + 1
+	if len(t.held)-t.given > maxTrailer {
 		// Too long for a trailer: give it out but keep looking.
-		t.out = append(t.out, t.held...)
-		t.held = t.held[:0]
+		t.given = len(t.held)
 	}
+	t.out = t.held[:t.given]
 }
 
 func (t *trailerReader) check() error {
-	line := strings.TrimRight(string(t.held), "\r\n")
+	line := strings.TrimRight(string(t.held[t.given:]), "\r\n")
 	t.line = line
 	m := t.layout.re.FindStringSubmatch(strings.ReplaceAll(line, `"`, ""))
 	if m == nil {
@@ -190,6 +191,6 @@ func (t *trailerReader) check() error {
 	if err != nil {
 		return fmt.Errorf("%w: trailer row %q: %v", ErrIncomplete, line, err)
 	}
-	t.found, t.rows, t.held = true, n, nil
+	t.found, t.rows = true, n
 	return nil
 }

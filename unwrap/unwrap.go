@@ -238,6 +238,10 @@ func (c *Content) atEOF() error {
 	return nil
 }
 
+// Manifest is what the file's control file announced (Config.Manifest),
+// nil when none was given.
+func (c *Content) Manifest() *Manifest { return c.manifest }
+
 // CheckRows compares the number of data rows the caller parsed (trailer
 // excluded; for an archive, those of all its CSV entries) with what the
 // manifest and the trailer expect. Call it after Read returned io.EOF.

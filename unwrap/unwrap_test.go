@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
@@ -372,6 +373,20 @@ func TestCompleteness(t *testing.T) {
 	got, err := io.ReadAll(oneByte{c})
 	if err != nil || string(got) != csvText {
 		t.Fatalf("one byte: %q %v", got, err)
+	}
+	// Over many reads of odd sizes, with a line longer than any trailer
+	// in the middle: every byte before the trailer is passed on, in order.
+	var big strings.Builder
+	for i := 0; big.Len() < 300<<10; i++ {
+		fmt.Fprintf(&big, "R-%d,InvoiceHeader,%d,Success,Functional,m\r\n", i, i)
+		if i == 2000 {
+			big.WriteString(strings.Repeat("x", 10<<10) + "\r\n")
+		}
+	}
+	c, _ = unwrap.Open(iotest.HalfReader(strings.NewReader(big.String()+"TRAILER,7\r\n")), unwrap.Config{Trailer: tr})
+	got, err = io.ReadAll(c)
+	if err != nil || string(got) != big.String() || c.CheckRows(7) != nil {
+		t.Fatalf("many reads: %d bytes of %d, %v", len(got), big.Len(), err)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,21 +12,16 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/internal/binharness"
+	"github.com/ihr-tools/ihr/internal/launch"
 )
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // start runs the command with args until the test ends.
 func start(t *testing.T, args ...string) (addr string, stderr *binharness.SyncBuffer) {
 	t.Helper()
-	addr = freeAddr(t)
+	addr, err := launch.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
 	stderr = &binharness.SyncBuffer{}
 	cmd := newCommand(stderr)
 	cmd.SetArgs(append([]string{"--addr", addr}, args...))

@@ -2,16 +2,7 @@ package ftpstore_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -98,9 +89,7 @@ func TestCertificateVerified(t *testing.T) {
 		t.Errorf("certificate failure should be permanent: %v", err)
 	}
 	// A CA file with some other certificate refuses too.
-	other := filepath.Join(t.TempDir(), "other.pem")
-	os.WriteFile(other, otherCA(t), 0o600)
-	cfg.CAFile = other
+	cfg.CAFile = testservers.NewTLSFiles(t).CA
 	s2 := newStore(t, cfg)
 	defer s2.Close()
 	if _, err := s2.List(ctx, ""); err == nil {
@@ -144,22 +133,4 @@ func BenchmarkDownload(b *testing.B) {
 			storetest.BenchmarkDownload(b, s)
 		})
 	}
-}
-
-// otherCA returns a self-signed CA certificate unrelated to the server.
-func otherCA(t *testing.T) []byte {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

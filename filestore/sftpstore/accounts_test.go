@@ -71,8 +71,13 @@ func TestAccountSharesConnectionBudget(t *testing.T) {
 	if _, err := sftpstore.New(other, nil); err == nil || !strings.Contains(err.Error(), "different credentials") {
 		t.Fatalf("a source of the same account with other credentials: %v", err)
 	}
-	// Closing both releases the account; a new store opens afresh.
+	// Closing one store twice gives its share back once: b still works.
 	a.Close()
+	a.Close()
+	if _, err := b.Stat(ctx, "f.csv"); err != nil {
+		t.Fatalf("b after a was closed twice: %v", err)
+	}
+	// Closing both releases the account; a new store opens afresh.
 	b.Close()
 	c := open("a")
 	defer c.Close()

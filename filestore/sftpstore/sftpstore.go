@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -83,6 +84,11 @@ type Store struct {
 	ssh  *ssh.ClientConfig
 	pool *connpool.Pool[*conn]
 	log  *zap.Logger
+
+	// closeOnce: a store sharing an account's pool holds one share of
+	// it, so a second Close must not give that share back again.
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ filestore.Store = (*Store)(nil)
@@ -531,8 +537,12 @@ func (s *Store) MkdirAll(ctx context.Context, dir string) error {
 // Close closes idle connections; streams still open keep theirs until
 // they are closed.
 func (s *Store) Close() error {
-	if s.cfg.Accounts != nil {
-		return s.cfg.Accounts.leave(s.cfg)
-	}
-	return s.pool.Close()
+	s.closeOnce.Do(func() {
+		if s.cfg.Accounts != nil {
+			s.closeErr = s.cfg.Accounts.leave(s.cfg)
+			return
+		}
+		s.closeErr = s.pool.Close()
+	})
+	return s.closeErr
 }

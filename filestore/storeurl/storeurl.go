@@ -69,12 +69,11 @@ type Settings struct {
 	Accounts *sftpstore.Accounts
 }
 
-// Schemes are the URL schemes Open accepts. This package is the one place
-// that knows them: the worker's configuration checks source URLs with
-// Check and store settings with Settings.Misapplied.
-var Schemes = []string{"file", "sftp", "ftp", "ftps", "s3"}
-
-var schemeList = "file, sftp, ftp, ftps or s3"
+// schemeList names the URL schemes Open accepts, for messages. This
+// package is the one place that knows them: the worker's configuration
+// checks source URLs with Check and store settings with
+// Settings.Misapplied.
+const schemeList = "file, sftp, ftp, ftps or s3"
 
 // Check parses a source URL and checks its shape for its scheme (a host
 // and user for sftp/ftp/ftps, a bucket for s3, a local path for file),

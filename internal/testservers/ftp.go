@@ -1,14 +1,6 @@
 package testservers
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -16,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // FTP is a running vsftpd serving plain FTP and explicit FTPS (AUTH TLS) on
@@ -27,7 +18,7 @@ type FTP struct {
 	Addr     string // Host:Port
 	User     string
 	Password string
-	CAFile   string // PEM of the server's self-signed certificate (IP SAN 127.0.0.1)
+	CAFile   string // PEM of the CA that signed the server's certificate (IP SAN 127.0.0.1)
 	Root     string // local directory that is the FTP root "/" (the user is chrooted into it)
 	LogFile  string
 	Stop     func() // stops the server early (idempotent); also run in t.Cleanup
@@ -54,11 +45,8 @@ func StartFTP(t testing.TB) *FTP {
 
 	dir := t.TempDir()
 	f := &FTP{Host: "127.0.0.1", User: ftpUser, Password: pw, Root: root, LogFile: filepath.Join(dir, "vsftpd.log")}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := writeSelfSigned(certFile, keyFile); err != nil {
-		t.Fatalf("testservers: certificate: %v", err)
-	}
-	f.CAFile = certFile
+	tlsFiles := NewTLSFiles(t)
+	f.CAFile = tlsFiles.CA
 
 	srv := &server{name: "vsftpd", bin: bin, logFile: f.LogFile, args: func(port int) ([]string, error) {
 		lo := pasvRange()
@@ -90,8 +78,8 @@ func StartFTP(t testing.TB) *FTP {
 			// vsftpd 3.0.3 defaults to DES-CBC3-SHA, which Go clients refuse.
 			"ssl_ciphers=HIGH",
 			"ssl_tlsv1=YES",
-			"rsa_cert_file=" + certFile,
-			"rsa_private_key_file=" + keyFile,
+			"rsa_cert_file=" + tlsFiles.Cert,
+			"rsa_private_key_file=" + tlsFiles.Key,
 			// No /etc/pam.d file of this name exists, so PAM uses
 			// /etc/pam.d/other (pam_unix only). Debian's "vsftpd" service
 			// would also demand a login shell from /etc/shells, and the
@@ -143,43 +131,4 @@ func rangeFree(lo, n int) bool {
 		l.Close()
 	}
 	return true
-}
-
-// writeSelfSigned writes a self-signed ECDSA certificate for IP 127.0.0.1
-// and its key as PEM files.
-func writeSelfSigned(certFile, keyFile string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "127.0.0.1", Organization: []string{"ihr testservers"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(48 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return fmt.Errorf("write key: %w", err)
-	}
-	return nil
 }

@@ -45,7 +45,7 @@ type operator struct {
 	now      func() time.Time
 	started  time.Time
 
-	mu sync.Mutex // serialises afterPass per process (events per source)
+	mu sync.Mutex // serialises record per process (events per source)
 }
 
 // opsMetrics are the operator side's metrics, on the worker's registry.
@@ -162,6 +162,16 @@ func (o *operator) afterPass(ctx context.Context, s *config.Source, sr *sourceRu
 	// Ledger writes here must not outlive a stuck database.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	o.record(ctx, s, sr)
+	// Retention lists and deletes in the store: outside the lock, so a
+	// slow store holds up no other source's pass.
+	if s.Retain != nil {
+		o.retain(ctx, s)
+	}
+}
+
+// record stores the pass's health and raises and clears its events.
+func (o *operator) record(ctx context.Context, s *config.Source, sr *sourceRun) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	now := o.now()
@@ -191,9 +201,6 @@ func (o *operator) afterPass(ctx context.Context, s *config.Source, sr *sourceRu
 
 	o.downEvents(ctx, s, h)
 	o.fileEvents(ctx, s, sr)
-	if s.Retain != nil {
-		o.retain(ctx, s)
-	}
 }
 
 func (o *operator) health(ctx context.Context, source string) state.Health {

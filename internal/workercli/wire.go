@@ -2,11 +2,9 @@ package workercli
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/internal/certpool"
 	"github.com/ihr-tools/ihr/ratebudget"
 	"github.com/ihr-tools/ihr/state"
 	"github.com/ihr-tools/ihr/unwrap"
@@ -64,13 +63,9 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 		log.Warn("insecure configuration: "+w, zap.String("hint", "use https:// or ftps://"))
 	}
 	if cfg.API.CAFile != "" {
-		pem, err := os.ReadFile(cfg.API.CAFile)
+		pool, err := certpool.Load(cfg.API.CAFile)
 		if err != nil {
 			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %w", err))
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %s holds no PEM certificate", cfg.API.CAFile))
 		}
 		ac.RootCAs = pool
 	}

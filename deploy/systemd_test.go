@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ihr-tools/ihr/internal/binharness"
+	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
 func TestMain(m *testing.M) { binharness.Main(m) }
@@ -23,11 +24,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		msg := fmt.Sprintf("%s not found; install with: apt-get install %s (.ci/install-servers does)", name, pkg)
-		if os.Getenv("IHR_REQUIRE_SERVERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testservers.Missing(t, fmt.Sprintf("%s not found; install with: apt-get install %s (.ci/install-servers does)", name, pkg))
 	}
 	return p
 }

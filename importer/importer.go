@@ -238,10 +238,7 @@ func (s *Summary) add(r FileResult) {
 	default:
 		s.Pending++
 	}
-	s.Rows.Created += r.Counts.Created
-	s.Rows.AlreadyRecorded += r.Counts.AlreadyRecorded
-	s.Rows.Invalid += r.Counts.Invalid
-	s.Rows.Failed += r.Counts.Failed
+	s.Rows.Plus(r.Counts)
 }
 
 // Clean reports whether every file was archived with every row recorded.

@@ -243,10 +243,7 @@ func (im *Importer) runEntries(ctx context.Context, es Source, f *state.File, en
 			return final, counts, &r
 		}
 		f.Rows += res.Rows
-		counts.Created += res.Counts.Created
-		counts.AlreadyRecorded += res.Counts.AlreadyRecorded
-		counts.Invalid += res.Counts.Invalid
-		counts.Failed += res.Counts.Failed
+		counts.Plus(res.Counts)
 	}
 	return final, counts, nil
 }

@@ -108,6 +108,14 @@ func (c *Counts) Add(r Result) {
 	}
 }
 
+// Plus adds o's counts to c.
+func (c *Counts) Plus(o Counts) {
+	c.Created += o.Created
+	c.AlreadyRecorded += o.AlreadyRecorded
+	c.Invalid += o.Invalid
+	c.Failed += o.Failed
+}
+
 // Total is the number of rows counted.
 func (c Counts) Total() int64 { return c.Created + c.AlreadyRecorded + c.Invalid + c.Failed }
 

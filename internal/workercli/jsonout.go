@@ -63,10 +63,7 @@ func (s *jsonSummary) add(f jsonFile) {
 	default:
 		s.Pending++
 	}
-	s.Rows.Created += f.Counts.Created
-	s.Rows.AlreadyRecorded += f.Counts.AlreadyRecorded
-	s.Rows.Invalid += f.Counts.Invalid
-	s.Rows.Failed += f.Counts.Failed
+	s.Rows.Plus(f.Counts)
 	s.RowsPending += f.RowsPending
 }
 

@@ -169,10 +169,7 @@ func (w *worker) countInterrupted(ctx context.Context, source string, sum *impor
 		if f.Rows == 0 {
 			f.Rows = lf.Rows
 		}
-		sum.Rows.Created += c.Created
-		sum.Rows.AlreadyRecorded += c.AlreadyRecorded
-		sum.Rows.Invalid += c.Invalid
-		sum.Rows.Failed += c.Failed
+		sum.Rows.Plus(c)
 	}
 }
 

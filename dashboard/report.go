@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"time"
 
+	"github.com/ihr-tools/ihr/exporter"
 	"github.com/ihr-tools/ihr/state"
 )
 
@@ -30,8 +32,15 @@ func (h *handler) reportRows(ctx context.Context, f state.File, limit int, first
 	r := csv.NewReader(rc)
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = true
-	if _, err := r.Read(); err != nil { // header
+	header, err := r.Read()
+	if err != nil {
 		return nil, false, err
+	}
+	// Columns by name, as exporter.ReportHeader defines them, so the page
+	// follows the report's contract rather than an order copied here.
+	col, err := reportColumns(header)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", f.ReportPath, err)
 	}
 	var bad, good []state.Outcome
 	more := false
@@ -43,13 +52,15 @@ func (h *handler) reportRows(ctx context.Context, f state.File, limit int, first
 		if err != nil {
 			return nil, false, err
 		}
-		if len(rec) < 9 {
+		if len(rec) < len(exporter.ReportHeader) {
 			continue
 		}
-		o := state.Outcome{ExternalID: rec[1], DocumentType: rec[2], DocumentID: rec[3], Action: rec[4], Result: state.Result(rec[5]), Message: rec[8]}
-		o.Row, _ = strconv.ParseInt(rec[0], 10, 64)
-		o.RecordID, _ = strconv.ParseInt(rec[6], 10, 64)
-		o.HTTPStatus, _ = strconv.Atoi(rec[7])
+		cell := func(name string) string { return rec[col[name]] }
+		o := state.Outcome{ExternalID: cell("external-id"), DocumentType: cell("document-type"), DocumentID: cell("document-id"),
+			Action: cell("action"), Result: state.Result(cell("result")), Message: cell("message")}
+		o.Row, _ = strconv.ParseInt(cell("row"), 10, 64)
+		o.RecordID, _ = strconv.ParseInt(cell("record-id"), 10, 64)
+		o.HTTPStatus, _ = strconv.Atoi(cell("http-status"))
 		if o.Result.Recorded() {
 			if firstBad {
 				continue
@@ -76,4 +87,21 @@ func (h *handler) reportRows(ctx context.Context, f state.File, limit int, first
 		bad = append(bad, o)
 	}
 	return append(bad, good...), more, nil
+}
+
+// reportColumns finds each column of exporter.ReportHeader in header.
+func reportColumns(header []string) (map[string]int, error) {
+	at := make(map[string]int, len(header))
+	for i, h := range header {
+		at[h] = i
+	}
+	col := make(map[string]int, len(exporter.ReportHeader))
+	for _, name := range exporter.ReportHeader {
+		i, ok := at[name]
+		if !ok {
+			return nil, fmt.Errorf("not a response report: no %q column", name)
+		}
+		col[name] = i
+	}
+	return col, nil
 }

@@ -439,3 +439,30 @@ func TestDefaultsAndEncodingsComeFromTheirPackages(t *testing.T) {
 		t.Errorf("encoding %q, want the parser's canonical shift_jis", c.Sources[0].Encoding)
 	}
 }
+
+// Sources of one SFTP account (host, port, user: as the store shares its
+// connections) must agree on max_connections, however the port is
+// spelled; FTP sources share nothing, so theirs may differ.
+func TestMaxConnectionsPerAccount(t *testing.T) {
+	two := func(url1, url2 string) string {
+		src := func(name, url string, max int) string {
+			return fmt.Sprintf("  - name: %s\n    url: %s\n    password: p\n    max_connections: %d\n", name, url, max)
+		}
+		return strings.TrimSuffix(minimal, "  - name: a\n    url: file:///data/a\n") + src("a", url1, 5) + src("b", url2, 3)
+	}
+	for _, c := range [][2]string{{"sftp://u@h/a", "sftp://u@h:22/b"}, {"sftp://u@H:2222/a", "sftp://u@h:2222/b"}} {
+		doc := strings.ReplaceAll(two(c[0], c[1]), "    password: p\n", "    password: p\n    insecure_ignore_host_key: true\n")
+		if err := parseErr(t, doc, nil); !strings.Contains(err.Error(), "sources[1].max_connections: 3 differs from sources[0]") {
+			t.Errorf("%s and %s: %v", c[0], c[1], err)
+		}
+	}
+	for _, c := range [][2]string{{"sftp://u@h/a", "sftp://v@h/b"}, {"sftp://u@h/a", "sftp://u@h:2222/b"}, {"ftps://u@h/a", "ftps://u@h/b"}} {
+		doc := two(c[0], c[1])
+		if strings.HasPrefix(c[0], "sftp") {
+			doc = strings.ReplaceAll(doc, "    password: p\n", "    password: p\n    insecure_ignore_host_key: true\n")
+		}
+		if _, err := Parse([]byte(doc), Options{File: "w.yaml", LookupEnv: env(nil)}); err != nil {
+			t.Errorf("%s and %s are not one account: %v", c[0], c[1], err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -111,15 +112,22 @@ func (s *Source) validateOperations(v *validator, p string) {
 	}
 }
 
-// Account is the SFTP/FTP login a source uses ("sftp://user@host:port"),
-// or "" for other stores. Sources with the same account share one
-// connection budget.
+// Account is the SFTP login a source uses ("sftp://user@host:port", the
+// port always spelled out), or "" for other stores. Sources with the same
+// account share one connection budget (max_connections); the SFTP store
+// shares its connections by the same host, port and user, so
+// sftp://u@h/a and sftp://u@h:22/b are one account here as there. FTP
+// stores share nothing and take no max_connections.
 func (s *Source) Account() string {
 	u, err := url.Parse(s.URL)
-	if err != nil || (u.Scheme != "sftp" && u.Scheme != "ftp" && u.Scheme != "ftps") {
+	if err != nil || !strings.EqualFold(u.Scheme, "sftp") {
 		return ""
 	}
-	return u.Scheme + "://" + u.User.Username() + "@" + strings.ToLower(u.Host)
+	port := u.Port()
+	if port == "" {
+		port = "22"
+	}
+	return "sftp://" + u.User.Username() + "@" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 func (c *Config) validateOperations(v *validator) {

@@ -169,8 +169,8 @@ func (s *Source) validate(v *validator, p string) {
 		if _, has := u.User.Password(); u.User != nil && has {
 			v.add(p+".url", "must not carry a password; use password or password_file")
 		}
-		if scheme == "ftp" && s.Password != "" && u.Hostname() != "" && !isLoopback(u.Hostname()) && !s.AllowInsecureFTP {
-			v.add(p+".url", "ftp:// to %s would send the password in cleartext; use ftps:// (or set %s.allow_insecure_ftp: true)", u.Hostname(), p)
+		if host := s.cleartextFTP(); host != "" && !s.AllowInsecureFTP {
+			v.add(p+".url", "ftp:// to %s would send the password in cleartext; use ftps:// (or set %s.allow_insecure_ftp: true)", host, p)
 		}
 	}
 	if scheme != "" {
@@ -287,6 +287,18 @@ func cleartextTo(u *url.URL) bool {
 	return strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
 }
 
+// cleartextFTP is the host an ftp:// source would send its password to in
+// cleartext: "" for another scheme, no password or a loopback host. The
+// check (refused without allow_insecure_ftp) and the warning (with it)
+// both ask here.
+func (s *Source) cleartextFTP() string {
+	u, err := url.Parse(s.URL)
+	if err != nil || !strings.EqualFold(u.Scheme, "ftp") || s.Password == "" || u.Hostname() == "" || isLoopback(u.Hostname()) {
+		return ""
+	}
+	return u.Hostname()
+}
+
 // isLoopback reports localhost, 127.0.0.0/8 and ::1. Other names are not
 // resolved: a name that resolves to loopback today may not tomorrow.
 func isLoopback(host string) bool {
@@ -310,8 +322,8 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	for i, s := range c.Sources {
-		if u, err := url.Parse(s.URL); s.AllowInsecureFTP && err == nil && strings.EqualFold(u.Scheme, "ftp") && s.Password != "" && !isLoopback(u.Hostname()) {
-			out = append(out, fmt.Sprintf("sources[%d].url: the FTP password goes to %s in cleartext (allow_insecure_ftp: true)", i, u.Hostname()))
+		if host := s.cleartextFTP(); host != "" && s.AllowInsecureFTP {
+			out = append(out, fmt.Sprintf("sources[%d].url: the FTP password goes to %s in cleartext (allow_insecure_ftp: true)", i, host))
 		}
 	}
 	return out

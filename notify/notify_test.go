@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ihr-tools/ihr/internal/binharness"
+	"github.com/ihr-tools/ihr/internal/testservers"
 	"github.com/ihr-tools/ihr/notify"
 	"github.com/ihr-tools/ihr/state"
 )
@@ -194,10 +195,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 func TestEmailSTARTTLSAuth(t *testing.T) {
 	const py = "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import aiosmtpd").Run(); err != nil {
-		if os.Getenv("IHR_REQUIRE_SERVERS") == "1" {
-			t.Fatalf("python3-aiosmtpd is required (IHR_REQUIRE_SERVERS=1): %v", err)
-		}
-		t.Skipf("python3-aiosmtpd not installed: %v", err)
+		testservers.Missing(t, "python3-aiosmtpd not installed ("+err.Error()+"); .ci/install-servers installs it")
 	}
 	dir := t.TempDir()
 	tlsFiles := binharness.NewTLSFiles(t)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,9 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/smtp"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/ihr-tools/ihr/internal/certpool"
 )
 
 // Webhook POSTs the event as JSON (the Event fields; see docs).
@@ -145,14 +145,11 @@ func (m *Email) session(c *smtp.Client, host string, e Event) error {
 		}
 		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		if m.CAFile != "" {
-			pem, err := os.ReadFile(m.CAFile)
+			pool, err := certpool.Load(m.CAFile)
 			if err != nil {
 				return err
 			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("%s holds no PEM certificate", m.CAFile)
-			}
+			tc.RootCAs = pool
 		}
 		if err := c.StartTLS(tc); err != nil {
 			return fmt.Errorf("STARTTLS: %w", err)

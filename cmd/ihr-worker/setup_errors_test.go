@@ -96,11 +96,13 @@ sources:
 `, api.URL, filepath.Join(dir, "state.db"), ftp.User, ftp.Addr, pw, ftp.CAFile, "x1", s3.Endpoint, s3.Region, s3.AccessKey)), 0o600)
 	t.Setenv("E2E_S3_SECRET", s3.SecretKey)
 	e := &env{t: t, dir: dir, api: api}
-	for _, src := range []string{"ftps", "s3"} {
-		r := e.worker("run", "--config", cfg, "--source", src).expect(t, 2)
-		t.Logf("%s: %s", src, r.stderr)
+	for src, want := range map[string]string{"ftps": "no-such-folder/ does not exist", "s3": "NoSuchBucket"} {
+		must(t, e.worker("run", "--config", cfg, "--source", src), 2, want)
 	}
 	if exists(filepath.Join(ftp.Root, "no-such-folder")) {
 		t.Error("the mistyped FTP root was created")
+	}
+	if exists(filepath.Join(s3.Root, "no-such-bucket-x1")) {
+		t.Error("the missing S3 bucket was created")
 	}
 }

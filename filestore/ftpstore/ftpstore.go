@@ -34,7 +34,6 @@ import (
 	"io"
 	"net"
 	"net/textproto"
-	"os"
 	"path"
 	"strings"
 	"sync/atomic"
@@ -45,6 +44,7 @@ import (
 
 	"github.com/ihr-tools/ihr/filestore"
 	"github.com/ihr-tools/ihr/filestore/internal/connpool"
+	"github.com/ihr-tools/ihr/internal/certpool"
 )
 
 // Config says where and how to connect.
@@ -128,13 +128,9 @@ func New(cfg Config, log *zap.Logger) (*Store, error) {
 			ClientSessionCache: tls.NewLRUClientSessionCache(cfg.MaxConns * 2),
 		}
 		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
+			pool, err := certpool.Load(cfg.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("ftp store: CA file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ftp store: CA file %s holds no PEM certificate", cfg.CAFile)
 			}
 			s.tls.RootCAs = pool
 		}

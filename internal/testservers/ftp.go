@@ -33,10 +33,10 @@ func StartFTP(t testing.TB) *FTP {
 	t.Helper()
 	bin := findBinary("vsftpd", "/usr/sbin", "/sbin")
 	if bin == "" {
-		missing(t, "vsftpd not found; install with: apt-get install vsftpd")
+		Missing(t, "vsftpd not found; install with: apt-get install vsftpd")
 	}
 	if !isRoot() {
-		missing(t, "vsftpd needs root to log in a local user")
+		Missing(t, "vsftpd needs root to log in a local user")
 	}
 	// vsftpd's default secure_chroot_dir; the package creates it, but
 	// /var/run may be a fresh tmpfs.

@@ -36,7 +36,7 @@ func StartGPG(t testing.TB) *GPG {
 	t.Helper()
 	bin := findBinary("gpg")
 	if bin == "" {
-		missing(t, "gpg not installed (Debian package gnupg; .ci/install-servers installs it)")
+		Missing(t, "gpg not installed (Debian package gnupg; .ci/install-servers installs it)")
 	}
 	// The agent's socket lives in GNUPGHOME: keep the path short (sockaddr_un).
 	home, err := os.MkdirTemp("", "gpg")

@@ -102,7 +102,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
 	bindir := pgBinDir()
 	if bindir == "" {
-		missing(t, "PostgreSQL server not found (initdb/postgres); install with: apt-get install postgresql")
+		Missing(t, "PostgreSQL server not found (initdb/postgres); install with: apt-get install postgresql")
 	}
 	pgShared.mu.Lock()
 	defer pgShared.mu.Unlock()

@@ -31,7 +31,7 @@ func StartS3(t testing.TB) *S3 {
 	t.Helper()
 	bin := findGoTool("versitygw")
 	if bin == "" {
-		missing(t, "versitygw not found; install with: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (or make tools)")
+		Missing(t, "versitygw not found; install with: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (or make tools)")
 	}
 	dir := t.TempDir()
 	s := &S3{

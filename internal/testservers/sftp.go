@@ -46,13 +46,13 @@ func StartSFTP(t testing.TB, opt SFTPOptions) *SFTP {
 	t.Helper()
 	bin := findBinary("sshd", "/usr/sbin", "/sbin")
 	if bin == "" {
-		missing(t, "sshd not found; install with: apt-get install openssh-server")
+		Missing(t, "sshd not found; install with: apt-get install openssh-server")
 	}
 	if !filepath.IsAbs(bin) {
 		t.Fatalf("testservers: sshd path %q is not absolute (sshd refuses to re-exec)", bin)
 	}
 	if opt.Password && !isRoot() {
-		missing(t, "the password variant of the sftp server needs root (it logs in a local user)")
+		Missing(t, "the password variant of the sftp server needs root (it logs in a local user)")
 	}
 	if isRoot() {
 		// The privilege-separation directory sshd insists on.

@@ -326,7 +326,7 @@ func TestMissingBinary(t *testing.T) {
 	var skipped bool
 	t.Run("skips", func(t *testing.T) {
 		defer func() { skipped = t.Skipped() }()
-		missing(t, "test")
+		Missing(t, "test")
 	})
 	if !skipped {
 		t.Fatal("missing binary did not skip")

@@ -51,9 +51,10 @@ const startTimeout = 45 * time.Second
 // out to be taken (another process grabbed it between our probe and the bind).
 const startAttempts = 4
 
-// missing ends the test because a server binary (or a precondition such as
-// running as root) is not available.
-func missing(t testing.TB, msg string) {
+// Missing ends the test because a server, a tool (or a precondition such
+// as running as root) is not available: a skip, or a failure under
+// IHR_REQUIRE_SERVERS=1 (RequireEnv), as in CI.
+func Missing(t testing.TB, msg string) {
 	t.Helper()
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("testservers: %s (%s=1, so this is a failure, not a skip)", msg, RequireEnv)

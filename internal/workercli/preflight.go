@@ -31,8 +31,7 @@ func checkRoot(ctx context.Context, s *config.Source, store filestore.Store) err
 	case err == nil:
 		return nil
 	case errors.Is(err, filestore.ErrNotExist):
-		return usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only %s/, %s/, %s/ and %s/, inside an existing folder)",
-			s.Name, storeLocation(s, ""), s.Folders.Inbox, s.Folders.Archive, s.Folders.Failed, s.Folders.Reports)
+		return missingRoot(s)
 	case setupStoreError(err):
 		var ke *knownhosts.KeyError
 		if errors.As(err, &ke) {
@@ -46,6 +45,14 @@ func checkRoot(ctx context.Context, s *config.Source, store filestore.Store) err
 		return usageErr("source %s: %v (no rerun fixes this: check the source's url and credentials)", s.Name, err)
 	}
 	return fmt.Errorf("%w: %s: %w", importer.ErrSourceUnavailable, s.Name, err)
+}
+
+// missingRoot is the configuration error of a source whose root folder
+// does not exist, wherever that is found (opening a local store, or
+// listing a remote one).
+func missingRoot(s *config.Source) error {
+	return usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only %s/, %s/, %s/ and %s/, inside an existing folder)",
+		s.Name, storeLocation(s, ""), s.Folders.Inbox, s.Folders.Archive, s.Folders.Failed, s.Folders.Reports)
 }
 
 // checkIntegration fails with a configuration error (exit 2) when the

@@ -48,21 +48,24 @@ configuration error, 3 the source or the API unreachable.`,
 			if err := checkRoot(ctx, s, store); err != nil {
 				return exitErr(classify(err), err)
 			}
+			notFound := func() error {
+				return usageErr("%s: %s is not in %s, %s or %s of source %s", args[0], args[0], s.Folders.Inbox, s.Folders.Failed, s.Folders.Archive, s.Name)
+			}
 			// A name that is nowhere is a usage error, whatever the API's
 			// state; the pipeline's own lookup below is the authority.
 			if !w.mayExist(ctx, s, store, args[0]) {
-				return usageErr("%s: %s is not in %s, %s or %s of source %s", args[0], args[0], s.Folders.Inbox, s.Folders.Failed, s.Folders.Archive, s.Name)
+				return notFound()
 			}
 			if err := checkIntegration(ctx, w.api, w.cfg, s); err != nil {
 				return exitErr(classify(err), err)
 			}
-			src, err := importerSource(w.cfg, s, store)
+			src, err := w.source(s, store)
 			if err != nil {
 				return err
 			}
 			fr, err := w.imp.Reprocess(ctx, src, args[0])
 			if errors.Is(err, importer.ErrNotFound) {
-				return usageErr("%s: %s is not in %s, %s or %s of source %s", args[0], args[0], s.Folders.Inbox, s.Folders.Failed, s.Folders.Archive, s.Name)
+				return notFound()
 			}
 			sr.Summary.Files = []importer.FileResult{}
 			if fr.Name != "" {

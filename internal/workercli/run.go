@@ -126,7 +126,7 @@ func (w *worker) pass(ctx context.Context, s *config.Source) *sourceRun {
 		sr.Summary.Files = []importer.FileResult{}
 		return sr
 	}
-	src, err := importerSource(w.cfg, s, store)
+	src, err := w.source(s, store)
 	if err != nil {
 		sr.err, sr.Error = err, err.Error()
 		sr.Summary.Files = []importer.FileResult{}
@@ -158,11 +158,11 @@ func (w *worker) countInterrupted(ctx context.Context, source string, sum *impor
 			continue
 		}
 		lf, err := w.ledger.File(ctx, state.FileID{Source: source, Name: f.Name})
-		if err != nil || lf.Run == 0 {
+		if err != nil {
 			continue
 		}
-		c, err := w.ledger.RowCounts(ctx, state.FileID{Source: source, Name: f.Name}, lf.Run)
-		if err != nil {
+		c, ok := runCounts(ctx, w.ledger, lf)
+		if !ok {
 			continue
 		}
 		f.Counts = c

@@ -73,6 +73,18 @@ func statusResult(s state.Status) string {
 	return fileResult(s)
 }
 
+// runCounts are the outcomes recorded so far in f's current run, from
+// the row ledger: a file's own counts are written only when its run ends,
+// so for an unfinished file these are the true ones. false when f has no
+// run yet or the ledger cannot say.
+func runCounts(ctx context.Context, led state.Ledger, f state.File) (state.Counts, bool) {
+	if f.Run == 0 {
+		return state.Counts{}, false
+	}
+	c, err := led.RowCounts(ctx, f.ID(), f.Run)
+	return c, err == nil
+}
+
 func (g *globals) status(ctx context.Context, cfg *config.Config, only string) error {
 	led, err := openLedger(ctx, cfg.State, true)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -114,7 +126,7 @@ func (g *globals) status(ctx context.Context, cfg *config.Config, only string) e
 		if jf.Result == "pending" {
 			// The file's own counts are written when its run ends; an
 			// interrupted run's rows are in the row ledger already.
-			if c, err := led.RowCounts(ctx, f.ID(), f.Run); err == nil && f.Run > 0 {
+			if c, ok := runCounts(ctx, led, f); ok {
 				jf.Counts = c
 			}
 			jf.RowsPending = max(0, f.Rows-jf.Counts.Total())

@@ -31,7 +31,7 @@ func openSharedStore(ctx context.Context, s *config.Source, log *zap.Logger, acc
 	st, err := storeurl.Open(ctx, s.URL, settings, log)
 	if err != nil {
 		if _, local := storeurl.LocalPath(s.URL); local && errors.Is(err, filestore.ErrNotExist) {
-			return nil, usageErr("source %s: the folder %s does not exist: check the source's url (the worker creates only the inbox, archive, failed and reports folders, inside an existing folder)", s.Name, storeLocation(s, ""))
+			return nil, missingRoot(s)
 		}
 		return nil, usageErr("source %s: %v", s.Name, err)
 	}

@@ -2,11 +2,9 @@ package workercli
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/ihr-tools/ihr/filestore/sftpstore"
 	"github.com/ihr-tools/ihr/filestore/storeurl"
 	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/internal/certpool"
 	"github.com/ihr-tools/ihr/ratebudget"
 	"github.com/ihr-tools/ihr/state"
 	"github.com/ihr-tools/ihr/unwrap"
@@ -35,6 +34,9 @@ type worker struct {
 
 	mu     sync.Mutex
 	stores map[string]filestore.Store // by source name, opened on first use
+	// sources are the pipeline's view of each source (keys read and
+	// unlocked), built on the first pass rather than on every poll.
+	sources map[string]importer.Source
 	// accounts shares SFTP connections (and max_connections) among the
 	// sources of one account.
 	accounts sftpstore.Accounts
@@ -61,13 +63,9 @@ func newAPIClientWith(cfg *config.Config, log *zap.Logger, obs apiclient.Observe
 		log.Warn("insecure configuration: "+w, zap.String("hint", "use https:// or ftps://"))
 	}
 	if cfg.API.CAFile != "" {
-		pem, err := os.ReadFile(cfg.API.CAFile)
+		pool, err := certpool.Load(cfg.API.CAFile)
 		if err != nil {
 			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %w", err))
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, exitErr(ExitUsage, fmt.Errorf("api.ca_file: %s holds no PEM certificate", cfg.API.CAFile))
 		}
 		ac.RootCAs = pool
 	}
@@ -131,6 +129,28 @@ func (w *worker) store(ctx context.Context, s *config.Source) (filestore.Store, 
 	}
 	w.stores[s.Name] = st
 	return st, nil
+}
+
+// source is importerSource for a configured source on its store, built
+// once: serve passes every poll, and reading and unlocking the source's
+// OpenPGP keys (a passphrase's S2K) each time is work for nothing, since
+// the configuration naming them is read once too. A failure is not kept,
+// so a fixed key file is picked up by the next pass.
+func (w *worker) source(s *config.Source, store filestore.Store) (importer.Source, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if src, ok := w.sources[s.Name]; ok {
+		return src, nil
+	}
+	src, err := importerSource(w.cfg, s, store)
+	if err != nil {
+		return src, err
+	}
+	if w.sources == nil {
+		w.sources = map[string]importer.Source{}
+	}
+	w.sources[s.Name] = src
+	return src, nil
 }
 
 // Close closes the stores and the ledger.

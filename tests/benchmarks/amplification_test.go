@@ -100,6 +100,11 @@ func BenchmarkIndexAmplification(b *testing.B) {
 			if err != nil || resp.StatusCode != 200 {
 				b.Fatalf("%s index: %d %v", f.name, resp.StatusCode, err)
 			}
+			// The peak means something only if the page carried every
+			// record's responses: at least their message text.
+			if least := int64(records * apiserver.MaxResponseBytesPerRecord); n < least {
+				b.Fatalf("%s index: %d bytes, want at least the %d bytes of message text of %d full records", f.name, n, least, records)
+			}
 			peak := float64(vmKB(b, pid, "VmHWM")) / 1024
 			worst = max(worst, peak)
 			b.Logf("%s page: %.1f MB in %v; ihr-api peak RSS %.1f MiB (%.1f MiB before the request)", f.name, float64(n)/1e6, took.Round(time.Millisecond), peak, float64(before)/1024)

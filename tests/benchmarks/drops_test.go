@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,10 @@ func BenchmarkEncryptedDrop(b *testing.B) {
 				r = binharness.ExecTo(b, 2*time.Hour, env, io.Discard, bins.Worker, "validate", "--config", cfg, "--source", "bench", c.file)
 				if r.Code != 0 {
 					b.Fatalf("validate exit %d:\n%s", r.Code, binharness.Tail(r.Stderr, 2000))
+				}
+				// rows/s below is n over the run: every row must have been read.
+				if want := fmt.Sprintf(": %d row(s), %d valid, 0 invalid", n, n); !strings.Contains(r.Stderr, want) {
+					b.Fatalf("validate did not read all %d rows (want %q):\n%s", n, want, binharness.Tail(r.Stderr, 2000))
 				}
 			}
 			st, _ := os.Stat(c.file)

@@ -8,7 +8,10 @@
 // channel, owned by Run, delivers and retries. Each event is sent to each
 // channel at most once: the sender claims (event, channel) in the ledger
 // before sending and marks it sent after, so a restart or a second replica
-// does not repeat it.
+// does not repeat it. What a stop, a full queue or a receiver down for
+// longer than Options.GiveUp left unsent is not lost: Run sweeps the
+// ledger's recent events (Options.Pending) at start and every
+// Options.Resweep and queues again each one a channel has not been sent.
 package notify
 
 import (
@@ -82,6 +85,8 @@ type Channel interface {
 type Ledger interface {
 	ClaimNotification(ctx context.Context, id, channel string, stale time.Duration) (bool, error)
 	NotificationSent(ctx context.Context, id, channel string) error
+	// SentNotifications is the subset of ids already sent to channel.
+	SentNotifications(ctx context.Context, channel string, ids []string) ([]string, error)
 }
 
 // Route is a channel and the event kinds it gets (empty: all).
@@ -103,6 +108,14 @@ type Options struct {
 	// Drain bounds the sending of queued events after Run's context ends
 	// (default 5 s).
 	Drain time.Duration
+	// Pending lists the recent events that ought to have gone out (the
+	// ledger's); nil: no sweep. Run calls it at start and every Resweep
+	// (default Stale) and queues again what a channel was not sent, so an
+	// event left unsent by a stop, a full queue or a give-up goes out
+	// once the channel is back. A claim younger than Stale is left to its
+	// sender.
+	Pending func(ctx context.Context) ([]Event, error)
+	Resweep time.Duration
 	// Observe is told every attempt's outcome: "sent", "retry",
 	// "failed" (gave up), "dropped" (queue full), "duplicate".
 	Observe func(channel, result string)
@@ -119,6 +132,10 @@ type Notifier struct {
 type route struct {
 	Route
 	q chan Event
+	// queued holds the IDs waiting in q or being delivered, so a sweep
+	// does not fill the queue with copies of what is already on its way.
+	mu     *sync.Mutex
+	queued map[string]bool
 }
 
 // New builds a notifier; call Run to start delivering.
@@ -144,6 +161,9 @@ func New(routes []Route, led Ledger, log *zap.Logger, o Options) *Notifier {
 	if o.Stale <= 0 {
 		o.Stale = 15 * time.Minute
 	}
+	if o.Resweep <= 0 {
+		o.Resweep = o.Stale
+	}
 	if o.Drain <= 0 {
 		o.Drain = 5 * time.Second
 	}
@@ -152,7 +172,7 @@ func New(routes []Route, led Ledger, log *zap.Logger, o Options) *Notifier {
 	}
 	n := &Notifier{log: log.Named("notify"), led: led, o: o}
 	for _, r := range routes {
-		n.routes = append(n.routes, route{Route: r, q: make(chan Event, o.Queue)})
+		n.routes = append(n.routes, route{Route: r, q: make(chan Event, o.Queue), mu: new(sync.Mutex), queued: map[string]bool{}})
 	}
 	return n
 }
@@ -168,29 +188,107 @@ func (n *Notifier) Notify(e Event) {
 		e.At = time.Now().UTC()
 	}
 	for _, r := range n.routes {
-		if len(r.Events) > 0 && !slices.Contains(r.Events, e.Kind) {
-			continue
-		}
-		select {
-		case r.q <- e:
-		default:
-			n.o.Observe(r.Channel.ID(), "dropped")
-			n.log.Error("notification dropped: queue full (is the channel down?)",
-				zap.String("channel", r.Channel.ID()), zap.String("event", e.ID))
+		if r.wants(e) {
+			n.enqueue(r, e)
 		}
 	}
 }
 
+func (r route) wants(e Event) bool {
+	return len(r.Events) == 0 || slices.Contains(r.Events, e.Kind)
+}
+
+// enqueue puts e on r's queue unless it is already there or being
+// delivered; a full queue drops it (the next sweep brings it back).
+func (n *Notifier) enqueue(r route, e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.queued[e.ID] {
+		return
+	}
+	select {
+	case r.q <- e:
+		r.queued[e.ID] = true
+	default:
+		n.o.Observe(r.Channel.ID(), "dropped")
+		n.log.Error("notification dropped for now: queue full (is the channel down?); the next sweep queues it again",
+			zap.String("channel", r.Channel.ID()), zap.String("event", e.ID))
+	}
+}
+
+// delivered forgets e once its delivery ended, sent or not.
+func (r route) delivered(e Event) {
+	r.mu.Lock()
+	delete(r.queued, e.ID)
+	r.mu.Unlock()
+}
+
 // Run delivers until ctx ends, then spends up to Options.Drain sending
 // what is still queued (the last pass's events), and returns once every
-// channel's goroutine has stopped. Events left after that are dropped and
-// logged: they were never claimed, so nothing is marked sent that was not.
+// channel's goroutine and the sweep have stopped. Events left after that
+// are dropped and logged: they were never claimed, so nothing is marked
+// sent that was not, and the next start's sweep queues them again.
 func (n *Notifier) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, r := range n.routes {
 		wg.Go(func() { n.loop(ctx, r) })
 	}
+	if n.o.Pending != nil {
+		wg.Go(func() { n.sweepEvery(ctx) })
+	}
 	wg.Wait()
+}
+
+func (n *Notifier) sweepEvery(ctx context.Context) {
+	t := time.NewTicker(n.o.Resweep)
+	defer t.Stop()
+	for {
+		n.sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweep queues again each pending event a channel wants and was not sent.
+func (n *Notifier) sweep(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, n.o.Timeout)
+	defer cancel()
+	events, err := n.o.Pending(ctx)
+	if err != nil {
+		n.log.Warn("notifications not swept: pending events not read", zap.Error(err))
+		return
+	}
+	for _, r := range n.routes {
+		var want []Event
+		var ids []string
+		for _, e := range events {
+			if r.wants(e) {
+				want = append(want, e)
+				ids = append(ids, e.ID)
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		sent, err := n.led.SentNotifications(ctx, r.Channel.ID(), ids)
+		if err != nil {
+			n.log.Warn("notifications not swept", zap.String("channel", r.Channel.ID()), zap.Error(err))
+			continue
+		}
+		done := make(map[string]bool, len(sent))
+		for _, id := range sent {
+			done[id] = true
+		}
+		for _, e := range want {
+			if !done[e.ID] {
+				e.Schema = Schema
+				n.enqueue(r, e)
+			}
+		}
+	}
 }
 
 func (n *Notifier) loop(ctx context.Context, r route) {
@@ -201,6 +299,7 @@ func (n *Notifier) loop(ctx context.Context, r route) {
 			return
 		case e := <-r.q:
 			n.deliver(ctx, r.Channel, e)
+			r.delivered(e)
 		}
 	}
 }
@@ -213,6 +312,7 @@ func (n *Notifier) drain(stopped context.Context, r route) {
 		select {
 		case e := <-r.q:
 			n.deliver(ctx, r.Channel, e)
+			r.delivered(e)
 		default:
 			return
 		}

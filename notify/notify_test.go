@@ -257,3 +257,131 @@ func TestEmailSTARTTLSAuth(t *testing.T) {
 		t.Errorf("wrong password: %v", err)
 	}
 }
+
+// pending is Options.Pending over the test ledger's events (the worker's
+// own conversion lives in internal/workercli).
+func pending(ops state.Ops) func(context.Context) ([]notify.Event, error) {
+	return func(ctx context.Context) ([]notify.Event, error) {
+		es, err := ops.Events(ctx, "", false, 100)
+		var out []notify.Event
+		for _, e := range es {
+			out = append(out, notify.Event{ID: e.ID, Kind: e.Kind, Source: e.Source, File: e.File, Reason: e.Detail, At: e.OpenedAt})
+		}
+		return out, err
+	}
+}
+
+// receiver counts webhook deliveries by event ID; it answers 503 while
+// down and holds requests while hold is set.
+type receiver struct {
+	down    atomic.Bool
+	hold    chan struct{}
+	arrived atomic.Int32
+	mu      sync.Mutex
+	got     map[string]int
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc.arrived.Add(1)
+	if rc.hold != nil {
+		<-rc.hold
+	}
+	if rc.down.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	var e notify.Event
+	if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.got[e.ID]++
+}
+
+func (rc *receiver) count(id string) int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.got[id]
+}
+
+// TestSweepAfterGiveUp: the receiver is down longer than GiveUp, so the
+// first delivery gives up with the event claimed but unsent; once the
+// receiver is back, the sweep delivers it, exactly once, and a second
+// notifier sweeping the same ledger sends nothing more.
+func TestSweepAfterGiveUp(t *testing.T) {
+	rc := &receiver{got: map[string]int{}}
+	rc.down.Store(true)
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	ops := ledger(t)
+	ctx := context.Background()
+	ev := state.Event{ID: "file_failed/erp/x.csv/1", Kind: state.EventFileFailed, Source: "erp", File: "x.csv", Detail: "2 rows invalid"}
+	if _, err := ops.OpenEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	var c counter
+	o := fast
+	o.Observe, o.GiveUp, o.Stale, o.Resweep, o.Pending = c.observe, 300*time.Millisecond, 400*time.Millisecond, 100*time.Millisecond, pending(ops)
+	routes := []notify.Route{{Channel: &notify.Webhook{URL: srv.URL}}}
+	n := notify.New(routes, ops, zaptest.NewLogger(t), o)
+	start(t, n)
+	n.Notify(notify.Event{ID: ev.ID, Kind: notify.FileFailed, Source: "erp", File: "x.csv", Reason: ev.Detail})
+	waitFor(t, "the delivery to give up", 5*time.Second, func() bool { return c.get("failed") >= 1 })
+	rc.down.Store(false)
+	waitFor(t, "the sweep to deliver", 5*time.Second, func() bool { return c.get("sent") == 1 })
+
+	var c2 counter
+	o2 := o
+	o2.Observe = c2.observe
+	n2 := notify.New(routes, ops, zaptest.NewLogger(t), o2)
+	start(t, n2)
+	time.Sleep(5 * o.Resweep)
+	if got := rc.count(ev.ID); got != 1 {
+		t.Fatalf("receiver got the event %d times, want 1", got)
+	}
+	if c.get("sent") != 1 || c2.get("sent") != 0 {
+		t.Fatalf("sent by the first notifier %d, by the second %d; want 1 and 0", c.get("sent"), c2.get("sent"))
+	}
+	t.Logf("first notifier: %d retries, %d give-ups before the receiver came back", c.get("retry"), c.get("failed"))
+}
+
+// TestSweepAfterQueueFull: an event dropped because the channel's queue
+// was full is delivered by the sweep, and nothing twice.
+func TestSweepAfterQueueFull(t *testing.T) {
+	rc := &receiver{got: map[string]int{}, hold: make(chan struct{})}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	ops := ledger(t)
+	var c counter
+	o := fast
+	o.Queue, o.Observe, o.Resweep, o.Pending = 1, c.observe, 100*time.Millisecond, pending(ops)
+	n := notify.New([]notify.Route{{Channel: &notify.Webhook{URL: srv.URL}}}, ops, zaptest.NewLogger(t), o)
+	start(t, n)
+	ids := []string{"file_failed/erp/a.csv/1", "file_failed/erp/b.csv/1", "file_failed/erp/c.csv/1"}
+	// The first is taken by the channel's goroutine and held at the
+	// receiver, the second waits in the queue of one, the third is
+	// dropped.
+	n.Notify(notify.Event{ID: ids[0], Kind: notify.FileFailed, Source: "erp"})
+	waitFor(t, "the first delivery to start", 5*time.Second, func() bool { return rc.arrived.Load() == 1 })
+	n.Notify(notify.Event{ID: ids[1], Kind: notify.FileFailed, Source: "erp"})
+	n.Notify(notify.Event{ID: ids[2], Kind: notify.FileFailed, Source: "erp"})
+	if c.get("dropped") != 1 {
+		t.Fatalf("dropped %d, want 1", c.get("dropped"))
+	}
+	// The ledger has the events (the operator opens them before notifying).
+	for _, id := range ids {
+		if _, err := ops.OpenEvent(context.Background(), state.Event{ID: id, Kind: state.EventFileFailed, Source: "erp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(rc.hold)
+	waitFor(t, "all three delivered", 5*time.Second, func() bool { return c.get("sent") == 3 })
+	time.Sleep(5 * o.Resweep)
+	for _, id := range ids {
+		if got := rc.count(id); got != 1 {
+			t.Errorf("receiver got %s %d times, want 1", id, got)
+		}
+	}
+}

@@ -39,6 +39,10 @@ type Ops interface {
 	ClaimNotification(ctx context.Context, id, channel string, stale time.Duration) (bool, error)
 	// NotificationSent records the delivery, so it is never sent again.
 	NotificationSent(ctx context.Context, id, channel string) error
+	// SentNotifications is the subset of ids already sent to channel, so
+	// a sweep can queue again what a stop, a full queue or a give-up
+	// left unsent.
+	SentNotifications(ctx context.Context, channel string, ids []string) ([]string, error)
 
 	// RecentFiles lists a source's files ("" = all) most recently
 	// updated first, at most limit.
@@ -275,6 +279,27 @@ func (o *opsSQL) NotificationSent(ctx context.Context, id, channel string) error
 		return fmt.Errorf("state: notification %s to %s: %w", id, channel, err)
 	}
 	return nil
+}
+
+func (o *opsSQL) SentNotifications(ctx context.Context, channel string, ids []string) ([]string, error) {
+	var sent []string
+	for len(ids) > 0 {
+		n := o.l.d.chunk(len(ids))
+		in, args := o.l.d.keyList("event_id", ids[:n])
+		ids = ids[n:]
+		got, err := all(ctx, o.l, o.l.db, func(r scanner) (string, error) {
+			var id string
+			return id, r.Scan(&id)
+		}, `SELECT event_id FROM {t}notifications WHERE channel = ? AND sent_at <> 0 AND `+in, append([]any{channel}, args...)...)
+		if o.absent(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state: notifications sent to %s: %w", channel, err)
+		}
+		sent = append(sent, got...)
+	}
+	return sent, nil
 }
 
 func (o *opsSQL) RecentFiles(ctx context.Context, source string, limit int) ([]File, error) {

@@ -79,6 +79,16 @@ func testOps(t *testing.T, l state.Ledger) {
 	if ok, _ := ops.ClaimNotification(ctx, ev.ID, "webhook", 0); ok {
 		t.Fatal("a sent notification was claimed again")
 	}
+	// Claimed but unsent ("other") and never claimed ("none") are not sent.
+	if ok, _ := ops.ClaimNotification(ctx, "other", "webhook", time.Minute); !ok {
+		t.Fatal("claim other")
+	}
+	if sent, err := ops.SentNotifications(ctx, "webhook", []string{"none", ev.ID, "other"}); err != nil || len(sent) != 1 || sent[0] != ev.ID {
+		t.Fatalf("sent to webhook: %q, %v", sent, err)
+	}
+	if sent, err := ops.SentNotifications(ctx, "slack", []string{ev.ID}); err != nil || len(sent) != 0 {
+		t.Fatalf("sent to slack: %q, %v", sent, err)
+	}
 
 	// Read queries over files and outcomes.
 	f, err := l.Claim(ctx, state.FileID{Source: "a", Name: "x.csv"}, "w", time.Minute)

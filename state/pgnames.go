@@ -211,6 +211,18 @@ func (o pgNamesOps) NotificationSent(ctx context.Context, id, channel string) er
 	return o.opsSQL.NotificationSent(ctx, storedName(id), channel)
 }
 
+func (o pgNamesOps) SentNotifications(ctx context.Context, channel string, ids []string) ([]string, error) {
+	stored := make([]string, len(ids))
+	for i, id := range ids {
+		stored[i] = storedName(id)
+	}
+	sent, err := o.opsSQL.SentNotifications(ctx, channel, stored)
+	for i := range sent {
+		sent[i] = loadedName(sent[i])
+	}
+	return sent, err
+}
+
 func (o pgNamesOps) RecentFiles(ctx context.Context, source string, limit int) ([]File, error) {
 	return loadedFiles(o.opsSQL.RecentFiles(ctx, source, limit))
 }

@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,6 +95,19 @@ func TestPostgresNamesNotUTF8(t *testing.T) {
 		}
 		if err := ops.PutHealth(ctx, state.Health{Source: "erp", LastPass: time.Now(), Error: "move " + n + ": denied", Failures: 1}); err != nil {
 			t.Fatalf("health quoting %q: %v", n, err)
+		}
+	}
+	var ids []string
+	for _, n := range names {
+		ids = append(ids, state.EventFileFailed+"/erp/"+n+"/1")
+	}
+	if sent, err := ops.SentNotifications(ctx, "webhook", ids); err != nil || len(sent) != len(ids) {
+		t.Fatalf("sent notifications: %q, %v", sent, err)
+	} else {
+		for _, id := range sent {
+			if !slices.Contains(ids, id) {
+				t.Fatalf("sent notification %q is not the name it was stored as", id)
+			}
 		}
 	}
 	evs, err := ops.Events(ctx, "erp", true, 10)

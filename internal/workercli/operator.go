@@ -121,6 +121,7 @@ func newOperator(ctx context.Context, w *worker, cfg *config.Config, sources []*
 	if len(routes) > 0 {
 		o.notifier = notify.New(routes, ops, log, notify.Options{
 			Observe: func(ch, res string) { o.om.notifications.WithLabelValues(ch, res).Inc() },
+			Pending: o.pending,
 		})
 	}
 	return o, nil
@@ -150,8 +151,58 @@ func (o *operator) link(source, file string) string {
 }
 
 func (o *operator) notify(e notify.Event) {
-	e.URL = o.link(e.Source, e.File)
 	o.notifier.Notify(e) // a nil notifier ignores it
+}
+
+// opened is the notification that ledger event e happened.
+func (o *operator) opened(e state.Event) notify.Event {
+	return notify.Event{ID: e.ID, Kind: noticeKind(e.Kind), Source: e.Source, File: e.File, Reason: e.Detail,
+		At: e.OpenedAt, URL: o.link(e.Source, e.File)}
+}
+
+// recovered is the notification that ledger event e ended at at.
+func (o *operator) recovered(e state.Event, reason string, at time.Time) notify.Event {
+	return notify.Event{ID: "recovered/" + e.ID, Kind: notify.Recovered, Recovers: noticeKind(e.Kind), Source: e.Source,
+		File: e.File, Reason: reason, At: at, URL: o.link(e.Source, e.File)}
+}
+
+// noticeKind is the notify[].events kind of a ledger event kind.
+func noticeKind(kind string) string {
+	switch kind {
+	case state.EventSourceDown, state.EventAPIDown:
+		return notify.SourceDown
+	case state.EventFileFailed:
+		return notify.FileFailed
+	case state.EventDeliveryMissed:
+		return notify.DeliveryMissed
+	}
+	return kind
+}
+
+// pendingWindow is how far back the notifier's sweep looks for events a
+// channel was never sent (a stop, a full queue, a receiver down longer
+// than the retries).
+const pendingWindow = 24 * time.Hour
+
+// pending lists the notifications of the ledger's events opened or ended
+// within pendingWindow, for the notifier's sweep. A recovery's reason is
+// not stored, so a swept one says when the problem ended.
+func (o *operator) pending(ctx context.Context) ([]notify.Event, error) {
+	es, err := o.ops.Events(ctx, "", false, 1000)
+	if err != nil {
+		return nil, err
+	}
+	since := o.now().Add(-pendingWindow)
+	var out []notify.Event
+	for _, e := range es {
+		if e.OpenedAt.After(since) {
+			out = append(out, o.opened(e))
+		}
+		if !e.ClosedAt.IsZero() && e.ClosedAt.After(since) {
+			out = append(out, o.recovered(e, "ended "+e.ClosedAt.UTC().Format(time.RFC3339), e.ClosedAt))
+		}
+	}
+	return out, nil
 }
 
 // afterPass is called with each finished pass (not one cut short by stop).
@@ -232,11 +283,12 @@ func (o *operator) downEvents(ctx context.Context, s *config.Source, h state.Hea
 		}
 		id := fmt.Sprintf("%s/%s/%s", kind, s.Name, since)
 		detail := fmt.Sprintf("%s for %d passes: %s", what, h.Failures, h.Error)
-		if isNew, err := o.ops.OpenEvent(ctx, state.Event{ID: id, Kind: kind, Source: s.Name, Detail: detail, OpenedAt: h.LastPass}); err != nil {
+		ev := state.Event{ID: id, Kind: kind, Source: s.Name, Detail: detail, OpenedAt: h.LastPass}
+		if isNew, err := o.ops.OpenEvent(ctx, ev); err != nil {
 			o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))
 		} else if isNew {
 			o.log.Error("source down", zap.String("source", s.Name), zap.String("detail", detail))
-			o.notify(notify.Event{ID: id, Kind: notify.SourceDown, Source: s.Name, Reason: detail, At: h.LastPass})
+			o.notify(o.opened(ev))
 		}
 		return
 	}
@@ -244,12 +296,12 @@ func (o *operator) downEvents(ctx context.Context, s *config.Source, h state.Hea
 		return
 	}
 	o.closeEvents(ctx, s.Name, func(e state.Event) bool { return e.Kind == state.EventSourceDown || e.Kind == state.EventAPIDown },
-		notify.SourceDown, "passes succeed again")
+		"passes succeed again")
 }
 
 // closeEvents closes the source's open events that match, notifying a
 // recovery for each this process closed.
-func (o *operator) closeEvents(ctx context.Context, source string, match func(state.Event) bool, recovers, reason string) {
+func (o *operator) closeEvents(ctx context.Context, source string, match func(state.Event) bool, reason string) {
 	open, err := o.ops.Events(ctx, source, true, 100)
 	if err != nil {
 		o.log.Warn("events not read", zap.Error(err))
@@ -267,7 +319,7 @@ func (o *operator) closeEvents(ctx context.Context, source string, match func(st
 		}
 		if closed {
 			o.log.Info("recovered", zap.String("source", source), zap.String("event", e.ID), zap.String("reason", reason))
-			o.notify(notify.Event{ID: "recovered/" + e.ID, Kind: notify.Recovered, Recovers: recovers, Source: source, File: e.File, Reason: reason, At: now})
+			o.notify(o.recovered(e, reason, now))
 		}
 	}
 }
@@ -288,18 +340,21 @@ func (o *operator) fileEvents(ctx context.Context, s *config.Source, sr *sourceR
 				reason = fmt.Sprintf("%d invalid and %d failed rows of %d", f.Counts.Invalid, f.Counts.Failed, f.Rows)
 			}
 			id := fmt.Sprintf("%s/%s/%s/%d", state.EventFileFailed, s.Name, f.Name, run)
-			isNew, err := o.ops.OpenEvent(ctx, state.Event{ID: id, Kind: state.EventFileFailed, Source: s.Name, File: f.Name, Detail: reason})
+			ev := state.Event{ID: id, Kind: state.EventFileFailed, Source: s.Name, File: f.Name, Detail: reason}
+			isNew, err := o.ops.OpenEvent(ctx, ev)
 			if err != nil {
 				o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))
 				continue
 			}
 			if isNew {
-				o.notify(notify.Event{ID: id, Kind: notify.FileFailed, Source: s.Name, File: f.Name, Reason: reason, Report: f.Report})
+				n := o.opened(ev)
+				n.Report = f.Report
+				o.notify(n)
 			}
 		case state.Done:
 			name := f.Name
 			o.closeEvents(ctx, s.Name, func(e state.Event) bool { return e.Kind == state.EventFileFailed && e.File == name },
-				notify.FileFailed, "file "+name+" was processed and archived")
+				"file "+name+" was processed and archived")
 		}
 	}
 }
@@ -373,13 +428,14 @@ func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expe
 	if w, ok := e.Last(now); ok && w.To.After(known) && !w.Met(arrivals) {
 		id := fmt.Sprintf("%s/%s/%s", state.EventDeliveryMissed, s.Name, w.Due.UTC().Format(time.RFC3339Nano))
 		detail := fmt.Sprintf("no file arrived between %s and %s", w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339))
-		isNew, err := o.ops.OpenEvent(ctx, state.Event{ID: id, Kind: state.EventDeliveryMissed, Source: s.Name, Detail: detail, OpenedAt: w.To})
+		ev := state.Event{ID: id, Kind: state.EventDeliveryMissed, Source: s.Name, Detail: detail, OpenedAt: w.To}
+		isNew, err := o.ops.OpenEvent(ctx, ev)
 		if err != nil {
 			o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))
 		} else if isNew {
 			o.om.missedTotal.WithLabelValues(s.Name).Inc()
 			o.log.Error("delivery missed", zap.String("source", s.Name), zap.String("detail", detail))
-			o.notify(notify.Event{ID: id, Kind: notify.DeliveryMissed, Source: s.Name, Reason: detail, At: w.To})
+			o.notify(o.opened(ev))
 		}
 	}
 	open, err := o.ops.Events(ctx, s.Name, true, 100)
@@ -405,7 +461,7 @@ func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expe
 			continue
 		}
 		name := late.Name
-		o.closeEvents(ctx, s.Name, func(x state.Event) bool { return x.ID == ev.ID }, notify.DeliveryMissed,
+		o.closeEvents(ctx, s.Name, func(x state.Event) bool { return x.ID == ev.ID },
 			fmt.Sprintf("file %s arrived %s", name, late.FirstSeen.UTC().Format(time.RFC3339)))
 	}
 	o.om.missed.WithLabelValues(s.Name).Set(still)

@@ -100,7 +100,7 @@ type Options struct {
 	Queue      int           // events waiting per channel (default 256)
 	FirstRetry time.Duration // first wait after a failed attempt (default 1 s)
 	MaxRetry   time.Duration // longest wait between attempts (default 1 min)
-	GiveUp     time.Duration // stop retrying an event after this long (default 1 h)
+	GiveUp     time.Duration // stop retrying an event after this long (default 10 min; see Stale)
 	Timeout    time.Duration // one attempt (default 10 s)
 	// Stale: a claim older than this, never marked sent, may be taken
 	// over (its sender died). Default 15 min.
@@ -153,13 +153,21 @@ func New(routes []Route, led Ledger, log *zap.Logger, o Options) *Notifier {
 		o.MaxRetry = time.Minute
 	}
 	if o.GiveUp <= 0 {
-		o.GiveUp = time.Hour
+		o.GiveUp = 10 * time.Minute
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
 	if o.Stale <= 0 {
 		o.Stale = 15 * time.Minute
+	}
+	// A sender still retrying must never look dead: another replica would
+	// take its claim over and send the event a second time. So retries end
+	// (last attempt included) before the claim turns stale; the sweep
+	// queues the event again later, so giving up loses nothing.
+	// (One attempt's Timeout more is kept as margin for the ledger calls.)
+	if o.GiveUp+2*o.Timeout > o.Stale && o.Stale > 2*o.Timeout {
+		o.GiveUp = o.Stale - 2*o.Timeout
 	}
 	if o.Resweep <= 0 {
 		o.Resweep = o.Stale

@@ -228,10 +228,8 @@ func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi p
 	case split:
 		return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, Rows: f.Rows, split: true}
 	}
-	sp := im.fileSpan(src, f)
-	sp.parse = pi.parseOptions()
-	if err := im.dispatch(ctx, src, f, sp); err != nil {
+	if err := im.dispatch(ctx, src, f, im.fileSpan(src, f)); err != nil {
 		return im.result(*f, err)
 	}
-	return im.conclude(ctx, src, f, pi.parseOptions())
+	return im.conclude(ctx, src, f)
 }

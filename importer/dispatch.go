@@ -101,7 +101,7 @@ type dispatchRun struct {
 // every row of sp has a result in this run; otherwise the run stays
 // resumable.
 func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp *span) error {
-	rc, rd, mp, err := im.rowsReader(ctx, src, f, sp.parse)
+	rc, rd, mp, err := im.rowsReader(ctx, src, f)
 	if err != nil {
 		return err
 	}

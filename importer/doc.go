@@ -16,9 +16,9 @@
 //     with one line saying why and goes to failed/. The same content under
 //     another name is recognised by its hash and skipped, with the reason
 //     in its report, unless Source.AllowDuplicateContent. A quoted field
-//     that is never closed would swallow the rest of the file: the pass
-//     notes the quote's position and reads the file again, and every later
-//     read (parse.Options.UnclosedQuotes) fails only that row.
+//     that is never closed swallowed the rest of the file, so the rows
+//     after it cannot be told apart: such a file is rejected whole too, in
+//     this one pass, whatever its size, and nothing of it is posted.
 //  4. Second pass: parse, map and validate each row; post the valid ones
 //     with at most Config.Concurrency calls in flight; record each outcome.
 //  5. Third pass: spool the report from the file and the ledger (one line

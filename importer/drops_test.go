@@ -578,9 +578,9 @@ func TestRequiredManifest(t *testing.T) {
 	}
 }
 
-// TestManyUnclosedQuotesStillChecked: a file full of quotes left open is
-// still held to its manifest: the row count the scan ends with does not
-// match, so nothing is posted.
+// TestManyUnclosedQuotesStillChecked: a file full of quotes left open,
+// with a manifest, is rejected whole at its first open quote (row 3, line
+// 4): nothing is posted, and its one line names that quote.
 func TestManyUnclosedQuotesStillChecked(t *testing.T) {
 	e := newEnv(t)
 	var b strings.Builder
@@ -605,7 +605,7 @@ func TestManyUnclosedQuotesStillChecked(t *testing.T) {
 	}
 	ls := e.report("q.response.csv")
 	t.Logf("report: %v", ls)
-	if len(ls) != 1 || !strings.Contains(ls[0][8], "rows") {
-		t.Errorf("want one line naming the row count, got %v", ls)
+	if len(ls) != 1 || !strings.Contains(ls[0][8], "unclosed quote") || !strings.Contains(ls[0][8], "line 4") {
+		t.Errorf("want one line naming the first unclosed quote, got %v", ls)
 	}
 }

@@ -12,13 +12,12 @@ import (
 )
 
 // rowsReader opens the file and prepares its parser and mapper.
-func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File, popts parse.Options) (io.ReadCloser, *parse.Reader, *mapping.Mapper, error) {
+func (im *Importer) rowsReader(ctx context.Context, src Source, f *state.File) (io.ReadCloser, *parse.Reader, *mapping.Mapper, error) {
 	rc, err := im.openContent(ctx, src, src.Store, f.Name, f.Location)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %s: open %s: %w", ErrSourceUnavailable, src.Name, SafeName(f.Location), err)
 	}
-	popts.File = f.Name
-	rd, err := parse.NewReader(rc, src.Encoding, popts)
+	rd, err := parse.NewReader(rc, src.Encoding, parse.Options{File: f.Name})
 	if err != nil {
 		rc.Close()
 		return nil, nil, nil, fmt.Errorf("importer: %s: %s changed since it was hashed: %w", src.Name, f.Location, err)

@@ -24,8 +24,8 @@ import (
 // then moves the file and marks it done. The report is spooled first: its
 // counts decide the destination, whose name the report's name follows,
 // and a spooled report can be uploaded again when a try fails.
-func (im *Importer) conclude(ctx context.Context, src Source, f *state.File, popts parse.Options) FileResult {
-	spool, counts, err := im.spoolReport(ctx, src, f, popts)
+func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) FileResult {
+	spool, counts, err := im.spoolReport(ctx, src, f)
 	if err != nil {
 		return im.result(*f, err)
 	}
@@ -78,7 +78,7 @@ func (im *Importer) reportWriter(src Source, w io.Writer) *exporter.ReportWriter
 // spoolReport writes the report of f's run from the file and the ledger
 // into a temporary file, rewound, and returns the counts it wrote. The
 // caller closes the file, which removes it.
-func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File, popts parse.Options) (*spoolFile, state.Counts, error) {
+func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File) (*spoolFile, state.Counts, error) {
 	var counts state.Counts
 	tmp, err := os.CreateTemp("", "ihr-report-*.csv")
 	if err != nil {
@@ -86,7 +86,7 @@ func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File, 
 	}
 	sp := &spoolFile{File: tmp}
 	bw := bufio.NewWriterSize(tmp, 64<<10)
-	err = im.reportLines(ctx, src, f, im.reportWriter(src, bw), &counts, popts)
+	err = im.reportLines(ctx, src, f, im.reportWriter(src, bw), &counts)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -151,8 +151,8 @@ func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, ds
 
 // reportLines emits one line per data row, in input order, from the file
 // (what each row is) and the ledger (what became of it).
-func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, w *exporter.ReportWriter, counts *state.Counts, popts parse.Options) error {
-	rc, rd, mp, err := im.rowsReader(ctx, src, f, popts)
+func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, w *exporter.ReportWriter, counts *state.Counts) error {
+	rc, rd, mp, err := im.rowsReader(ctx, src, f)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ihr-tools/ihr/parse"
 	"github.com/ihr-tools/ihr/state"
 )
 
@@ -19,9 +18,6 @@ type span struct {
 	mark        int64 // dispatch mark at the start
 	setMark     func(context.Context, int64) error
 	record      func(context.Context, []state.Outcome) error
-	// parse: options for reading the file (its unclosed quotes, which
-	// keep a file from being split, so a range never needs them).
-	parse parse.Options
 }
 
 func (sp *span) total(f *state.File) int64 {
@@ -197,7 +193,7 @@ func (im *Importer) finishSplit(ctx context.Context, src Source, split state.Fil
 		return elsewhere
 	}
 	log.Info("every range done; writing the report")
-	res := im.conclude(fctx, src, &f, parse.Options{})
+	res := im.conclude(fctx, src, &f)
 	if res.Err != nil && fctx.Err() != nil && ctx.Err() == nil {
 		res.Err = context.Cause(fctx)
 	}

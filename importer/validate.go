@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/ihr-tools/ihr/exporter"
@@ -161,15 +160,26 @@ type wholeFileError struct{ err error }
 
 func (e *wholeFileError) Error() string { return e.err.Error() }
 
-// validateRows checks the rows of one CSV stream, which open opens (again
-// when an unclosed quote makes the stream be read anew); prefix starts
-// each line's message (the entry of a zip).
+// validateRows checks the rows of one CSV stream, which open opens;
+// prefix starts each line's message (the entry of a zip). A quote left
+// open ends it with the whole-file error the run gives such a file.
 func validateRows(ctx context.Context, src Source, open func() (*unwrap.Content, io.Closer, error), base, name, prefix string, d *dryRun) error {
-	v := &rowValidator{src: src, open: open, base: base, name: name, prefix: prefix, d: d, dups: mapping.NewDupTracker(0),
+	v := &rowValidator{src: src, name: name, prefix: prefix, d: d, dups: mapping.NewDupTracker(0),
 		recName: recordName(base), entry: strings.TrimSuffix(prefix, ": ")}
-	defer func() { v.opened.Close() }()
-	c, rd, err := v.reader(parse.Options{})
+	fileErr := func(err error) error { return &wholeFileError{fmt.Errorf("%s: %w", base, err)} }
+	c, closer, err := open()
+	if unwrap.IsFileError(err) {
+		return fileErr(err)
+	}
 	if err != nil {
+		return fmt.Errorf("%w: open %s: %w", ErrSourceUnavailable, name, err)
+	}
+	defer closer.Close()
+	rd, err := parse.NewReader(c, src.Encoding, parse.Options{File: base})
+	if err != nil {
+		if isFileError(err) || unwrap.IsFileError(err) {
+			return fileErr(err)
+		}
 		return err
 	}
 	mp, err := mapping.New(src.Mapping, rd.Header(), src.Integration)
@@ -178,10 +188,8 @@ func validateRows(ctx context.Context, src Source, open func() (*unwrap.Content,
 		if errors.As(err, &ce) {
 			return err
 		}
-		return v.fileErr(err)
+		return fileErr(err)
 	}
-	var quotes []parse.Position
-	skip := 0 // rows already written, when the file is read again
 	var rows int64
 	for {
 		if err := ctx.Err(); err != nil {
@@ -192,22 +200,11 @@ func validateRows(ctx context.Context, src Source, open func() (*unwrap.Content,
 			break
 		}
 		if unwrap.IsFileError(err) {
-			return v.fileErr(err)
-		}
-		if row.Number <= skip {
-			continue
+			return fileErr(err)
 		}
 		var pe *parse.ParseError
-		if errors.As(err, &pe) && errors.Is(pe, parse.ErrUnclosedQuote) && len(quotes) < maxQuotePasses &&
-			!slices.Contains(quotes, parse.Position{Line: pe.Line, Column: pe.Column}) {
-			// The quote swallowed the rest of the file (this is its last
-			// row): read the file again, knowing it, from the row after.
-			quotes = append(quotes, parse.Position{Line: pe.Line, Column: pe.Column})
-			if c, rd, err = v.reader(parse.Options{UnclosedQuotes: quotes}); err != nil {
-				return err
-			}
-			skip = row.Number - 1
-			continue
+		if errors.As(err, &pe) && errors.Is(pe, parse.ErrUnclosedQuote) {
+			return &wholeFileError{unclosedQuote(pe)}
 		}
 		rows++
 		d.res.Rows++
@@ -216,51 +213,23 @@ func validateRows(ctx context.Context, src Source, open func() (*unwrap.Content,
 		}
 	}
 	if rows == 0 {
-		return v.fileErr(parse.ErrNoRows)
+		return fileErr(parse.ErrNoRows)
 	}
 	if err := c.CheckRows(rows); err != nil {
-		return v.fileErr(err)
+		return fileErr(err)
 	}
 	return nil
 }
 
 // rowValidator is one validateRows' stream.
 type rowValidator struct {
-	src        Source
-	open       func() (*unwrap.Content, io.Closer, error)
-	base, name string
-	prefix     string
-	recName    string // recordName(base), worked out once, not per row
-	entry      string // a valid row's message: prefix without its ": "
-	d          *dryRun
-	dups       *mapping.DupTracker
-	opened     closers
-}
-
-func (v *rowValidator) fileErr(err error) error {
-	return &wholeFileError{fmt.Errorf("%s: %w", v.base, err)}
-}
-
-// reader opens the stream (again) with popts.
-func (v *rowValidator) reader(popts parse.Options) (*unwrap.Content, *parse.Reader, error) {
-	c, closer, err := v.open()
-	if unwrap.IsFileError(err) {
-		return nil, nil, v.fileErr(err)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: open %s: %w", ErrSourceUnavailable, v.name, err)
-	}
-	popts.File = v.base
-	rd, err := parse.NewReader(c, v.src.Encoding, popts)
-	if err != nil {
-		closer.Close()
-		if isFileError(err) || unwrap.IsFileError(err) {
-			return nil, nil, v.fileErr(err)
-		}
-		return nil, nil, err
-	}
-	v.opened = append(v.opened, closer)
-	return c, rd, nil
+	src     Source
+	name    string
+	prefix  string
+	recName string // recordName(base), worked out once, not per row
+	entry   string // a valid row's message: prefix without its ": "
+	d       *dryRun
+	dups    *mapping.DupTracker
 }
 
 // row writes one data row's line; rerr is the row's read error.

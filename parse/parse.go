@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -54,8 +53,9 @@ var (
 	ErrFieldCount = errors.New("wrong number of fields")
 	ErrBareQuote  = errors.New(`bare " in a non-quoted field`)
 	ErrQuote      = errors.New(`extraneous or missing " in a quoted field`)
-	// ErrUnclosedQuote: a quoted field is never closed, so without help it
-	// would swallow the rest of the file (see Options.UnclosedQuotes).
+	// ErrUnclosedQuote: a quoted field is never closed, so it swallowed
+	// the rest of the file: the rows after it cannot be told apart, and
+	// callers reject the whole file. It is the file's last row.
 	ErrUnclosedQuote   = errors.New(`unclosed quote`)
 	ErrInvalidUTF8     = errors.New("invalid UTF-8")
 	ErrInvalidShiftJIS = errors.New("invalid Shift_JIS byte sequence")
@@ -81,18 +81,7 @@ type Options struct {
 	MaxRowBytes int
 	// MaxFields bounds the number of header columns.
 	MaxFields int
-	// UnclosedQuotes are the positions of quotes an earlier pass over the
-	// same input found never closed (the Line and Column of a *ParseError
-	// wrapping ErrUnclosedQuote). A stream cannot be read twice, so such
-	// a quote first swallows the rest of the file into one failed row;
-	// given here, it fails only its own row, whose field runs to the end
-	// of its line, and the rows after it are read as rows again.
-	UnclosedQuotes []Position
 }
-
-// Position is a place in the input: 1-based physical line and character
-// column.
-type Position struct{ Line, Column int }
 
 // Row is one data row.
 type Row struct {
@@ -511,13 +500,6 @@ func (r *Reader) readField(fieldStart int) fieldEnd {
 	s := &r.s
 	line, col := s.line, s.col
 	if c, ok := s.peek(); ok && c == '"' {
-		if r.knownUnclosed(line, col) {
-			r.fail(line, col, unclosed(line, col, "its row ends with its line"))
-			r.add(s.buf[s.pos : s.pos+1])
-			s.pos++
-			s.col++
-			return r.readUnquoted(fieldStart, line, col)
-		}
 		s.pos++
 		s.col++
 		if end, done := r.readQuoted(fieldStart, line, col); done {
@@ -582,7 +564,7 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 				// This explains every other symptom (a field too long,
 				// rows gone missing), so it replaces any earlier error.
 				r.perr = nil
-				r.fail(line, col, unclosed(line, col, "it runs to the end of the file"))
+				r.fail(line, col, unclosed(line, col, "is never closed; it runs to the end of the file"))
 				return endEOF, true
 			}
 			continue
@@ -631,12 +613,8 @@ func (r *Reader) readQuoted(fieldStart, line, col int) (end fieldEnd, done bool)
 	}
 }
 
-func (r *Reader) knownUnclosed(line, col int) bool {
-	return slices.Contains(r.opt.UnclosedQuotes, Position{Line: line, Column: col})
-}
-
 func unclosed(line, col int, what string) error {
-	return fmt.Errorf("%w: the quote at line %d, column %d is never closed; %s", ErrUnclosedQuote, line, col, what)
+	return fmt.Errorf("%w: the quote at line %d, column %d %s", ErrUnclosedQuote, line, col, what)
 }
 
 // nonASCII handles one character that starts with a byte >= 0x80.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/ihr-tools/ihr/fixtures"
 
@@ -304,51 +305,100 @@ func Test40MBField(t *testing.T) {
 	}
 }
 
-// TestUnclosedQuoteRecovery: an unclosed quote at row 3 of a 100,000-row
-// file first swallows the rest of the file into row 3, whose error names
-// the quote and its line (not "field too long"); read again with the
-// quote's position, row 3 fails alone and every other row is a row.
-func TestUnclosedQuoteRecovery(t *testing.T) {
-	const n = 100_000
-	var b strings.Builder
-	b.WriteString("id,name,note\n")
-	for i := 1; i <= n; i++ {
-		if i == 3 {
-			fmt.Fprintf(&b, "%d,\"broken,x\n", i)
-			continue
-		}
-		fmt.Fprintf(&b, "%d,name %d,note %d\n", i, i, i)
+// TestLimitsWithAMillionRowsAfter: each limit the parser enforces (a field
+// too long, a row too long, a quote left open, a quote that closes only
+// a million lines on) is hit on row 2 of a file
+// with a million rows after it. Reading must end, in one linear pass and
+// without buffering the oversized bytes, with the error on row 2 and every
+// row after it read as a row again where the input allows. The deadline
+// only turns a hang into a failure; it is not a speed target.
+func TestLimitsWithAMillionRowsAfter(t *testing.T) {
+	const after = 1_000_000
+	var tail strings.Builder
+	for i := 3; i < 3+after; i++ {
+		fmt.Fprintf(&tail, "Q-%d,InvoiceHeader,%d,Success,Functional\n", i, i)
 	}
-	in := b.String()
-	read := func(opts Options) (rows int, bad []*ParseError) {
-		rd, err := NewReader(strings.NewReader(in), "auto", opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			_, err := rd.Read()
-			if err == io.EOF {
-				return rows, bad
+	const header = "external-id,document-type,document-id,status,contact-alert-type\nQ-1,InvoiceHeader,1,Success,Functional\n"
+	long := strings.Repeat("x", 2<<20)
+	cases := []struct {
+		name     string
+		row2     string // row 2, with its line end
+		closeAt  string // text after the million rows
+		opts     Options
+		rows     int // rows read in all
+		err      error
+		contains string
+	}{
+		{name: "field too long", row2: "Q-2,InvoiceHeader,2," + long + ",Functional\n",
+			rows: 2 + after, err: ErrFieldTooLong, contains: "row 2 (line 3, column 21), field \"status\": field too long"},
+		{name: "row too long", row2: "Q-2,InvoiceHeader,2," + long[:40<<10] + "," + long[:40<<10] + "\n",
+			opts: Options{MaxRowBytes: 64 << 10}, rows: 2 + after, err: ErrRowTooLong, contains: "field \"contact-alert-type\": row too long"},
+		{name: "quote left open", row2: "Q-2,InvoiceHeader,2,\"Success,Functional\n",
+			rows: 2, err: ErrUnclosedQuote, contains: "the quote at line 3, column 21 is never closed; it runs to the end of the file"},
+		// A quote that does close, a million lines on, is an oversized
+		// field: its row fails alone (a 40 MB quoted message is a row,
+		// see Test40MBField).
+		{name: "quote closed a million lines on", row2: "Q-2,InvoiceHeader,2,\"Success,Functional\n", closeAt: "end\",x\nQ-Z,InvoiceHeader,9,Success,Functional\n",
+			rows: 3, err: ErrFieldTooLong, contains: "row 2 (line 3, column 21), field \"status\": field too long"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := header + c.row2 + tail.String() + c.closeAt
+			type result struct {
+				rows int
+				bad  []*ParseError
+				err  error
 			}
-			rows++
-			var pe *ParseError
-			if errors.As(err, &pe) {
-				bad = append(bad, pe)
-			} else if err != nil {
-				t.Fatal(err)
+			done := make(chan result, 1)
+			var before, afterMem runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			go func() {
+				var r result
+				c.opts.File = "q.csv"
+				rd, err := NewReader(strings.NewReader(in), "auto", c.opts)
+				if err != nil {
+					r.err = err
+					done <- r
+					return
+				}
+				for {
+					_, err := rd.Read()
+					if err == io.EOF {
+						break
+					}
+					r.rows++
+					var pe *ParseError
+					if errors.As(err, &pe) {
+						r.bad = append(r.bad, pe)
+					} else if err != nil {
+						r.err = err
+						break
+					}
+				}
+				done <- r
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(2 * time.Minute):
+				t.Fatal("reading did not end: the parser hangs")
 			}
-		}
+			runtime.ReadMemStats(&afterMem)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.rows != c.rows || len(r.bad) != 1 || r.bad[0].Row != 2 || !errors.Is(r.bad[0], c.err) {
+				t.Fatalf("%d rows, errors %v; want %d rows and row 2 failing with %v", r.rows, r.bad, c.rows, c.err)
+			}
+			if msg := r.bad[0].Error(); !strings.Contains(msg, c.contains) {
+				t.Errorf("message %q does not say %q", msg, c.contains)
+			}
+			// A quote that swallowed the million rows must not have
+			// buffered them.
+			if alloc := afterMem.TotalAlloc - before.TotalAlloc; r.rows <= 3 && alloc > 8<<20 {
+				t.Errorf("%d bytes allocated reading %d bytes into one field", alloc, len(in))
+			}
+		})
 	}
-	rows, bad := read(Options{File: "big.csv"})
-	if rows != 3 || len(bad) != 1 || !errors.Is(bad[0], ErrUnclosedQuote) || bad[0].Line != 4 || bad[0].Column != 3 {
-		t.Fatalf("first read: %d rows, errors %v", rows, bad)
-	}
-	if msg := bad[0].Error(); !strings.Contains(msg, "unclosed quote") || !strings.Contains(msg, "line 4") {
-		t.Fatalf("message %q names neither the unclosed quote nor its line", msg)
-	}
-	rows, bad = read(Options{File: "big.csv", UnclosedQuotes: []Position{{Line: bad[0].Line, Column: bad[0].Column}}})
-	if rows != n || len(bad) != 1 || bad[0].Row != 3 || !errors.Is(bad[0], ErrUnclosedQuote) {
-		t.Fatalf("second read: %d rows, errors %v", rows, bad)
-	}
-	t.Logf("second read: %d rows, row 3: %v", rows, bad[0])
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -196,16 +197,40 @@ func (d sqliteConn) row(ctx context.Context, q string, args ...any) scanner {
 	return d.c.QueryRowContext(ctx, q, args...)
 }
 
+// sqliteDB runs each statement under the ledger's operation timeout: a
+// wait for one of the pool's connections, for SQLite's write lock past
+// its busy_timeout, or for a stalled disk ends instead of hanging a run.
 type sqliteDB struct {
-	sqliteConn
-	db *sql.DB
+	db      *sql.DB
+	timeout time.Duration
 }
 
-func newSQLiteDB(db *sql.DB) sqliteDB { return sqliteDB{sqliteConn{db}, db} }
+func (d sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	ctx, cancel := opContext(ctx, d.timeout)
+	defer cancel()
+	return sqliteConn{d.db}.exec(ctx, q, args...)
+}
+
+func (d sqliteDB) query(ctx context.Context, q string, args ...any) (resultRows, func(), error) {
+	ctx, cancel := opContext(ctx, d.timeout)
+	r, done, err := sqliteConn{d.db}.query(ctx, q, args...)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return r, func() { done(); cancel() }, nil
+}
+
+func (d sqliteDB) row(ctx context.Context, q string, args ...any) scanner {
+	ctx, cancel := opContext(ctx, d.timeout)
+	return cancelScan{d.db.QueryRowContext(ctx, q, args...), cancel}
+}
 
 // tx begins IMMEDIATE (the DSN's _txlock), so a transaction that reads
 // before it writes never fails to upgrade its lock.
 func (d sqliteDB) tx(ctx context.Context, fn func(conn) error) error {
+	ctx, cancel := opContext(ctx, d.timeout)
+	defer cancel()
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -243,14 +268,14 @@ func (d pgTx) row(ctx context.Context, q string, args ...any) scanner {
 type pgDB struct{ p *Postgres }
 
 func (d pgDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	ctx, cancel := d.p.op(ctx)
+	ctx, cancel := opContext(ctx, d.p.timeout)
 	defer cancel()
 	t, err := d.p.pool.Exec(ctx, q, args...)
 	return t.RowsAffected(), err
 }
 
 func (d pgDB) query(ctx context.Context, q string, args ...any) (resultRows, func(), error) {
-	ctx, cancel := d.p.op(ctx)
+	ctx, cancel := opContext(ctx, d.p.timeout)
 	r, err := d.p.pool.Query(ctx, q, args...)
 	if err != nil {
 		cancel()
@@ -260,20 +285,32 @@ func (d pgDB) query(ctx context.Context, q string, args ...any) (resultRows, fun
 }
 
 func (d pgDB) row(ctx context.Context, q string, args ...any) scanner {
-	ctx, cancel := d.p.op(ctx)
+	ctx, cancel := opContext(ctx, d.p.timeout)
 	return cancelScan{d.p.pool.QueryRow(ctx, q, args...), cancel}
 }
 
 func (d pgDB) tx(ctx context.Context, fn func(conn) error) error {
-	ctx, cancel := d.p.op(ctx)
+	ctx, cancel := opContext(ctx, d.p.timeout)
 	defer cancel()
 	return pgx.BeginFunc(ctx, d.p.pool, func(tx pgx.Tx) error { return fn(pgTx{tx}) })
 }
 
 // cancelScan ends a single-row query's timeout once it is read.
 type cancelScan struct {
-	r      pgx.Row
+	r      scanner
 	cancel context.CancelFunc
+}
+
+// DefaultOpTimeout bounds one ledger statement or transaction when the
+// caller's context has no earlier deadline.
+const DefaultOpTimeout = 30 * time.Second
+
+// opContext is ctx bounded by d, unless ctx already ends sooner.
+func opContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 func (c cancelScan) Scan(dest ...any) error {

@@ -58,10 +58,10 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Postg
 	}
 	p := &Postgres{now: opts.Now, timeout: opts.OpTimeout, name: name}
 	if p.timeout <= 0 {
-		p.timeout = 30 * time.Second
+		p.timeout = DefaultOpTimeout
 	}
 	p.ledger = ledger{d: pgDialect, db: pgDB{p}, nowArg: p.clock, write: p.write}
-	octx, cancel := p.op(ctx)
+	octx, cancel := opContext(ctx, p.timeout)
 	defer cancel()
 	p.pool, err = pgxpool.NewWithConfig(octx, cfg)
 	if err != nil {
@@ -72,13 +72,6 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Postg
 		return nil, err
 	}
 	return p, nil
-}
-
-func (p *Postgres) op(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= p.timeout {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, p.timeout)
 }
 
 // openPostgresLedger is Open's postgres:// case; it keeps a failed open

@@ -20,6 +20,9 @@ type SQLiteOptions struct {
 	ReadOnly bool
 	// Now is the clock for leases and timestamps; nil means time.Now.
 	Now func() time.Time
+	// OpTimeout bounds every statement and transaction when ctx has no
+	// earlier deadline (DefaultOpTimeout).
+	OpTimeout time.Duration
 }
 
 // Open opens the ledger a configuration names: "sqlite:/path/state.db"
@@ -48,6 +51,8 @@ type SQLite struct {
 	now    func() time.Time
 	lock   *os.File
 	path   string
+	// timeout bounds each statement and transaction (SQLiteOptions.OpTimeout).
+	timeout time.Duration
 }
 
 // OpenSQLite opens (creating if needed) the ledger at path and brings its
@@ -56,9 +61,12 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	if path == "" {
 		return nil, fmt.Errorf("state: empty sqlite path")
 	}
-	s := &SQLite{now: opts.Now, path: path}
+	s := &SQLite{now: opts.Now, path: path, timeout: opts.OpTimeout}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultOpTimeout
 	}
 	if !opts.ReadOnly {
 		if dir := filepath.Dir(path); dir != "" {
@@ -93,7 +101,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	}
 	db.SetMaxOpenConns(4)
 	s.handle = db
-	s.ledger = ledger{d: sqliteDialect, db: newSQLiteDB(db), nowArg: func() any { return ns(s.now()) }, write: s.write}
+	s.ledger = ledger{d: sqliteDialect, db: sqliteDB{db: db, timeout: s.timeout}, nowArg: func() any { return ns(s.now()) }, write: s.write}
 	if !opts.ReadOnly {
 		if err := s.migrate(ctx, s.path); err != nil {
 			s.Close()
@@ -103,7 +111,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 		// claim still recorded was left by a crash.
 		for _, q := range []string{`UPDATE files SET owner='', lease_until=0 WHERE owner<>''`,
 			`UPDATE ranges SET owner='', lease_until=0 WHERE owner<>''`} {
-			if _, err := db.ExecContext(ctx, q); err != nil {
+			if _, err := s.ledger.db.exec(ctx, q); err != nil {
 				s.Close()
 				return nil, fmt.Errorf("state: clear stale claims: %w", err)
 			}
@@ -137,6 +145,8 @@ func (s *SQLite) Close() error {
 // inside one transaction, which commits (one fsync) for the whole batch.
 // The fence and the rows share one clock reading.
 func (s *SQLite) write(ctx context.Context, id FileID, fence string, fenceArgs []any, outs []Outcome) (bool, error) {
+	ctx, cancel := opContext(ctx, s.timeout)
+	defer cancel()
 	now := ns(s.now())
 	tx, err := s.handle.BeginTx(ctx, nil)
 	if err != nil {

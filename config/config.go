@@ -154,6 +154,9 @@ type Source struct {
 	Retain         *Retain `yaml:"retain"`
 	DownAfter      int     `yaml:"down_after"`
 	MaxConnections int     `yaml:"max_connections"`
+	// OverdueAfter: serve reports a pass over the source still running
+	// after this long (metrics, log, dashboard); 0 never does.
+	OverdueAfter time.Duration `yaml:"overdue_after"`
 
 	// Encrypted, compressed and manifest-checked drops (config/unwrap.go).
 	Decrypt          *Decrypt       `yaml:"decrypt"`
@@ -264,6 +267,7 @@ func newSource() Source {
 		StableFor:      DefaultStableFor,
 		DownAfter:      DefaultDownAfter,
 		MaxConnections: DefaultMaxConnections,
+		OverdueAfter:   DefaultOverdueAfter,
 		Folders:        Folders{Inbox: "inbox", Archive: "archive", Failed: "failed", Reports: "reports"},
 	}
 }

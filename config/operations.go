@@ -17,6 +17,9 @@ const (
 	// DefaultDownAfter is how many failed passes in a row make a source
 	// (or the API) "down" for notifications.
 	DefaultDownAfter = 3
+	// DefaultOverdueAfter is how long a pass may run before serve reports
+	// it overdue.
+	DefaultOverdueAfter = time.Hour
 	// DefaultMaxConnections is Coupa's SFTP limit per account.
 	DefaultMaxConnections = 5
 )
@@ -106,6 +109,9 @@ func (s *Source) validateOperations(v *validator, p string) {
 	}
 	if s.DownAfter < 1 {
 		v.add(p+".down_after", "must be at least 1")
+	}
+	if s.OverdueAfter < 0 {
+		v.add(p+".overdue_after", "must not be negative (0: never report a pass overdue)")
 	}
 	if s.MaxConnections < 1 {
 		v.add(p+".max_connections", "must be at least 1")

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +41,23 @@ type Job struct {
 	// Run performs one pass. Its context is cancelled when the scheduler
 	// stops; Run should then finish the work in flight and return.
 	Run func(ctx context.Context, why Trigger) error
+	// Expected is how long a pass should take at most (0: no bound). A
+	// pass still running after it is reported overdue, once, and left to
+	// run: stopping it would leave its file to resume, not finish sooner.
+	Expected time.Duration
+}
+
+// Pass is a pass in flight.
+type Pass struct {
+	Job      string
+	Trigger  Trigger
+	Since    time.Time
+	Expected time.Duration // the job's; 0: no bound
+}
+
+// Overdue reports whether the pass has run past its expected time at now.
+func (p Pass) Overdue(now time.Time) bool {
+	return p.Expected > 0 && now.Sub(p.Since) > p.Expected
 }
 
 // Observer is told about every pass, for metrics. Methods are called from
@@ -48,6 +67,9 @@ type Observer interface {
 	PassFinished(job string, why Trigger, err error, took time.Duration)
 	// PassSkipped: the job fired while its previous pass was still running.
 	PassSkipped(job string, why Trigger)
+	// PassOverdue: the pass has been running for longer than the job's
+	// Expected time; PassFinished follows when it ends.
+	PassOverdue(job string, why Trigger, running time.Duration)
 }
 
 // Scheduler runs Jobs until its context is cancelled. Build it with New,
@@ -56,6 +78,9 @@ type Scheduler struct {
 	log  *zap.Logger
 	obs  Observer
 	jobs []Job
+
+	mu      sync.Mutex
+	running map[string]Pass // by job
 }
 
 // New returns an empty scheduler. obs may be nil.
@@ -63,7 +88,20 @@ func New(log *zap.Logger, obs Observer) *Scheduler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Scheduler{log: log, obs: obs}
+	return &Scheduler{log: log, obs: obs, running: map[string]Pass{}}
+}
+
+// Running lists the passes in flight, by job name. It is safe to call
+// from any goroutine (the dashboard and metrics do, while passes run).
+func (s *Scheduler) Running() []Pass {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Pass, 0, len(s.running))
+	for _, p := range s.running {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b Pass) int { return strings.Compare(a.Job, b.Job) })
+	return out
 }
 
 // Add registers a job. Names must be unique.
@@ -204,6 +242,31 @@ func (s *Scheduler) runPass(ctx context.Context, log *zap.Logger, j Job, why Tri
 		s.obs.PassStarted(j.Name, why)
 	}
 	start := time.Now()
+	s.mu.Lock()
+	s.running[j.Name] = Pass{Job: j.Name, Trigger: why, Since: start, Expected: j.Expected}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.running, j.Name)
+		s.mu.Unlock()
+	}()
+	done := make(chan struct{})
+	var watch sync.WaitGroup
+	if j.Expected > 0 {
+		watch.Go(func() {
+			t := time.NewTimer(j.Expected)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+				log.Warn("pass running past its expected time; it goes on", zap.String("trigger", string(why)),
+					zap.Duration("running", time.Since(start).Round(time.Second)), zap.Duration("expected", j.Expected))
+				if s.obs != nil {
+					s.obs.PassOverdue(j.Name, why, time.Since(start))
+				}
+			}
+		})
+	}
 	err := func() (err error) {
 		// A panicking pass must not take the whole server down with it,
 		// nor leave the job marked as running forever.
@@ -214,6 +277,8 @@ func (s *Scheduler) runPass(ctx context.Context, log *zap.Logger, j Job, why Tri
 		}()
 		return j.Run(ctx, why)
 	}()
+	close(done)
+	watch.Wait()
 	took := time.Since(start)
 	if err != nil && !(ctx.Err() != nil && errors.Is(err, context.Canceled)) {
 		log.Error("pass failed", zap.String("trigger", string(why)), zap.Duration("took", took), zap.Error(err))

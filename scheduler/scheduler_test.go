@@ -48,13 +48,18 @@ func TestParseScheduleTimeZone(t *testing.T) {
 }
 
 type recorder struct {
-	mu                      sync.Mutex
-	started, finished, skip map[string]int
-	triggers                []Trigger
+	mu                               sync.Mutex
+	started, finished, skip, overdue map[string]int
+	triggers                         []Trigger
 }
 
 func newRecorder() *recorder {
-	return &recorder{started: map[string]int{}, finished: map[string]int{}, skip: map[string]int{}}
+	return &recorder{started: map[string]int{}, finished: map[string]int{}, skip: map[string]int{}, overdue: map[string]int{}}
+}
+func (r *recorder) PassOverdue(job string, _ Trigger, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.overdue[job]++
 }
 func (r *recorder) PassStarted(job string, why Trigger) {
 	r.mu.Lock()
@@ -243,5 +248,63 @@ func TestAddRejects(t *testing.T) {
 	}
 	if err := New(nil, nil).Run(context.Background()); err == nil {
 		t.Error("Run without jobs succeeded")
+	}
+}
+
+// TestOverduePass: a pass that runs past its job's Expected time is
+// reported once, shows as overdue in Running while it goes on, and is
+// neither stopped nor reported again; a quick pass is never overdue.
+func TestOverduePass(t *testing.T) {
+	rec := newRecorder()
+	s := New(zaptest.NewLogger(t), rec)
+	release := make(chan struct{})
+	slowRunning := make(chan struct{})
+	var once sync.Once
+	slow := Job{Name: "slow", Poll: time.Hour, Expected: 100 * time.Millisecond, Run: func(ctx context.Context, _ Trigger) error {
+		once.Do(func() { close(slowRunning) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	quick := Job{Name: "quick", Poll: time.Hour, Expected: time.Minute, Run: func(context.Context, Trigger) error { return nil }}
+	for _, j := range []Job{slow, quick} {
+		if err := s.Add(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	<-slowRunning
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := rec.overdue["slow"]
+		rec.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a pass running past its expected time was not reported")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	running := s.Running()
+	if len(running) != 1 || running[0].Job != "slow" || !running[0].Overdue(time.Now()) {
+		t.Fatalf("running: %+v", running)
+	}
+	time.Sleep(300 * time.Millisecond) // more time past the bound: still one report
+	close(release)
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if rec.overdue["slow"] != 1 || rec.overdue["quick"] != 0 || rec.finished["slow"] != 1 {
+		t.Fatalf("overdue %v, finished %v", rec.overdue, rec.finished)
+	}
+	if r := s.Running(); len(r) != 0 {
+		t.Fatalf("still running after the stop: %+v", r)
 	}
 }

@@ -425,7 +425,8 @@ func readCSV(t *testing.T, path string) [][]string {
 func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 	api := startAPI(t, "ERP-INVOICES")
 	// 150 requests/s: the big file takes ~10 s, so SIGTERM lands mid-file.
-	e := newEnv(t, api, "    schedule: \"* * * * * *\"\n", "")
+	// overdue_after 2 s: the big file's pass runs past it and is reported.
+	e := newEnv(t, api, "    schedule: \"* * * * * *\"\n    overdue_after: 2s\n", "")
 	cfg, _ := os.ReadFile(e.config)
 	os.WriteFile(e.config, bytes.Replace(cfg, []byte("rate_limit: 0"), []byte("rate_limit: 150\n  burst: 5"), 1), 0o600)
 	e.drop("first.csv", goodRows("F", 3))
@@ -509,6 +510,15 @@ func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 	m := metrics()
 	if passes < 1 || metric(m, `ihr_worker_pass_running{source="erp"}`) != 1 {
 		t.Errorf("want a finished pass (%v) and one running on big.csv:\n%s", passes, m)
+	}
+	waitFor("the big file's pass reported overdue", func() bool {
+		return metric(metrics(), `ihr_worker_pass_overdue{source="erp"}`) == 1
+	})
+	if n := metric(metrics(), `ihr_worker_passes_overdue_total{source="erp"}`); n != 1 {
+		t.Errorf("passes_overdue_total = %v, want 1 (the quick passes are not overdue)", n)
+	}
+	if !strings.Contains(logs.String(), `"msg":"pass running past its expected time; it goes on"`) {
+		t.Error("no warning in the log for the overdue pass")
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

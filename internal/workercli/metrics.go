@@ -32,6 +32,8 @@ type metrics struct {
 	passDuration *prometheus.HistogramVec
 	lastSuccess  *prometheus.GaugeVec
 	running      *prometheus.GaugeVec
+	overdue      *prometheus.GaugeVec
+	overdueTotal *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -88,9 +90,18 @@ func newMetrics() *metrics {
 			Name: "ihr_worker_pass_running",
 			Help: "1 while a pass over the source is running.",
 		}, []string{"source"}),
+		overdue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ihr_worker_pass_overdue",
+			Help: "1 while a pass over the source has run past its overdue_after and goes on.",
+		}, []string{"source"}),
+		overdueTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ihr_worker_passes_overdue_total",
+			Help: "Passes over the source that ran past its overdue_after.",
+		}, []string{"source"}),
 	}
 	m.reg.MustRegister(m.files, m.rows, m.apiRequests, m.apiRetries, m.apiThrottled, m.apiLatency,
 		m.apiWait, m.passes, m.passSkipped, m.passDuration, m.lastSuccess, m.running,
+		m.overdue, m.overdueTotal,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -108,6 +119,8 @@ func (m *metrics) initSource(name string) {
 	m.passes.WithLabelValues(name, "error")
 	m.passSkipped.WithLabelValues(name)
 	m.running.WithLabelValues(name)
+	m.overdue.WithLabelValues(name)
+	m.overdueTotal.WithLabelValues(name)
 }
 
 // RequestDone implements apiclient.Observer.
@@ -135,6 +148,7 @@ func (m *metrics) PassStarted(job string, _ scheduler.Trigger) {
 // PassFinished implements scheduler.Observer.
 func (m *metrics) PassFinished(job string, _ scheduler.Trigger, err error, took time.Duration) {
 	m.running.WithLabelValues(job).Set(0)
+	m.overdue.WithLabelValues(job).Set(0)
 	m.passDuration.WithLabelValues(job).Observe(took.Seconds())
 	if err != nil {
 		m.passes.WithLabelValues(job, "error").Inc()
@@ -210,3 +224,9 @@ func (o multiObserver) FileDone(s, n string, res importer.FileResult) {
 }
 
 var _ importer.Observer = (*metrics)(nil)
+
+// PassOverdue implements scheduler.Observer.
+func (m *metrics) PassOverdue(job string, _ scheduler.Trigger, _ time.Duration) {
+	m.overdue.WithLabelValues(job).Set(1)
+	m.overdueTotal.WithLabelValues(job).Inc()
+}

@@ -160,7 +160,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 	ready := &readiness{}
 	sch := scheduler.New(log, m)
 	for _, s := range sources {
-		job := scheduler.Job{Name: s.Name, Poll: s.Poll}
+		job := scheduler.Job{Name: s.Name, Poll: s.Poll, Expected: s.OverdueAfter}
 		if s.Schedule != "" {
 			if job.Schedule, err = scheduler.ParseSchedule(s.Schedule); err != nil {
 				return usageErr("invalid configuration: source %s: schedule: %v", s.Name, err)

@@ -60,6 +60,23 @@ type Config struct {
 	Log        *zap.Logger
 	// Recent is how many recent files a source shows (default 20).
 	Recent int
+	// Passes lists the passes this process has in flight (serve's
+	// scheduler); nil shows none. Other replicas' passes are theirs to show.
+	Passes func() []Pass
+}
+
+// Pass is a pass over a source in flight.
+type Pass struct {
+	Source   string
+	Since    time.Time
+	Expected time.Duration // 0: no bound, never overdue
+}
+
+// passView is a Pass as the page shows it.
+type passView struct {
+	Pass
+	Running time.Duration
+	Overdue bool
 }
 
 type handler struct {
@@ -268,6 +285,7 @@ func (h *handler) fileView(ctx, reportCtx context.Context, f state.File) fileVie
 
 type sourceView struct {
 	Source
+	Pass       *passView // nil: no pass running here
 	Health     *state.Health
 	Events     []state.Event
 	InProgress []fileView
@@ -290,9 +308,19 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	reportCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
+	passes := map[string]Pass{}
+	if h.c.Passes != nil {
+		for _, p := range h.c.Passes() {
+			passes[p.Source] = p
+		}
+	}
 	var views []sourceView
 	for _, s := range h.c.Sources {
 		v := sourceView{Source: s}
+		if p, ok := passes[s.Name]; ok {
+			running := now.Sub(p.Since)
+			v.Pass = &passView{Pass: p, Running: running, Overdue: p.Expected > 0 && running > p.Expected}
+		}
 		if x, ok := byName[s.Name]; ok {
 			v.Health = &x
 		}
@@ -359,6 +387,17 @@ var funcs = template.FuncMap{
 			return fmt.Sprintf("%dh%02dm ago", int(d.Hours()), int(d.Minutes())%60)
 		}
 		return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+	},
+	// dur: 1h12m, 3m5s, 1h.
+	"dur": func(d time.Duration) string {
+		s := d.Round(time.Second).String()
+		if t, ok := strings.CutSuffix(s, "m0s"); ok {
+			s = t + "m"
+		}
+		if t, ok := strings.CutSuffix(s, "h0m"); ok {
+			s = t + "h"
+		}
+		return s
 	},
 	"ts": func(t time.Time) string {
 		if t.IsZero() {

@@ -55,11 +55,6 @@ type Pass struct {
 	Expected time.Duration // the job's; 0: no bound
 }
 
-// Overdue reports whether the pass has run past its expected time at now.
-func (p Pass) Overdue(now time.Time) bool {
-	return p.Expected > 0 && now.Sub(p.Since) > p.Expected
-}
-
 // Observer is told about every pass, for metrics. Methods are called from
 // the job's goroutines and must be safe for concurrent use.
 type Observer interface {

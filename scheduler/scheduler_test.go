@@ -292,7 +292,7 @@ func TestOverduePass(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	running := s.Running()
-	if len(running) != 1 || running[0].Job != "slow" || !running[0].Overdue(time.Now()) {
+	if len(running) != 1 || running[0].Job != "slow" || time.Since(running[0].Since) <= running[0].Expected {
 		t.Fatalf("running: %+v", running)
 	}
 	time.Sleep(300 * time.Millisecond) // more time past the bound: still one report

@@ -467,8 +467,9 @@ func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expe
 	o.om.missed.WithLabelValues(s.Name).Set(still)
 }
 
-// dashboardHandler builds the dashboard for the served sources.
-func (o *operator) dashboardHandler(cfg *config.Config) (http.Handler, error) {
+// dashboardHandler builds the dashboard for the served sources; running
+// lists the scheduler's passes in flight.
+func (o *operator) dashboardHandler(cfg *config.Config, running func() []scheduler.Pass) (http.Handler, error) {
 	var ds []dashboard.Source
 	for _, s := range o.sources {
 		d := dashboard.Source{Name: s.Name, URL: s.RedactedURL(), Schedule: s.Schedule, Poll: s.Poll}
@@ -490,6 +491,13 @@ func (o *operator) dashboardHandler(cfg *config.Config) (http.Handler, error) {
 	auth := dashboard.Auth{Token: cfg.Dashboard.Token.Reveal(), Username: cfg.Dashboard.Username, Password: cfg.Dashboard.Password.Reveal()}
 	h, err := dashboard.New(dashboard.Config{
 		Sources: ds, Ops: o.ops, Ledger: o.w.ledger, Auth: auth, Log: o.log.Named("dashboard"),
+		Passes: func() []dashboard.Pass {
+			var ps []dashboard.Pass
+			for _, p := range running() {
+				ps = append(ps, dashboard.Pass{Source: p.Job, Since: p.Since, Expected: p.Expected})
+			}
+			return ps
+		},
 		OpenReport: func(ctx context.Context, source, name string) (io.ReadCloser, error) {
 			s, ok := o.source(source)
 			if !ok {

@@ -195,7 +195,7 @@ func (g *globals) serve(ctx context.Context, cfg *config.Config, sources []*conf
 			fmt.Fprintln(rw, "ok")
 		})
 		mux.Handle("/readyz", ready)
-		dash, err := op.dashboardHandler(cfg)
+		dash, err := op.dashboardHandler(cfg, sch.Running)
 		if err != nil {
 			ln.Close()
 			return err

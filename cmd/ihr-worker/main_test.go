@@ -520,6 +520,16 @@ func TestServeTwoPassesAndSIGTERM(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"pass running past its expected time; it goes on"`) {
 		t.Error("no warning in the log for the overdue pass")
 	}
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil {
+		t.Error(err)
+	} else {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(page), `class="tile bad" data-health="running"><b>Pass running</b>`) ||
+			!strings.Contains(string(page), "overdue: expected under 2s") {
+			t.Errorf("the dashboard does not show the overdue pass:\n%s", page)
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

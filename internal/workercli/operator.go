@@ -404,38 +404,31 @@ func (o *operator) watch(ctx context.Context) {
 
 // checkExpect raises delivery_missed for the last closed window without a
 // file, and clears every open one once a file has arrived after its
-// window opened (late, or in a later window).
+// window opened (late, or in a later window). Each question is one
+// indexed lookup (Ops.FirstArrival), so a tick costs the same whatever
+// the source's history.
 func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expect) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	now := o.now()
-	files, err := o.w.ledger.Files(ctx, s.Name)
-	if err != nil {
-		o.log.Warn("expected delivery not checked", zap.String("source", s.Name), zap.Error(err))
-		return
-	}
-	arrivals := make([]time.Time, 0, len(files))
-	// Windows that closed before the worker knew the source (its first
-	// file, or this serve's start) are not judged: a fresh install must
-	// not report last night as missed.
-	known := o.started
-	for _, f := range files {
-		arrivals = append(arrivals, f.FirstSeen)
-		if !f.FirstSeen.IsZero() && f.FirstSeen.Before(known) {
-			known = f.FirstSeen
-		}
-	}
-	if w, ok := e.Last(now); ok && w.To.After(known) && !w.Met(arrivals) {
-		id := fmt.Sprintf("%s/%s/%s", state.EventDeliveryMissed, s.Name, w.Due.UTC().Format(time.RFC3339Nano))
-		detail := fmt.Sprintf("no file arrived between %s and %s", w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339))
-		ev := state.Event{ID: id, Kind: state.EventDeliveryMissed, Source: s.Name, Detail: detail, OpenedAt: w.To}
-		isNew, err := o.ops.OpenEvent(ctx, ev)
+	if w, ok := e.Last(now); ok {
+		missed, err := o.missed(ctx, s.Name, w)
 		if err != nil {
-			o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))
-		} else if isNew {
-			o.om.missedTotal.WithLabelValues(s.Name).Inc()
-			o.log.Error("delivery missed", zap.String("source", s.Name), zap.String("detail", detail))
-			o.notify(o.opened(ev))
+			o.log.Warn("expected delivery not checked", zap.String("source", s.Name), zap.Error(err))
+			return
+		}
+		if missed {
+			id := fmt.Sprintf("%s/%s/%s", state.EventDeliveryMissed, s.Name, w.Due.UTC().Format(time.RFC3339Nano))
+			detail := fmt.Sprintf("no file arrived between %s and %s", w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339))
+			ev := state.Event{ID: id, Kind: state.EventDeliveryMissed, Source: s.Name, Detail: detail, OpenedAt: w.To}
+			isNew, err := o.ops.OpenEvent(ctx, ev)
+			if err != nil {
+				o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))
+			} else if isNew {
+				o.om.missedTotal.WithLabelValues(s.Name).Inc()
+				o.log.Error("delivery missed", zap.String("source", s.Name), zap.String("detail", detail))
+				o.notify(o.opened(ev))
+			}
 		}
 	}
 	open, err := o.ops.Events(ctx, s.Name, true, 100)
@@ -449,22 +442,35 @@ func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expe
 		}
 		// A file first seen after the window opened (it closed at
 		// OpenedAt) ends it: it arrived late, or a later window was met.
-		var late *state.File
-		for i := range files {
-			if !files[i].FirstSeen.Before(ev.OpenedAt.Add(-e.Within)) {
-				late = &files[i]
-				break
-			}
-		}
-		if late == nil {
+		late, ok, err := o.ops.FirstArrival(ctx, s.Name, ev.OpenedAt.Add(-e.Within), time.Time{})
+		if err != nil {
+			o.log.Warn("expected delivery not checked", zap.String("source", s.Name), zap.Error(err))
 			still = 1
 			continue
 		}
-		name := late.Name
+		if !ok {
+			still = 1
+			continue
+		}
 		o.closeEvents(ctx, s.Name, func(x state.Event) bool { return x.ID == ev.ID },
-			fmt.Sprintf("file %s arrived %s", name, late.FirstSeen.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("file %s arrived %s", late.Name, late.FirstSeen.UTC().Format(time.RFC3339)))
 	}
 	o.om.missed.WithLabelValues(s.Name).Set(still)
+}
+
+// missed reports whether window w closed without a file. Windows that
+// closed before the worker knew the source (its first file, or this
+// serve's start) are not judged: a fresh install must not report last
+// night as missed.
+func (o *operator) missed(ctx context.Context, source string, w sla.Window) (bool, error) {
+	if !w.To.After(o.started) {
+		first, ok, err := o.ops.FirstArrival(ctx, source, time.Time{}, time.Time{})
+		if err != nil || !ok || !w.To.After(first.FirstSeen) {
+			return false, err
+		}
+	}
+	_, met, err := o.ops.FirstArrival(ctx, source, w.From, w.To)
+	return !met, err
 }
 
 // dashboardHandler builds the dashboard for the served sources.

@@ -41,6 +41,9 @@ type operator struct {
 	replica  string
 	sources  []*config.Source
 	expects  map[string]sla.Expect
+	// retained: each source's retention per folder (archive, reports),
+	// which remembers between passes when something can be due.
+	retained map[string][]retainedFolder
 	baseURL  string
 	now      func() time.Time
 	started  time.Time
@@ -91,10 +94,16 @@ func newOperator(ctx context.Context, w *worker, cfg *config.Config, sources []*
 	}
 	host, _ := os.Hostname()
 	o := &operator{w: w, ops: ops, om: newOpsMetrics(reg), log: log.Named("operator"), sources: sources,
-		replica: host + ":" + strconv.Itoa(os.Getpid()), expects: map[string]sla.Expect{},
+		replica: host + ":" + strconv.Itoa(os.Getpid()), expects: map[string]sla.Expect{}, retained: map[string][]retainedFolder{},
 		baseURL: strings.TrimSuffix(cfg.Dashboard.URL, "/"), now: time.Now, started: time.Now()}
 	for _, s := range sources {
 		o.om.sourceUp.WithLabelValues(s.Name)
+		if r := s.Retain; r != nil {
+			o.retained[s.Name] = []retainedFolder{
+				{"archive", &retention.Folder{Dir: s.Folders.Archive, MaxAge: r.Archive}},
+				{"reports", &retention.Folder{Dir: s.Folders.Reports, MaxAge: r.Reports}},
+			}
+		}
 		if s.Expect != nil {
 			sched, err := scheduler.ParseSchedule(s.Expect.Schedule)
 			if err != nil {
@@ -217,7 +226,7 @@ func (o *operator) afterPass(ctx context.Context, s *config.Source, sr *sourceRu
 	// Retention lists and deletes in the store: outside the lock, so a
 	// slow store holds up no other source's pass.
 	if s.Retain != nil {
-		o.retain(ctx, s)
+		o.retain(ctx, s, sr)
 	}
 }
 
@@ -359,21 +368,47 @@ func (o *operator) fileEvents(ctx context.Context, s *config.Source, sr *sourceR
 	}
 }
 
-// retain applies the source's retention to archive/ and reports/ only.
-func (o *operator) retain(ctx context.Context, s *config.Source) {
+// retainedFolder is one folder's retention, with the metric's label.
+type retainedFolder struct {
+	label string
+	*retention.Folder
+}
+
+// retain applies the source's retention to archive/ and reports/ only. It
+// tells each folder what the pass put in it, so a file that is due as
+// soon as it is archived (its modification time is that old) is found at
+// the folder's next listing, not a day later.
+func (o *operator) retain(ctx context.Context, s *config.Source, sr *sourceRun) {
+	folders := o.retained[s.Name]
+	if len(folders) != 2 {
+		return
+	}
+	archive, reports := folders[0], folders[1]
+	for _, f := range sr.Summary.Files {
+		if f.Report != "" {
+			reports.Added(o.now())
+		}
+		if f.MovedTo != "" && path.Dir(f.MovedTo) == path.Clean(archive.Dir) {
+			// The store keeps a moved file's modification time (or, as
+			// S3's copy does, makes it later): the ledger's is the
+			// earliest it can have.
+			mtime := time.Time{}
+			if lf, err := o.w.ledger.File(ctx, state.FileID{Source: s.Name, Name: f.Name}); err == nil {
+				mtime = lf.ModTime
+			}
+			archive.Added(mtime)
+		}
+	}
 	st, err := o.w.store(ctx, s)
 	if err != nil {
 		return
 	}
 	log := o.log.With(zap.String("source", s.Name))
-	for _, f := range []struct {
-		folder, dir string
-		age         time.Duration
-	}{{"archive", s.Folders.Archive, s.Retain.Archive}, {"reports", s.Folders.Reports, s.Retain.Reports}} {
-		deleted, err := retention.Sweep(ctx, st, f.dir, f.age, o.now(), log)
-		o.om.retentionFiles.WithLabelValues(s.Name, f.folder).Add(float64(len(deleted)))
+	for _, f := range folders {
+		deleted, _, err := f.Sweep(ctx, st, o.now(), log)
+		o.om.retentionFiles.WithLabelValues(s.Name, f.label).Add(float64(len(deleted)))
 		if err != nil {
-			log.Warn("retention incomplete", zap.String("folder", f.dir), zap.Error(err))
+			log.Warn("retention incomplete", zap.String("folder", f.Dir), zap.Error(err))
 		}
 	}
 }

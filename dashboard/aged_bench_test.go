@@ -22,8 +22,8 @@ import (
 )
 
 // agedLedger is a SQLite ledger holding statetest.HistoryFromEnv (a year
-// of nightly files by default), with a response report in dir for each
-// rejected file. IHR_AGED_DIR keeps it between runs: a directory that
+// of nightly files by default), with a response report in dir and an
+// open file_failed event for each rejected file. IHR_AGED_DIR keeps it between runs: a directory that
 // already holds one built with the same shape is opened as it is.
 func agedLedger(b *testing.B) (l *state.SQLite, dir string, end time.Time) {
 	h := statetest.HistoryFromEnv()
@@ -31,7 +31,7 @@ func agedLedger(b *testing.B) (l *state.SQLite, dir string, end time.Time) {
 	if dir == "" {
 		dir = b.TempDir()
 	}
-	dir = filepath.Join(dir, fmt.Sprintf("aged-%d-%d-%d", h.Nights, h.Files, h.Rows))
+	dir = filepath.Join(dir, fmt.Sprintf("aged-v2-%d-%d-%d", h.Nights, h.Files, h.Rows))
 	clock := statetest.NewClock()
 	open := func() *state.SQLite {
 		l, err := state.OpenSQLite(context.Background(), filepath.Join(dir, "state.db"), state.SQLiteOptions{Now: clock.Now})
@@ -51,11 +51,21 @@ func agedLedger(b *testing.B) (l *state.SQLite, dir string, end time.Time) {
 		b.Fatal(err)
 	}
 	l = open()
+	ops, err := state.OpsOf(context.Background(), l)
+	if err != nil {
+		b.Fatal(err)
+	}
 	start := time.Now()
 	var werr error
-	end, err := h.Build(context.Background(), l, clock, func(f state.File) {
+	// Each rejected file leaves its report and its file_failed event,
+	// open (no corrected file of the same name came), as serve's would.
+	end, err = h.Build(context.Background(), l, clock, func(f state.File) {
 		if werr == nil {
 			werr = writeReport(filepath.Join(dir, filepath.FromSlash(f.ReportPath)), h)
+		}
+		if werr == nil {
+			_, werr = ops.OpenEvent(context.Background(), state.Event{ID: "file_failed/" + f.Source + "/" + f.Name + "/1",
+				Kind: state.EventFileFailed, Source: f.Source, File: f.Name, Detail: "10 failed rows", OpenedAt: f.FinishedAt})
 		}
 	})
 	if err == nil {

@@ -100,6 +100,7 @@ func TestWindowReadsDoNotGrowWithHistory(t *testing.T) {
 			t.Logf("plans: %s", strings.Join(plans, "\n"))
 		}
 	}
+	t.Logf("statements, rows read: %+v with 50 files, %+v with 500", costs[0], costs[1])
 	if costs[0] != costs[1] {
 		t.Errorf("statements and rows read: %+v with 50 files, %+v with 500", costs[0], costs[1])
 	}

@@ -2,6 +2,7 @@ package workercli
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,6 +11,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ihr-tools/ihr/config"
+	"github.com/ihr-tools/ihr/filestore"
+	"github.com/ihr-tools/ihr/filestore/local"
+	"github.com/ihr-tools/ihr/importer"
+	"github.com/ihr-tools/ihr/retention"
 	"github.com/ihr-tools/ihr/scheduler"
 	"github.com/ihr-tools/ihr/sla"
 	"github.com/ihr-tools/ihr/state"
@@ -188,4 +193,85 @@ func BenchmarkExpectTick(b *testing.B) {
 	b.ReportMetric(per(list[1]), "files-10x-ms")
 	b.ReportMetric(float64(list[1])/float64(list[0]), "files-10x/1x")
 	b.Logf("1x: %d files, 10x: %d files", sides[0].files, sides[1].files)
+}
+
+// TestRetainAfterPass: serve's retention lists a folder after the first
+// pass, not after the next ones while nothing can be due; a file a pass
+// archives already past its age (its modification time, as the ledger
+// knows it, is that old) is deleted at the next listing an hour on, while
+// one put there by hand waits for the daily listing.
+func TestRetainAfterPass(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	l, err := state.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"), state.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st, err := local.New(root, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := &config.Source{Name: "erp", Folders: config.Folders{Archive: "archive", Reports: "reports"},
+		Retain: &config.Retain{Archive: 90 * 24 * time.Hour, Reports: 180 * 24 * time.Hour}}
+	now := time.Now()
+	w := &worker{ledger: l, log: zap.NewNop(), stores: map[string]filestore.Store{"erp": st}}
+	o := &operator{w: w, om: newOpsMetrics(prometheus.NewRegistry()), log: zap.NewNop(), now: func() time.Time { return now },
+		retained: map[string][]retainedFolder{}}
+	o.retained["erp"] = []retainedFolder{
+		{"archive", &retention.Folder{Dir: "archive", MaxAge: s.Retain.Archive}},
+		{"reports", &retention.Folder{Dir: "reports", MaxAge: s.Retain.Reports}},
+	}
+	put := func(name string, age time.Duration) {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, now.Add(-age), now.Add(-age))
+	}
+	day := 24 * time.Hour
+	put("archive/young.csv", day)
+	put("archive/old.csv", 91*day)
+	o.retain(ctx, s, &sourceRun{}) // the first pass lists
+	if exists(root, "archive/old.csv") || !exists(root, "archive/young.csv") {
+		t.Fatal("the first pass did not apply retention")
+	}
+	// A pass archives a file modified 100 days ago; someone drops another
+	// by hand.
+	id := state.FileID{Source: "erp", Name: "backfill.csv"}
+	f, err := l.Claim(ctx, id, "w", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ModTime, f.Status = now.Add(-100*day), state.Done
+	if err := l.PutFile(ctx, "w", f); err != nil {
+		t.Fatal(err)
+	}
+	put("archive/backfill.csv", 100*day)
+	sr := &sourceRun{Summary: importer.Summary{Files: []importer.FileResult{{Source: "erp", Name: "backfill.csv", Status: state.Done,
+		MovedTo: "archive/backfill.csv", Report: "reports/backfill.response.csv"}}}}
+	now = now.Add(time.Hour + time.Minute)
+	o.retain(ctx, s, sr)
+	if exists(root, "archive/backfill.csv") || !exists(root, "archive/young.csv") {
+		t.Error("a file archived past its age was kept, or what is not due deleted")
+	}
+	// A file dropped by hand: the passes do not know it.
+	put("archive/by-hand.csv", 100*day)
+	now = now.Add(2 * time.Hour)
+	o.retain(ctx, s, &sourceRun{})
+	if !exists(root, "archive/by-hand.csv") {
+		t.Error("listed without cause")
+	}
+	now = now.Add(retention.Recheck)
+	o.retain(ctx, s, &sourceRun{})
+	if exists(root, "archive/by-hand.csv") || !exists(root, "archive/young.csv") {
+		t.Error("the daily listing did not delete the file put there by hand, or deleted what is not due")
+	}
+}
+
+func exists(root, name string) bool {
+	_, err := os.Stat(filepath.Join(root, filepath.FromSlash(name)))
+	return err == nil
 }

@@ -83,6 +83,7 @@ type handler struct {
 	c    Config
 	tmpl *template.Template
 	mux  *http.ServeMux
+	bads *firstBads
 }
 
 // New returns the dashboard's handler, to be mounted at "/".
@@ -103,7 +104,8 @@ func New(c Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{c: c, tmpl: t, mux: http.NewServeMux()}
+	// Room for every failed file the pages list, several times over.
+	h := &handler{c: c, tmpl: t, mux: http.NewServeMux(), bads: newFirstBads(max(256, 4*c.Recent*len(c.Sources)))}
 	static, _ := fs.Sub(assets, "assets")
 	h.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /{$}", h.overview)
@@ -276,8 +278,8 @@ func (h *handler) fileView(ctx, reportCtx context.Context, f state.File) fileVie
 	}
 	if f.Status == state.Failed && v.Reason == "" {
 		v.Reason = fmt.Sprintf("%d invalid, %d failed of %d rows", f.Counts.Invalid, f.Counts.Failed, f.Rows)
-		if outs, _, err := h.reportRows(reportCtx, f, 1, true); err == nil && len(outs) == 1 {
-			v.Reason += fmt.Sprintf("; first: row %d %s: %s", outs[0].Row, outs[0].Result, outs[0].Message)
+		if o, ok := h.firstBad(reportCtx, f); ok {
+			v.Reason += fmt.Sprintf("; first: row %d %s: %s", o.Row, o.Result, o.Message)
 		}
 	}
 	return v
@@ -346,8 +348,8 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 			if !recent && !failed {
 				continue
 			}
-			// One view for both lists: a failed file's view opens its
-			// report, which is read once per page, not once per list.
+			// One view for both lists: a failed file's view may open its
+			// report (once per run of the file, see firstBads).
 			fv := h.fileView(ctx, reportCtx, f)
 			if recent {
 				v.Recent = append(v.Recent, fv)

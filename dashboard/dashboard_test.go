@@ -100,6 +100,30 @@ func check(t *testing.T, l state.Ledger) {
 	if n := opened.Load(); n != 1 {
 		t.Errorf("the overview opened %d reports, want 1", n)
 	}
+	// A finished run's report does not change: the next loads open none.
+	if code, again := get(t, h, "/", nil); code != 200 || !strings.Contains(again, "first: row 0 invalid: no header row") {
+		t.Fatalf("second GET / = %d without the reason from the report", code)
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("two loads opened %d reports, want 1", n)
+	}
+	// A new run of the file has a new report: it is read again.
+	id := state.FileID{Source: "erp", Name: "rows.csv"}
+	f, err := l.Claim(context.Background(), id, "w", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Run, f.FinishedAt = 2, time.Now()
+	if err := l.PutFile(context.Background(), "w", f); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(context.Background(), id.HeldBy("w"), false); err != nil {
+		t.Fatal(err)
+	}
+	get(t, h, "/", nil)
+	if n := opened.Load(); n != 2 {
+		t.Errorf("after a new run: %d reports opened, want 2", n)
+	}
 	for _, want := range []string{
 		`<td class="progress-text">4 / 10</td>`,                       // in progress: rows done of total
 		`<td class="reason">no header row</td>`,                       // failed, with its reason

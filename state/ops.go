@@ -53,6 +53,10 @@ type Ops interface {
 	// Hourly counts row outcomes written since since, by hour, result and
 	// HTTP status.
 	Hourly(ctx context.Context, since time.Time) ([]HourCount, error)
+	// FirstArrival is the source's file first seen earliest at or after
+	// from and before to (a zero to: no end); ok is false when there is
+	// none. One indexed lookup, however long the history.
+	FirstArrival(ctx context.Context, source string, from, to time.Time) (f File, ok bool, err error)
 }
 
 // Health is a source's state after its last pass.
@@ -156,7 +160,16 @@ var opsSchema = []string{
 		event_id TEXT NOT NULL, channel TEXT NOT NULL,
 		claimed_at BIGINT NOT NULL DEFAULT 0, sent_at BIGINT NOT NULL DEFAULT 0,
 		PRIMARY KEY (event_id, channel))`,
-	`CREATE INDEX IF NOT EXISTS {t}row_outcomes_by_time ON {t}row_outcomes (updated_at)`,
+	// The charts' counts read this index only (it holds every column
+	// Hourly needs), so a page costs the window's rows, never a lookup
+	// per row; it replaces the plain index on updated_at.
+	`CREATE INDEX IF NOT EXISTS {t}row_outcomes_by_hour ON {t}row_outcomes (updated_at, result, http_status)`,
+	`DROP INDEX IF EXISTS {t}row_outcomes_by_time`,
+	// A source's recent files (the dashboard) and its arrivals (expected
+	// deliveries) are read newest or earliest first from these, so
+	// neither reads the whole history.
+	`CREATE INDEX IF NOT EXISTS {t}files_by_update ON {t}files (source, updated_at DESC, name)`,
+	`CREATE INDEX IF NOT EXISTS {t}files_by_arrival ON {t}files (source, first_seen, name)`,
 }
 
 // ensure creates the tables in one transaction. Replicas starting
@@ -303,8 +316,15 @@ func (o *opsSQL) SentNotifications(ctx context.Context, channel string, ids []st
 }
 
 func (o *opsSQL) RecentFiles(ctx context.Context, source string, limit int) ([]File, error) {
-	out, err := all(ctx, o.l, o.l.db, scanFile, `SELECT `+fileCols+` FROM {t}files WHERE (? = '' OR source = ?)
-		ORDER BY updated_at DESC, name LIMIT ?`, source, source, limit)
+	// A source's files are read newest first from files_by_update; the
+	// condition is left out rather than written (? = '' OR …), which no
+	// index can serve.
+	where, args := ``, []any{limit}
+	if source != "" {
+		where, args = `WHERE source = ?`, []any{source, limit}
+	}
+	out, err := all(ctx, o.l, o.l.db, scanFile, `SELECT `+fileCols+` FROM {t}files `+where+`
+		ORDER BY updated_at DESC, name LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("state: recent files: %w", err)
 	}

@@ -41,6 +41,9 @@ type operator struct {
 	replica  string
 	sources  []*config.Source
 	expects  map[string]sla.Expect
+	// retained: each source's retention per folder (archive, reports),
+	// which remembers between passes when something can be due.
+	retained map[string][]retainedFolder
 	baseURL  string
 	now      func() time.Time
 	started  time.Time
@@ -91,10 +94,16 @@ func newOperator(ctx context.Context, w *worker, cfg *config.Config, sources []*
 	}
 	host, _ := os.Hostname()
 	o := &operator{w: w, ops: ops, om: newOpsMetrics(reg), log: log.Named("operator"), sources: sources,
-		replica: host + ":" + strconv.Itoa(os.Getpid()), expects: map[string]sla.Expect{},
+		replica: host + ":" + strconv.Itoa(os.Getpid()), expects: map[string]sla.Expect{}, retained: map[string][]retainedFolder{},
 		baseURL: strings.TrimSuffix(cfg.Dashboard.URL, "/"), now: time.Now, started: time.Now()}
 	for _, s := range sources {
 		o.om.sourceUp.WithLabelValues(s.Name)
+		if r := s.Retain; r != nil {
+			o.retained[s.Name] = []retainedFolder{
+				{"archive", &retention.Folder{Dir: s.Folders.Archive, MaxAge: r.Archive}},
+				{"reports", &retention.Folder{Dir: s.Folders.Reports, MaxAge: r.Reports}},
+			}
+		}
 		if s.Expect != nil {
 			sched, err := scheduler.ParseSchedule(s.Expect.Schedule)
 			if err != nil {
@@ -217,7 +226,7 @@ func (o *operator) afterPass(ctx context.Context, s *config.Source, sr *sourceRu
 	// Retention lists and deletes in the store: outside the lock, so a
 	// slow store holds up no other source's pass.
 	if s.Retain != nil {
-		o.retain(ctx, s)
+		o.retain(ctx, s, sr)
 	}
 }
 
@@ -359,21 +368,47 @@ func (o *operator) fileEvents(ctx context.Context, s *config.Source, sr *sourceR
 	}
 }
 
-// retain applies the source's retention to archive/ and reports/ only.
-func (o *operator) retain(ctx context.Context, s *config.Source) {
+// retainedFolder is one folder's retention, with the metric's label.
+type retainedFolder struct {
+	label string
+	*retention.Folder
+}
+
+// retain applies the source's retention to archive/ and reports/ only. It
+// tells each folder what the pass put in it, so a file that is due as
+// soon as it is archived (its modification time is that old) is found at
+// the folder's next listing, not a day later.
+func (o *operator) retain(ctx context.Context, s *config.Source, sr *sourceRun) {
+	folders := o.retained[s.Name]
+	if len(folders) != 2 {
+		return
+	}
+	archive, reports := folders[0], folders[1]
+	for _, f := range sr.Summary.Files {
+		if f.Report != "" {
+			reports.Added(o.now())
+		}
+		if f.MovedTo != "" && path.Dir(f.MovedTo) == path.Clean(archive.Dir) {
+			// The store keeps a moved file's modification time (or, as
+			// S3's copy does, makes it later): the ledger's is the
+			// earliest it can have.
+			mtime := time.Time{}
+			if lf, err := o.w.ledger.File(ctx, state.FileID{Source: s.Name, Name: f.Name}); err == nil {
+				mtime = lf.ModTime
+			}
+			archive.Added(mtime)
+		}
+	}
 	st, err := o.w.store(ctx, s)
 	if err != nil {
 		return
 	}
 	log := o.log.With(zap.String("source", s.Name))
-	for _, f := range []struct {
-		folder, dir string
-		age         time.Duration
-	}{{"archive", s.Folders.Archive, s.Retain.Archive}, {"reports", s.Folders.Reports, s.Retain.Reports}} {
-		deleted, err := retention.Sweep(ctx, st, f.dir, f.age, o.now(), log)
-		o.om.retentionFiles.WithLabelValues(s.Name, f.folder).Add(float64(len(deleted)))
+	for _, f := range folders {
+		deleted, _, err := f.Sweep(ctx, st, o.now(), log)
+		o.om.retentionFiles.WithLabelValues(s.Name, f.label).Add(float64(len(deleted)))
 		if err != nil {
-			log.Warn("retention incomplete", zap.String("folder", f.dir), zap.Error(err))
+			log.Warn("retention incomplete", zap.String("folder", f.Dir), zap.Error(err))
 		}
 	}
 }
@@ -404,38 +439,31 @@ func (o *operator) watch(ctx context.Context) {
 
 // checkExpect raises delivery_missed for the last closed window without a
 // file, and clears every open one once a file has arrived after its
-// window opened (late, or in a later window).
+// window opened (late, or in a later window). Each question is one
+// indexed lookup (Ops.FirstArrival), so a tick costs the same whatever
+// the source's history.
 func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expect) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	now := o.now()
-	files, err := o.w.ledger.Files(ctx, s.Name)
-	if err != nil {
-		o.log.Warn("expected delivery not checked", zap.String("source", s.Name), zap.Error(err))
-		return
-	}
-	arrivals := make([]time.Time, 0, len(files))
-	// Windows that closed before the worker knew the source (its first
-	// file, or this serve's start) are not judged: a fresh install must
-	// not report last night as missed.
-	known := o.started
-	for _, f := range files {
-		arrivals = append(arrivals, f.FirstSeen)
-		if !f.FirstSeen.IsZero() && f.FirstSeen.Before(known) {
-			known = f.FirstSeen
-		}
-	}
-	if w, ok := e.Last(now); ok && w.To.After(known) && !w.Met(arrivals) {
-		id := fmt.Sprintf("%s/%s/%s", state.EventDeliveryMissed, s.Name, w.Due.UTC().Format(time.RFC3339Nano))
-		detail := fmt.Sprintf("no file arrived between %s and %s", w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339))
-		ev := state.Event{ID: id, Kind: state.EventDeliveryMissed, Source: s.Name, Detail: detail, OpenedAt: w.To}
-		isNew, err := o.ops.OpenEvent(ctx, ev)
+	if w, ok := e.Last(now); ok {
+		missed, err := o.missed(ctx, s.Name, w)
 		if err != nil {
-			o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))
-		} else if isNew {
-			o.om.missedTotal.WithLabelValues(s.Name).Inc()
-			o.log.Error("delivery missed", zap.String("source", s.Name), zap.String("detail", detail))
-			o.notify(o.opened(ev))
+			o.log.Warn("expected delivery not checked", zap.String("source", s.Name), zap.Error(err))
+			return
+		}
+		if missed {
+			id := fmt.Sprintf("%s/%s/%s", state.EventDeliveryMissed, s.Name, w.Due.UTC().Format(time.RFC3339Nano))
+			detail := fmt.Sprintf("no file arrived between %s and %s", w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339))
+			ev := state.Event{ID: id, Kind: state.EventDeliveryMissed, Source: s.Name, Detail: detail, OpenedAt: w.To}
+			isNew, err := o.ops.OpenEvent(ctx, ev)
+			if err != nil {
+				o.log.Warn("event not recorded", zap.String("event", id), zap.Error(err))
+			} else if isNew {
+				o.om.missedTotal.WithLabelValues(s.Name).Inc()
+				o.log.Error("delivery missed", zap.String("source", s.Name), zap.String("detail", detail))
+				o.notify(o.opened(ev))
+			}
 		}
 	}
 	open, err := o.ops.Events(ctx, s.Name, true, 100)
@@ -449,22 +477,35 @@ func (o *operator) checkExpect(ctx context.Context, s *config.Source, e sla.Expe
 		}
 		// A file first seen after the window opened (it closed at
 		// OpenedAt) ends it: it arrived late, or a later window was met.
-		var late *state.File
-		for i := range files {
-			if !files[i].FirstSeen.Before(ev.OpenedAt.Add(-e.Within)) {
-				late = &files[i]
-				break
-			}
-		}
-		if late == nil {
+		late, ok, err := o.ops.FirstArrival(ctx, s.Name, ev.OpenedAt.Add(-e.Within), time.Time{})
+		if err != nil {
+			o.log.Warn("expected delivery not checked", zap.String("source", s.Name), zap.Error(err))
 			still = 1
 			continue
 		}
-		name := late.Name
+		if !ok {
+			still = 1
+			continue
+		}
 		o.closeEvents(ctx, s.Name, func(x state.Event) bool { return x.ID == ev.ID },
-			fmt.Sprintf("file %s arrived %s", name, late.FirstSeen.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("file %s arrived %s", late.Name, late.FirstSeen.UTC().Format(time.RFC3339)))
 	}
 	o.om.missed.WithLabelValues(s.Name).Set(still)
+}
+
+// missed reports whether window w closed without a file. Windows that
+// closed before the worker knew the source (its first file, or this
+// serve's start) are not judged: a fresh install must not report last
+// night as missed.
+func (o *operator) missed(ctx context.Context, source string, w sla.Window) (bool, error) {
+	if !w.To.After(o.started) {
+		first, ok, err := o.ops.FirstArrival(ctx, source, time.Time{}, time.Time{})
+		if err != nil || !ok || !w.To.After(first.FirstSeen) {
+			return false, err
+		}
+	}
+	_, met, err := o.ops.FirstArrival(ctx, source, w.From, w.To)
+	return !met, err
 }
 
 // dashboardHandler builds the dashboard for the served sources; running

@@ -97,14 +97,14 @@ var records = &entity[recordRow]{
 	sel:    recordSelect,
 	scan:   scanRecord,
 	render: (*recordRow).render,
-	children: func(ctx context.Context, d dialect, q querier, xs []*recordRow) error {
-		return loadChildren(ctx, d, q, xs, func(x *recordRow) int64 { return x.ID },
+	children: func(ctx context.Context, d dialect, q querier, xs []*recordRow, each func(*recordRow) bool) (int, error) {
+		return streamChildren(ctx, d, q, xs, func(x *recordRow) int64 { return x.ID },
 			`SELECT record_id, id, response_code, response_message, created_at, updated_at FROM record_responses WHERE record_id`,
 			func(sc scanner) (rid int64, rs responseRow, err error) {
 				err = sc.Scan(&rid, &rs.ID, &rs.Code, &rs.Message, &rs.CreatedAt, &rs.UpdatedAt)
 				return rid, rs, err
 			},
-			func(x *recordRow, rs responseRow) { x.Responses = append(x.Responses, rs) })
+			func(x *recordRow, rs responseRow) { x.Responses = append(x.Responses, rs) }, each)
 	},
 }
 

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,6 +64,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now. Tests use it to control timestamps.
 	Now func() time.Time
+
+	// wrapConn wraps the database connector; tests count statements with it.
+	wrapConn func(driver.Connector) driver.Connector
 }
 
 // Server is one ihr-api instance. It is safe for concurrent use.
@@ -124,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	st, err := openStore(ctx, cfg.DB)
+	st, err := openStore(ctx, cfg.DB, cfg.wrapConn)
 	if err != nil {
 		return nil, err
 	}

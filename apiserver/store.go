@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -37,15 +38,17 @@ type store struct {
 }
 
 // openStore opens "sqlite:PATH" (also "sqlite://PATH" or a bare path) or a
-// postgres:// / postgresql:// DSN and applies pending migrations.
-func openStore(ctx context.Context, dsn string) (*store, error) {
+// postgres:// / postgresql:// DSN and applies pending migrations. wrap,
+// when not nil, wraps every connection's connector (tests count the
+// statements a request issues with it).
+func openStore(ctx context.Context, dsn string, wrap func(driver.Connector) driver.Connector) (*store, error) {
 	if dsn == "" {
 		dsn = "sqlite:ihr-api.db"
 	}
 	var s *store
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		db, err := sql.Open("pgx", dsn)
+		db, err := openDB("pgx", dsn, wrap)
 		if err != nil {
 			return nil, fmt.Errorf("apiserver: open postgres: %w", err)
 		}
@@ -63,7 +66,7 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 		// reach 150 MiB serving one index page of big records; the OS page
 		// cache keeps the file warm either way.
 		base := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=cache_size(-16384)"
-		w, err := sql.Open("sqlite", base+"&_txlock=immediate")
+		w, err := openDB("sqlite", base+"&_txlock=immediate", wrap)
 		if err != nil {
 			return nil, fmt.Errorf("apiserver: open sqlite %s: %w", path, err)
 		}
@@ -71,7 +74,7 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 		w.SetMaxIdleConns(1)
 		w.SetConnMaxLifetime(0)
 		w.SetConnMaxIdleTime(0)
-		r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+		r, err := openDB("sqlite", base+"&_pragma=query_only(1)", wrap)
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("apiserver: open sqlite %s: %w", path, err)
@@ -101,6 +104,31 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 	}
 	return s, nil
 }
+
+// openDB is sql.Open, through wrap when there is one.
+func openDB(name, dsn string, wrap func(driver.Connector) driver.Connector) (*sql.DB, error) {
+	db, err := sql.Open(name, dsn)
+	if err != nil || wrap == nil {
+		return db, err
+	}
+	drv := db.Driver()
+	db.Close()
+	var c driver.Connector = dsnConnector{dsn, drv}
+	if dc, ok := drv.(driver.DriverContext); ok {
+		if c, err = dc.OpenConnector(dsn); err != nil {
+			return nil, err
+		}
+	}
+	return sql.OpenDB(wrap(c)), nil
+}
+
+type dsnConnector struct {
+	dsn string
+	drv driver.Driver
+}
+
+func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
 
 func (s *store) close() error {
 	if s.stop != nil {

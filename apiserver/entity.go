@@ -60,7 +60,8 @@ func (e *entity[T]) load(ctx context.Context, d dialect, q querier, id int64) (*
 // of the small SQLite pool, and the WAL behind it). A page whose answer
 // passes holdAt (records filled to the response caps) ends the children
 // query at a row, sends what it has and reads the rest of the page's
-// children in a further query: about one more query per holdAt of answer.
+// children in further queries, each for no more records than fitted in
+// the one before (so heavy records are not read or sorted twice).
 func (e *entity[T]) index(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseQuery(e.res, s.st.d, r.URL.Query())
@@ -83,11 +84,18 @@ func (e *entity[T]) index(s *Server) http.HandlerFunc {
 			lw.put(e.render(x))
 			return lw.b.Len() >= holdAt
 		}
-		for len(xs) > 0 {
+		for chunk := len(xs); len(xs) > 0; {
 			n := len(xs)
 			if e.children != nil {
-				if n, err = e.children(ctx, s.st.d, s.st.r, xs, put); err != nil {
+				part := xs[:min(chunk, len(xs))]
+				if n, err = e.children(ctx, s.st.d, s.st.r, part, put); err != nil {
 					lw.abort(s, err)
+				}
+				if n < len(part) {
+					// Heavy records: ask for no more of them at once
+					// than fitted, so no query reads (or sorts) the
+					// children of the whole rest of the page again.
+					chunk = max(1, n)
 				}
 			} else {
 				for _, x := range xs {
@@ -108,7 +116,7 @@ func (e *entity[T]) index(s *Server) http.HandlerFunc {
 
 // holdAt bounds the encoded answer an index holds while its children
 // query is open (see index).
-const holdAt = 4 << 20
+const holdAt = 256 << 10
 
 // show is GET /:id.
 func (e *entity[T]) show(s *Server) http.HandlerFunc {
@@ -196,7 +204,15 @@ func streamChildren[P, C any](ctx context.Context, d dialect, q querier, parents
 		args[i] = idOf(p)
 	}
 	text := query + " IN (?) ORDER BY id"
-	if len(parents) > 1 {
+	ascending := true
+	for i := 1; i < len(parents) && ascending; i++ {
+		ascending = idOf(parents[i-1]) < idOf(parents[i])
+	}
+	if len(parents) > 1 && ascending {
+		// Page order is the child index's order: no sort.
+		col := query[strings.LastIndexByte(query, ' ')+1:]
+		text = query + " IN (" + strings.TrimSuffix(strings.Repeat("?,", len(parents)), ",") + ") ORDER BY " + col + ", id"
+	} else if len(parents) > 1 {
 		// Page order, which order_by may make anything but id order.
 		col := query[strings.LastIndexByte(query, ' ')+1:]
 		var b strings.Builder

@@ -363,8 +363,18 @@ func TestStreamChildrenResumes(t *testing.T) {
 			want[id] = append(want[id], code)
 		}
 	}
+	for _, order := range [][]int64{
+		{7, 3, 12, 1, 2, 9, 11, 4, 5, 10, 8, 6}, // an order_by other than id
+		{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, // id order: no sort
+	} {
+		streamInOrder(t, st, order, want)
+	}
+}
+
+func streamInOrder(t *testing.T, st *store, order []int64, want map[int64][]string) {
+	ctx := context.Background()
 	var page []*recordRow
-	for _, id := range []int64{7, 3, 12, 1, 2, 9, 11, 4, 5, 10, 8, 6} { // an order_by other than id
+	for _, id := range order {
 		page = append(page, &recordRow{ID: id})
 	}
 	for stopEvery := 1; stopEvery <= 13; stopEvery++ {

@@ -28,7 +28,8 @@ import (
 // BenchmarkCreate reports creates/s over HTTP on loopback (JSON,
 // keep-alive clients in this process) at 8 and 32 concurrent clients, and
 // the CPU time per create; BenchmarkIndex1M reports index latency p50/p99 by
-// (integration-filename, external-id) with 1,000,000 stored records.
+// (integration-filename, external-id), and of a 50-record page with
+// responses, with 1,000,000 stored records.
 
 type benchDB struct {
 	name string
@@ -191,6 +192,12 @@ func bulkLoad(b *testing.B, db *sql.DB, pg bool) {
 	if _, err := db.ExecContext(ctx, q); err != nil {
 		b.Fatalf("bulk load: %v", err)
 	}
+	// Every Error record (one in ten) has a response, so an index page
+	// of them carries child rows.
+	if _, err := db.ExecContext(ctx, `INSERT INTO record_responses (record_id, response_code, response_message, created_at, updated_at)
+ SELECT id, '500', 'rejected by the ERP', created_at, created_at FROM integration_history_records WHERE status = 'Error'`); err != nil {
+		b.Fatalf("bulk load responses: %v", err)
+	}
 	if pg {
 		db.ExecContext(ctx, `ANALYZE integration_history_records`)
 	} else {
@@ -231,6 +238,36 @@ func BenchmarkIndex1M(b *testing.B) {
 					lat = append(lat, time.Since(t0))
 					if res.StatusCode != 200 || n < 100 {
 						b.Fatalf("status %d, %d bytes", res.StatusCode, n)
+					}
+				}
+				b.StopTimer()
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			})
+			// A whole page of 50 records with their responses, newest
+			// first, at a random depth: two queries (TestIndexQueriesPerPage
+			// counts them).
+			b.Run("page-50-errors-with-responses", func(b *testing.B) {
+				lat := make([]time.Duration, 0, b.N)
+				rng := rand.New(rand.NewPCG(3, 4))
+				b.ResetTimer()
+				for range b.N {
+					before := bulkBaseEpoch + rng.IntN(bulkRows-1000) + 1000
+					u := fmt.Sprintf("%s/api/integration_history_records?status=Error&created-at[lt]=%s&order_by=created-at&dir=desc&limit=50",
+						ts.URL, time.Unix(int64(before), 0).UTC().Format(time.RFC3339))
+					req, _ := http.NewRequest("GET", u, nil)
+					req.Header.Set("X-COUPA-API-KEY", ts.APIKey)
+					t0 := time.Now()
+					res, err := hc.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					raw, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					lat = append(lat, time.Since(t0))
+					if res.StatusCode != 200 || strings.Count(string(raw), `"response-code":"500"`) != 50 {
+						b.Fatalf("status %d, %d bytes, want 50 records with a response each", res.StatusCode, len(raw))
 					}
 				}
 				b.StopTimer()

@@ -19,6 +19,9 @@ type entity[T any] struct {
 	sel    string    // SELECT … FROM …, without WHERE
 	scan   func(scanner) (*T, error)
 	render func(*T) object
+	// id, when set, lets return_object=limited answer without rendering
+	// the whole row (the batch worker's creates ask for it).
+	id func(*T) int64
 	// children fills in what rows own in other tables (responses,
 	// contacts), for all of xs in one query, and hands each row to each,
 	// in the order of xs, as soon as its children are all read. each
@@ -164,7 +167,15 @@ func (e *entity[T]) serve(s *Server, how single, act func(r *http.Request, id in
 			s.fail(w, r, e.root(), err)
 			return
 		}
-		respond(w, r, how.code, e.root(), e.render(x), out)
+		var obj object
+		if out.ret == "limited" && e.id != nil {
+			// shape keeps the id (or, when fields leaves it out,
+			// nothing) of a full rendering too.
+			obj = object{{"id", e.id(x)}}
+		} else {
+			obj = e.render(x)
+		}
+		respond(w, r, how.code, e.root(), obj, out)
 	}
 }
 

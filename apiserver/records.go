@@ -97,6 +97,7 @@ var records = &entity[recordRow]{
 	sel:    recordSelect,
 	scan:   scanRecord,
 	render: (*recordRow).render,
+	id:     func(x *recordRow) int64 { return x.ID },
 	children: func(ctx context.Context, d dialect, q querier, xs []*recordRow, each func(*recordRow) bool) (int, error) {
 		return streamChildren(ctx, d, q, xs, func(x *recordRow) int64 { return x.ID },
 			`SELECT record_id, id, response_code, response_message, created_at, updated_at FROM record_responses WHERE record_id`,

@@ -204,38 +204,46 @@ func queryAll[T any](ctx context.Context, q querier, query string, args []any, s
 // record_id"); a parent's children come in id order and add attaches
 // each. each returning true while the query is open ends it there: n is
 // then how many parents were handed over, and the caller asks again for
-// parents[n:]. Parents without children are handed over too.
+// parents[n:]. Parents without children are handed over too. A query for
+// several parents reads at most childRowsPerQuery rows; past that it ends
+// before the parent it was reading, which the next call reads again.
 func streamChildren[P, C any](ctx context.Context, d dialect, q querier, parents []*P, idOf func(*P) int64,
 	query string, scan func(scanner) (parent int64, child C, err error), add func(*P, C), each func(*P) bool) (n int, err error) {
 	if len(parents) == 0 {
 		return 0, nil
 	}
-	args := make([]any, len(parents), 2*len(parents))
+	args := make([]any, len(parents), 2*len(parents)+1)
 	for i, p := range parents {
 		args[i] = idOf(p)
 	}
 	text := query + " IN (?) ORDER BY id"
-	ascending := true
-	for i := 1; i < len(parents) && ascending; i++ {
-		ascending = idOf(parents[i-1]) < idOf(parents[i])
-	}
-	if len(parents) > 1 && ascending {
-		// Page order is the child index's order: no sort.
+	limit := 0
+	if len(parents) > 1 {
 		col := query[strings.LastIndexByte(query, ' ')+1:]
-		text = query + " IN (" + strings.TrimSuffix(strings.Repeat("?,", len(parents)), ",") + ") ORDER BY " + col + ", id"
-	} else if len(parents) > 1 {
-		// Page order, which order_by may make anything but id order.
-		col := query[strings.LastIndexByte(query, ' ')+1:]
+		ascending := true
+		for i := 1; i < len(parents) && ascending; i++ {
+			ascending = idOf(parents[i-1]) < idOf(parents[i])
+		}
 		var b strings.Builder
 		b.WriteString(query)
 		b.WriteString(" IN (")
 		b.WriteString(strings.TrimSuffix(strings.Repeat("?,", len(parents)), ","))
-		b.WriteString(") ORDER BY CASE " + col)
-		for i, p := range parents {
-			fmt.Fprintf(&b, " WHEN ? THEN %d", i)
-			args = append(args, idOf(p))
+		if ascending {
+			// Page order is the child index's order: no sort.
+			b.WriteString(") ORDER BY " + col + ", id")
+		} else {
+			// Page order, which order_by may make anything but id
+			// order. The LIMIT bounds what the engine holds to sort.
+			b.WriteString(") ORDER BY CASE " + col)
+			for i, p := range parents {
+				fmt.Fprintf(&b, " WHEN ? THEN %d", i)
+				args = append(args, idOf(p))
+			}
+			b.WriteString(" END, id")
 		}
-		b.WriteString(" END, id")
+		b.WriteString(" LIMIT ?")
+		limit = childRowsPerQuery
+		args = append(args, limit)
 		text = b.String()
 	}
 	rows, err := q.QueryContext(ctx, d.q(text), args...)
@@ -243,12 +251,20 @@ func streamChildren[P, C any](ctx context.Context, d dialect, q querier, parents
 		return 0, err
 	}
 	defer rows.Close()
+	// pending are the children of parents[n], attached once all are read.
+	var pending []C
+	read := 0
 	for rows.Next() {
 		pid, c, err := scan(rows)
 		if err != nil {
 			return n, err
 		}
+		read++
 		for n < len(parents) && idOf(parents[n]) != pid {
+			for _, c := range pending {
+				add(parents[n], c)
+			}
+			pending = pending[:0]
 			n++
 			if each(parents[n-1]) {
 				return n, nil
@@ -257,17 +273,28 @@ func streamChildren[P, C any](ctx context.Context, d dialect, q querier, parents
 		if n == len(parents) {
 			return n, fmt.Errorf("apiserver: child of %d out of page order", pid)
 		}
-		add(parents[n], c)
+		pending = append(pending, c)
 	}
 	if err := rows.Err(); err != nil {
 		return n, err
 	}
 	rows.Close()
+	if limit > 0 && read == limit {
+		return n, nil // parents[n] may have more: read again
+	}
 	for ; n < len(parents); n++ {
+		for _, c := range pending {
+			add(parents[n], c)
+		}
+		pending = nil
 		each(parents[n])
 	}
 	return n, nil
 }
+
+// childRowsPerQuery bounds the child rows one query for several parents
+// reads; above MaxResponsesPerRecord, so one record's children always fit.
+const childRowsPerQuery = 2 * MaxResponsesPerRecord
 
 // updateByID runs UPDATE table SET sets WHERE id = ?; errNotFound when
 // no row has id.

@@ -418,3 +418,73 @@ func streamInOrder(t *testing.T, st *store, order []int64, want map[int64][]stri
 		}
 	}
 }
+
+// Past childRowsPerQuery rows a query ends before the parent it was
+// reading; the next reads that parent again, so none is cut short.
+func TestStreamChildrenRowBound(t *testing.T) {
+	ctx := context.Background()
+	st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "b.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]int{}
+	for i := range 6 {
+		var id int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO integration_history_records (document_type, created_at, updated_at) VALUES ('InvoiceHeader', 0, 0) RETURNING id`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		n := []int{MaxResponsesPerRecord, 3, MaxResponsesPerRecord, MaxResponsesPerRecord - 1, 0, 7}[i]
+		for j := range n {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO record_responses (record_id, response_code, created_at, updated_at) VALUES (?, ?, 0, 0)`, id, strconv.Itoa(j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want[id] = n
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, order := range [][]int64{{1, 2, 3, 4, 5, 6}, {6, 4, 3, 1, 2, 5}} {
+		xs := make([]*recordRow, len(order))
+		for i, id := range order {
+			xs[i] = &recordRow{ID: id}
+		}
+		var got []int64
+		queries := 0
+		for rest := xs; len(rest) > 0; queries++ {
+			n, err := records.children(ctx, st.d, st.r, rest, func(x *recordRow) bool {
+				got = append(got, x.ID)
+				return false
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Fatal("no progress")
+			}
+			rest = rest[n:]
+		}
+		if !reflect.DeepEqual(got, order) {
+			t.Fatalf("handed over %v, want %v", got, order)
+		}
+		for _, x := range xs {
+			if len(x.Responses) != want[x.ID] {
+				t.Fatalf("order %v: record %d has %d responses, want %d", order, x.ID, len(x.Responses), want[x.ID])
+			}
+			for j, r := range x.Responses {
+				if r.Code.String != strconv.Itoa(j) {
+					t.Fatalf("record %d: response %d is %q", x.ID, j, r.Code.String)
+				}
+			}
+		}
+		if queries < 2 {
+			t.Fatalf("order %v: %d query for %d child rows, want the row bound to split it", order, queries, 3*MaxResponsesPerRecord+9)
+		}
+		t.Logf("order %v: %d queries", order, queries)
+	}
+}

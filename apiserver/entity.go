@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -18,10 +19,19 @@ type entity[T any] struct {
 	sel    string    // SELECT … FROM …, without WHERE
 	scan   func(scanner) (*T, error)
 	render func(*T) object
+	// id, when set, lets return_object=limited answer without rendering
+	// the whole row (the batch worker's creates ask for it).
+	id func(*T) int64
 	// children fills in what rows own in other tables (responses,
-	// contacts); nil when they own nothing.
-	children func(ctx context.Context, d dialect, q querier, xs []*T) error
+	// contacts), for all of xs in one query, and hands each row to each,
+	// in the order of xs, as soon as its children are all read. each
+	// returning true ends the query at that row; n counts the rows handed
+	// over. nil when rows own nothing. See streamChildren.
+	children func(ctx context.Context, d dialect, q querier, xs []*T, each func(*T) (stop bool)) (n int, err error)
 }
+
+// all is the each of a caller that takes every row.
+func all[T any](*T) bool { return false }
 
 type scanner interface{ Scan(...any) error }
 
@@ -34,7 +44,7 @@ func (e *entity[T]) load(ctx context.Context, d dialect, q querier, id int64) (*
 		return nil, errNotFound
 	}
 	if err == nil && e.children != nil {
-		err = e.children(ctx, d, q, []*T{x})
+		_, err = e.children(ctx, d, q, []*T{x}, all[T])
 	}
 	if err != nil {
 		return nil, err
@@ -43,10 +53,18 @@ func (e *entity[T]) load(ctx context.Context, d dialect, q querier, id int64) (*
 }
 
 // index is GET on the collection: Coupa's query syntax, then every
-// matching row with its children. The page's rows are read first (they
-// are small and bounded); children are read, rendered and written one row
-// at a time, so the memory an answer takes is that of one record with its
-// children, not of the page.
+// matching row with its children, in a bounded number of queries
+// whatever the page holds: one for the page's rows (small and bounded),
+// one for the children of all of them. Children arrive in page order and
+// each row is rendered as soon as its own are read, so memory holds one
+// record's children and the encoded answer up to holdAt. The answer goes
+// to the client only between queries, so a slow reader never holds a
+// database connection (a slow-reading client would otherwise pin a reader
+// of the small SQLite pool, and the WAL behind it). A page whose answer
+// passes holdAt (records filled to the response caps) ends the children
+// query at a row, sends what it has and reads the rest of the page's
+// children in further queries, each for no more records than fitted in
+// the one before (so heavy records are not read or sorted twice).
 func (e *entity[T]) index(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseQuery(e.res, s.st.d, r.URL.Query())
@@ -65,14 +83,31 @@ func (e *entity[T]) index(s *Server) http.HandlerFunc {
 		if lw == nil {
 			return
 		}
-		for i, x := range xs {
+		put := func(x *T) bool {
+			lw.put(e.render(x))
+			return lw.b.Len() >= holdAt
+		}
+		for chunk := len(xs); len(xs) > 0; {
+			n := len(xs)
 			if e.children != nil {
-				if err := e.children(ctx, s.st.d, s.st.r, []*T{x}); err != nil {
+				part := xs[:min(chunk, len(xs))]
+				if n, err = e.children(ctx, s.st.d, s.st.r, part, put); err != nil {
 					lw.abort(s, err)
 				}
+				if n < len(part) {
+					// Heavy records: ask for no more of them at once
+					// than fitted, so no query reads (or sorts) the
+					// children of the whole rest of the page again.
+					chunk = max(1, n)
+				}
+			} else {
+				for _, x := range xs {
+					put(x)
+				}
 			}
-			xs[i] = nil // written: let it go
-			if err := lw.item(e.render(x)); err != nil {
+			clear(xs[:n]) // written: let them go
+			xs = xs[n:]
+			if err := lw.flush(); err != nil {
 				lw.abort(s, err)
 			}
 		}
@@ -81,6 +116,10 @@ func (e *entity[T]) index(s *Server) http.HandlerFunc {
 		}
 	}
 }
+
+// holdAt bounds the encoded answer an index holds while its children
+// query is open (see index).
+const holdAt = 256 << 10
 
 // show is GET /:id.
 func (e *entity[T]) show(s *Server) http.HandlerFunc {
@@ -128,7 +167,15 @@ func (e *entity[T]) serve(s *Server, how single, act func(r *http.Request, id in
 			s.fail(w, r, e.root(), err)
 			return
 		}
-		respond(w, r, how.code, e.root(), e.render(x), out)
+		var obj object
+		if out.ret == "limited" && e.id != nil {
+			// shape keeps the id (or, when fields leaves it out,
+			// nothing) of a full rendering too.
+			obj = object{{"id", e.id(x)}}
+		} else {
+			obj = e.render(x)
+		}
+		respond(w, r, how.code, e.root(), obj, out)
 	}
 }
 
@@ -150,38 +197,104 @@ func queryAll[T any](ctx context.Context, q querier, query string, args []any, s
 	return xs, rows.Err()
 }
 
-// loadChildren reads, in one query, the rows of a child table that belong
-// to parents. query selects the parent's id first and ends with the
-// column it is compared to ("… WHERE record_id"); children come in id
-// order and add attaches each to its parent.
-func loadChildren[P, C any](ctx context.Context, d dialect, q querier, parents []*P, idOf func(*P) int64,
-	query string, scan func(scanner) (parent int64, child C, err error), add func(*P, C)) error {
+// streamChildren reads, in one query, the rows of a child table that
+// belong to parents, and hands each parent to each, in the order of
+// parents, once its children are attached. query selects the parent's id
+// first and ends with the column it is compared to ("… WHERE
+// record_id"); a parent's children come in id order and add attaches
+// each. each returning true while the query is open ends it there: n is
+// then how many parents were handed over, and the caller asks again for
+// parents[n:]. Parents without children are handed over too. A query for
+// several parents reads at most childRowsPerQuery rows; past that it ends
+// before the parent it was reading, which the next call reads again.
+func streamChildren[P, C any](ctx context.Context, d dialect, q querier, parents []*P, idOf func(*P) int64,
+	query string, scan func(scanner) (parent int64, child C, err error), add func(*P, C), each func(*P) bool) (n int, err error) {
 	if len(parents) == 0 {
-		return nil
+		return 0, nil
 	}
-	byID := make(map[int64]*P, len(parents))
-	args := make([]any, len(parents))
+	args := make([]any, len(parents), 2*len(parents)+1)
 	for i, p := range parents {
-		byID[idOf(p)] = p
 		args[i] = idOf(p)
 	}
-	ph := strings.TrimSuffix(strings.Repeat("?,", len(parents)), ",")
-	rows, err := q.QueryContext(ctx, d.q(query+" IN ("+ph+") ORDER BY id"), args...)
+	text := query + " IN (?) ORDER BY id"
+	limit := 0
+	if len(parents) > 1 {
+		col := query[strings.LastIndexByte(query, ' ')+1:]
+		ascending := true
+		for i := 1; i < len(parents) && ascending; i++ {
+			ascending = idOf(parents[i-1]) < idOf(parents[i])
+		}
+		var b strings.Builder
+		b.WriteString(query)
+		b.WriteString(" IN (")
+		b.WriteString(strings.TrimSuffix(strings.Repeat("?,", len(parents)), ","))
+		if ascending {
+			// Page order is the child index's order: no sort.
+			b.WriteString(") ORDER BY " + col + ", id")
+		} else {
+			// Page order, which order_by may make anything but id
+			// order. The LIMIT bounds what the engine holds to sort.
+			b.WriteString(") ORDER BY CASE " + col)
+			for i, p := range parents {
+				fmt.Fprintf(&b, " WHEN ? THEN %d", i)
+				args = append(args, idOf(p))
+			}
+			b.WriteString(" END, id")
+		}
+		b.WriteString(" LIMIT ?")
+		limit = childRowsPerQuery
+		args = append(args, limit)
+		text = b.String()
+	}
+	rows, err := q.QueryContext(ctx, d.q(text), args...)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer rows.Close()
+	// pending are the children of parents[n], attached once all are read.
+	var pending []C
+	read := 0
 	for rows.Next() {
 		pid, c, err := scan(rows)
 		if err != nil {
-			return err
+			return n, err
 		}
-		if p := byID[pid]; p != nil {
-			add(p, c)
+		read++
+		for n < len(parents) && idOf(parents[n]) != pid {
+			for _, c := range pending {
+				add(parents[n], c)
+			}
+			pending = pending[:0]
+			n++
+			if each(parents[n-1]) {
+				return n, nil
+			}
 		}
+		if n == len(parents) {
+			return n, fmt.Errorf("apiserver: child of %d out of page order", pid)
+		}
+		pending = append(pending, c)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return n, err
+	}
+	rows.Close()
+	if limit > 0 && read == limit {
+		return n, nil // parents[n] may have more: read again
+	}
+	for ; n < len(parents); n++ {
+		for _, c := range pending {
+			add(parents[n], c)
+		}
+		pending = nil
+		each(parents[n])
+	}
+	return n, nil
 }
+
+// childRowsPerQuery bounds the child rows one query for several parents
+// reads; above MaxResponsesPerRecord, so one record's children always fit.
+const childRowsPerQuery = 2 * MaxResponsesPerRecord
 
 // updateByID runs UPDATE table SET sets WHERE id = ?; errNotFound when
 // no row has id.

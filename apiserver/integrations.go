@@ -142,14 +142,14 @@ var integrations = &entity[integrationRow]{
 	sel:    integrationSelect,
 	scan:   scanIntegration,
 	render: (*integrationRow).render,
-	children: func(ctx context.Context, d dialect, q querier, xs []*integrationRow) error {
-		return loadChildren(ctx, d, q, xs, func(x *integrationRow) int64 { return x.ID },
+	children: func(ctx context.Context, d dialect, q querier, xs []*integrationRow, each func(*integrationRow) bool) (int, error) {
+		return streamChildren(ctx, d, q, xs, func(x *integrationRow) int64 { return x.ID },
 			`SELECT integration_id, id, name, email, contact_alert_type FROM integration_contacts WHERE integration_id`,
 			func(sc scanner) (iid int64, c contactRow, err error) {
 				err = sc.Scan(&iid, &c.ID, &c.Name, &c.Email, &c.AlertType)
 				return iid, c, err
 			},
-			func(x *integrationRow, c contactRow) { x.Contacts = append(x.Contacts, c) })
+			func(x *integrationRow, c contactRow) { x.Contacts = append(x.Contacts, c) }, each)
 	},
 }
 

@@ -47,6 +47,13 @@ type resource struct {
 	assocs map[string]assoc
 }
 
+// notNullCols are the sortable columns the schema declares NOT NULL.
+var notNullCols = map[string]bool{
+	"r.created_at": true, "r.updated_at": true, "r.resolved": true,
+	"i.created_at": true, "i.updated_at": true,
+	"x.created_at": true, "x.updated_at": true,
+}
+
 // MaxLimit caps limit, as Coupa does.
 const MaxLimit = 50
 
@@ -71,6 +78,7 @@ type listQuery struct {
 	where   []string
 	args    []any
 	orderBy string
+	notNull bool // orderBy cannot be NULL: no NULLS clause
 	desc    bool
 	limit   int
 	offset  int
@@ -105,9 +113,15 @@ func (q *listQuery) sql(base, idCol string) (string, []any) {
 	b.WriteString(" ORDER BY " + q.orderBy + dir)
 	if q.orderBy != idCol {
 		// Same NULL placement in both engines (SQLite's default).
-		if q.desc {
+		// Where the column cannot be NULL the clause is left out: on
+		// PostgreSQL, DESC NULLS LAST does not match a backward scan of
+		// the column's index, and a 50-record page newest first sorted
+		// every matching row (0.8 s at 1 M records).
+		switch {
+		case q.notNull:
+		case q.desc:
 			b.WriteString(" NULLS LAST")
-		} else {
+		default:
 			b.WriteString(" NULLS FIRST")
 		}
 		b.WriteString(", " + idCol + dir)
@@ -192,6 +206,7 @@ func parseQuery(res *resource, d dialect, vals url.Values) (*listQuery, error) {
 				return nil, qerr("order_by: unknown attribute %q", last)
 			}
 			q.orderBy = d.sortable(c)
+			q.notNull = notNullCols[c.sql]
 			continue
 		case "dir":
 			switch strings.ToLower(strings.TrimSpace(last)) {

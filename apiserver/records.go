@@ -97,14 +97,15 @@ var records = &entity[recordRow]{
 	sel:    recordSelect,
 	scan:   scanRecord,
 	render: (*recordRow).render,
-	children: func(ctx context.Context, d dialect, q querier, xs []*recordRow) error {
-		return loadChildren(ctx, d, q, xs, func(x *recordRow) int64 { return x.ID },
+	id:     func(x *recordRow) int64 { return x.ID },
+	children: func(ctx context.Context, d dialect, q querier, xs []*recordRow, each func(*recordRow) bool) (int, error) {
+		return streamChildren(ctx, d, q, xs, func(x *recordRow) int64 { return x.ID },
 			`SELECT record_id, id, response_code, response_message, created_at, updated_at FROM record_responses WHERE record_id`,
 			func(sc scanner) (rid int64, rs responseRow, err error) {
 				err = sc.Scan(&rid, &rs.ID, &rs.Code, &rs.Message, &rs.CreatedAt, &rs.UpdatedAt)
 				return rid, rs, err
 			},
-			func(x *recordRow, rs responseRow) { x.Responses = append(x.Responses, rs) })
+			func(x *recordRow, rs responseRow) { x.Responses = append(x.Responses, rs) }, each)
 	},
 }
 
@@ -360,14 +361,15 @@ func (s *Server) insertRecord(ctx context.Context, tx *wtx, a record.Action, x *
 	if err := d.lockDocument(ctx, tx, x.DocumentType.String, x.DocumentID.Int64); err != nil {
 		return err
 	}
-	err := tx.QueryRowContext(ctx, d.q(`INSERT INTO integration_history_records
+	var err error
+	x.ID, err = tx.insert(ctx, `INSERT INTO integration_history_records
  (contact_alert_type, creation_method, document_id, document_revision, document_status, document_type,
   external_id, integration_id, integration_run_id, integration_filename, resolved, status,
   created_at, updated_at, created_by_id, created_by_login, updated_by_id, updated_by_login)
- VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
 		x.ContactAlertType, x.CreationMethod, x.DocumentID, x.DocumentRevision, x.DocumentStatus, x.DocumentType,
 		x.ExternalID, x.IntegrationID, x.IntegrationRunID, x.IntegrationFilename, x.Status,
-		x.CreatedAt, x.UpdatedAt, x.CreatedByID, x.CreatedByLogin, x.UpdatedByID, x.UpdatedByLogin).Scan(&x.ID)
+		x.CreatedAt, x.UpdatedAt, x.CreatedByID, x.CreatedByLogin, x.UpdatedByID, x.UpdatedByLogin)
 	if err != nil {
 		return err
 	}
@@ -436,9 +438,9 @@ func (s *Server) appendResponses(ctx context.Context, tx *wtx, x *recordRow, rs 
 		return err
 	}
 	for _, rs := range rs {
-		var id int64
-		if err := tx.QueryRowContext(ctx, s.st.d.q(`INSERT INTO record_responses (record_id, response_code, response_message, created_at, updated_at)
- VALUES (?, ?, ?, ?, ?) RETURNING id`), x.ID, rs.code, rs.message, x.UpdatedAt, x.UpdatedAt).Scan(&id); err != nil {
+		id, err := tx.insert(ctx, `INSERT INTO record_responses (record_id, response_code, response_message, created_at, updated_at)
+ VALUES (?, ?, ?, ?, ?)`, x.ID, rs.code, rs.message, x.UpdatedAt, x.UpdatedAt)
+		if err != nil {
 			return err
 		}
 		x.Responses = append(x.Responses, responseRow{ID: id, Code: rs.code, Message: rs.message, CreatedAt: x.UpdatedAt, UpdatedAt: x.UpdatedAt})

@@ -127,7 +127,7 @@ func respond(w http.ResponseWriter, r *http.Request, code int, root string, obj 
 
 // listWriter streams an index answer: a bare JSON array, or
 // <plural type="array"> in XML. Items are encoded into a buffer that goes
-// to the client whenever it passes flushAt bytes.
+// to the client when the caller flushes it.
 type listWriter struct {
 	w        http.ResponseWriter
 	r        *http.Request
@@ -138,8 +138,6 @@ type listWriter struct {
 	b        bytes.Buffer
 	n        int
 }
-
-const flushAt = 32 << 10
 
 // startList answers the status and headers of an index of n items, or
 // the whole answer when there is nothing to stream (no match in XML is a
@@ -170,11 +168,11 @@ func startList(w http.ResponseWriter, r *http.Request, plural, item string, n in
 	return lw
 }
 
-// item writes one element.
-func (lw *listWriter) item(obj object) error {
+// put encodes one element; flush sends what put encoded.
+func (lw *listWriter) put(obj object) {
 	obj, ok := lw.out.shape(obj)
 	if !ok {
-		return nil
+		return
 	}
 	if lw.f == formatXML {
 		writeXMLElem(&lw.b, lw.itemName, obj, 1)
@@ -185,10 +183,6 @@ func (lw *listWriter) item(obj object) error {
 		encodeJSON(&lw.b, obj)
 	}
 	lw.n++
-	if lw.b.Len() >= flushAt {
-		return lw.flush()
-	}
-	return nil
 }
 
 func (lw *listWriter) flush() error {

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,6 +64,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now. Tests use it to control timestamps.
 	Now func() time.Time
+
+	// wrapConn wraps the database connector; tests count statements with it.
+	wrapConn func(driver.Connector) driver.Connector
 }
 
 // Server is one ihr-api instance. It is safe for concurrent use.
@@ -124,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	st, err := openStore(ctx, cfg.DB)
+	st, err := openStore(ctx, cfg.DB, cfg.wrapConn)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +207,14 @@ func (s *Server) initMetrics() {
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route"})
 	s.reg.MustRegister(s.requests, s.latency)
+	// Group commit on SQLite: writes over commits is the batch size.
+	s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ihr_api_sqlite_commits_total",
+		Help: "SQLite group commits (one transaction each); 0 on PostgreSQL.",
+	}, func() float64 { return float64(s.st.nBatches.Load()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ihr_api_sqlite_writes_total",
+		Help: "Units of work (one request's writes each) committed in SQLite group commits; 0 on PostgreSQL.",
+	}, func() float64 { return float64(s.st.nUnits.Load()) }))
 }
 
 // scope is what a route needs from the caller.

@@ -13,7 +13,7 @@ import (
 // writing leave nothing, their batch-mates commit.
 func TestGroupCommitIsolatesFailures(t *testing.T) {
 	ctx := context.Background()
-	st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "g.db"))
+	st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "g.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 
 func TestClosedStoreRefusesWrites(t *testing.T) {
 	ctx := context.Background()
-	st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"))
+	st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,9 @@ const (
 	// DefaultMaxTokensPerClient bounds the live access tokens of one
 	// OAuth client; minting one more revokes the oldest.
 	DefaultMaxTokensPerClient = 20
+	// DefaultRequestTimeout is below cmd/ihr-api's write timeout (60 s),
+	// so a request that runs out still gets its 503 through.
+	DefaultRequestTimeout = 50 * time.Second
 	// DefaultSmallBodyTimeout is how long the body of /oauth2/token (at
 	// most 64 KiB) may take to arrive.
 	DefaultSmallBodyTimeout = 5 * time.Second

@@ -98,6 +98,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, resource string, e
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		w.WriteHeader(499)
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil, sqliteBusy(err):
+		// RequestTimeout or SQLite's busy_timeout ran out: another
+		// process holds the database locked, or it is stalled.
+		s.log.Warn("request ran out of time", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, resource, "The request ran out of time; try again")
 	default:
 		s.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		writeError(w, r, http.StatusInternalServerError, resource, "Internal error")
@@ -400,4 +406,11 @@ func (b *binder) list(key, item string) ([]map[string]any, bool) {
 	}
 	b.fail(record.FieldError{Element: key, Message: record.Humanize(key) + " must be an array"})
 	return nil, true
+}
+
+// sqliteBusy reports SQLITE_BUSY (primary result code 5): the database
+// stayed locked past busy_timeout.
+func sqliteBusy(err error) bool {
+	var se interface{ Code() int }
+	return errors.As(err, &se) && se.Code()&0xff == 5
 }

@@ -60,6 +60,10 @@ type Config struct {
 	// SmallBodyTimeout is the deadline for the body of /oauth2/token;
 	// 0 means DefaultSmallBodyTimeout.
 	SmallBodyTimeout time.Duration
+	// RequestTimeout bounds a request's work, its database waits among
+	// them: past it the answer is 503, which clients retry after checking
+	// whether a create landed. 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// Logger receives request and error logs; nil discards them.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now. Tests use it to control timestamps.
@@ -104,6 +108,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxTokensPerClient <= 0 {
 		cfg.MaxTokensPerClient = DefaultMaxTokensPerClient
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.SmallBodyTimeout <= 0 {
 		cfg.SmallBodyTimeout = DefaultSmallBodyTimeout
@@ -276,6 +283,9 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, need scope, h
 	resource := resourceFor(route)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {

@@ -200,6 +200,11 @@ func (s *store) tx(ctx context.Context, fn func(*wtx) error) error {
 	select {
 	case err := <-u.done:
 		return err
+	case <-ctx.Done():
+		// The writer is held up (another process has the database
+		// locked): the unit may still run or be skipped, so the answer
+		// is a 503, which clients follow with a lookup, not a refusal.
+		return ctx.Err()
 	case <-s.loopDone:
 		// Closed with u still queued: it never ran.
 		select {

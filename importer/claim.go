@@ -35,7 +35,9 @@ func (im *Importer) processFile(ctx context.Context, src Source, name, loc strin
 func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc string) (FileResult, *state.File) {
 	res := FileResult{Source: src.Name, Name: name}
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(name)))
+	t := im.clock()
 	f, err := im.ledger.Claim(ctx, state.FileID{Source: src.Name, Name: name}, im.cfg.Owner, im.cfg.Lease)
+	im.lap(StageClaim, t)
 	if errors.Is(err, state.ErrClaimed) {
 		log.Info("claimed by another worker; left alone")
 		res.Status = state.Claimed
@@ -108,6 +110,7 @@ func (im *Importer) keepAlive(ctx context.Context, log *zap.Logger, beat func(co
 }
 
 func (im *Importer) release(source, name string) {
+	defer im.lap(StageRelease, im.clock())
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
 	defer cancel()
 	if err := im.ledger.Release(ctx, state.FileID{Source: source, Name: name}.HeldBy(im.cfg.Owner), false); err != nil {
@@ -127,6 +130,7 @@ func (im *Importer) result(f state.File, err error) FileResult {
 // run takes a claimed file through one (new or resumed) run: scan, start
 // the run in the ledger, then reject, skip, split or dispatch and report.
 func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc string) FileResult {
+	t := im.clock()
 	info, err := src.Store.Stat(ctx, loc)
 	if errors.Is(err, filestore.ErrNotExist) {
 		return im.gone(f)
@@ -162,6 +166,7 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	im.log.Info("processing", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)),
 		zap.Int64("rows", pi.rows), zap.Int64("run", f.Run), zap.Bool("resumed", resume), zap.Int64("dispatch_mark", f.DispatchMark))
 	im.obs.FileStarted(src.Name, f.Name, pi.rows)
+	im.lap(StageScan, t)
 
 	switch {
 	case fileErr != nil:
@@ -222,13 +227,18 @@ func (im *Importer) newRun(src Source, f *state.File, loc string) {
 // runRows runs a started run's rows: split among workers, or dispatched
 // here and concluded.
 func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi passInfo) FileResult {
+	t := im.clock()
 	switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
 	case err != nil:
 		return im.result(*f, err)
 	case split:
 		return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, Rows: f.Rows, split: true}
 	}
-	if err := im.dispatch(ctx, src, f, im.fileSpan(src, f)); err != nil {
+	im.lap(StageScan, t)
+	t = im.clock()
+	err := im.dispatch(ctx, src, f, im.fileSpan(src, f))
+	im.lap(StageDispatch, t)
+	if err != nil {
 		return im.result(*f, err)
 	}
 	return im.conclude(ctx, src, f)

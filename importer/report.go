@@ -25,6 +25,7 @@ import (
 // counts decide the destination, whose name the report's name follows,
 // and a spooled report can be uploaded again when a try fails.
 func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) FileResult {
+	t := im.clock()
 	spool, counts, err := im.spoolReport(ctx, src, f)
 	if err != nil {
 		return im.result(*f, err)
@@ -41,12 +42,15 @@ func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) Fil
 	if err := im.putReport(ctx, src, f, dst, spool); err != nil {
 		return im.result(*f, err)
 	}
+	im.lap(StageReport, t)
+	defer im.lap(StageArchive, im.clock())
 	err = im.finish(ctx, src, f, final, counts, "", dst)
 	return im.result(*f, err)
 }
 
 // rejectWhole writes a one-line report and moves the file to failed/.
 func (im *Importer) rejectWhole(ctx context.Context, src Source, f *state.File, status state.Status, reason string, result state.Result) FileResult {
+	t := im.clock()
 	var buf bytes.Buffer
 	w := im.reportWriter(src, &buf)
 	if err := w.Write(exporter.ReportLine{Row: 0, Result: result, Message: reason}); err != nil {
@@ -63,6 +67,8 @@ func (im *Importer) rejectWhole(ctx context.Context, src Source, f *state.File, 
 		return im.result(*f, err)
 	}
 	im.log.Warn("file rejected", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)), zap.String("reason", reason))
+	im.lap(StageReport, t)
+	defer im.lap(StageArchive, im.clock())
 	err = im.finish(ctx, src, f, status, state.Counts{}, reason, dst)
 	return im.result(*f, err)
 }

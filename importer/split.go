@@ -31,6 +31,7 @@ func (sp *span) total(f *state.File) int64 {
 func (im *Importer) fileSpan(src Source, f *state.File) *span {
 	return &span{first: 1, last: math.MaxInt64, mark: f.DispatchMark,
 		setMark: func(ctx context.Context, mark int64) error {
+			defer im.lap(StagePlan, im.clock())
 			if err := im.ledger.SetMark(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), mark); err != nil {
 				return err
 			}
@@ -47,6 +48,7 @@ func (im *Importer) fileSpan(src Source, f *state.File) *span {
 func (im *Importer) rangeSpan(src Source, r state.Range) *span {
 	return &span{first: r.First, last: r.Last, mark: r.DispatchMark,
 		setMark: func(ctx context.Context, mark int64) error {
+			defer im.lap(StagePlan, im.clock())
 			return im.ledger.SetMark(ctx, r.ID().HeldBy(im.cfg.Owner), mark)
 		},
 		record: func(ctx context.Context, outs []state.Outcome) error {

@@ -65,19 +65,66 @@ func (im *Importer) finish(ctx context.Context, src Source, f *state.File, statu
 }
 
 // moveMarkers takes the file's .done/.ok markers along, so a later upload
-// under the same name is not mistaken for finished. Best effort.
+// under the same name is not mistaken for finished. Best effort. When the
+// pass listed the inbox, only the markers it saw are moved here, without
+// asking the store about the others; one that came after the listing is
+// moved by sweepMarkers at the end of the pass.
 func (im *Importer) moveMarkers(ctx context.Context, src Source, name, from, to string) {
 	for _, m := range markersOf(name) {
 		p := path.Join(from, m)
-		if _, err := src.Store.Stat(ctx, p); err != nil {
+		if src.listed != nil && from == src.Folders.Inbox {
+			if !src.listed[m] {
+				continue
+			}
+		} else if _, err := src.Store.Stat(ctx, p); err != nil {
 			continue
 		}
-		dst, err := im.freeName(ctx, src, to, m)
-		if err == nil {
-			err = src.Store.Move(ctx, p, dst)
+		im.moveMarker(ctx, src, p, to)
+	}
+}
+
+func (im *Importer) moveMarker(ctx context.Context, src Source, p, to string) {
+	dst, err := im.freeName(ctx, src, to, path.Base(p))
+	if err == nil {
+		err = src.Store.Move(ctx, p, dst)
+	}
+	if err != nil && !errors.Is(err, filestore.ErrNotExist) {
+		im.log.Warn("moving marker", zap.String("marker", SafeName(p)), zap.Error(err))
+	}
+}
+
+// sweepMarkers moves the markers that reached the inbox after the pass
+// listed it and announce a file the pass moved away (and that no new drop
+// under that name replaced): one listing per pass instead of asking the
+// store about every marker name of every file. Best effort.
+func (im *Importer) sweepMarkers(ctx context.Context, src Source, sum Summary) {
+	to := map[string]string{} // marker → folder its file went to
+	for _, r := range sum.Files {
+		if r.MovedTo == "" || path.Dir(r.MovedTo) == src.Folders.Inbox {
+			continue
 		}
-		if err != nil && !errors.Is(err, filestore.ErrNotExist) {
-			im.log.Warn("moving marker", zap.String("marker", SafeName(p)), zap.Error(err))
+		for _, m := range markersOf(r.Name) {
+			if _, ok := to[m]; !ok && !src.listed[m] {
+				to[m] = path.Dir(r.MovedTo)
+			}
+		}
+	}
+	if len(to) == 0 {
+		return
+	}
+	l, err := im.listInbox(ctx, src)
+	if err != nil {
+		im.log.Warn("listing the inbox for late markers", zap.String("source", src.Name), zap.Error(err))
+		return
+	}
+	for n := range l.files {
+		for _, m := range markersOf(n) {
+			delete(to, m) // a new drop's marker now
+		}
+	}
+	for m := range l.markers {
+		if dir, ok := to[m]; ok {
+			im.moveMarker(ctx, src, path.Join(src.Folders.Inbox, m), dir)
 		}
 	}
 }

@@ -138,6 +138,7 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
+	src.Store = im.readOnce(src, f.Name, loc, info.Size)
 	pi, fileErr, err := im.scan(ctx, src, f.Name, loc)
 	archive := errors.Is(fileErr, errArchive)
 	if archive {

@@ -154,6 +154,11 @@ type Source struct {
 	// would run them as formulas (report.escape_formulas: false); by
 	// default such cells get a leading ' (see package exporter).
 	KeepFormulas bool
+
+	// listed: the base names of the control files (markers) the pass's
+	// listing of the inbox saw, set by RunSource for its files; nil when
+	// no listing was made (Reprocess), and then they are looked for.
+	listed map[string]bool
 }
 
 func (s Source) include() string {
@@ -289,10 +294,11 @@ func (im *Importer) RunSource(ctx context.Context, src Source) (Summary, error) 
 	}
 	im.lap(StageReconcile, t)
 	t = im.clock()
-	ready, err := im.discover(ctx, src)
+	ready, markers, err := im.discover(ctx, src)
 	if err != nil {
 		return sum, err
 	}
+	src.listed = markers
 	im.lap(StageDiscover, t)
 	log.Debug("discovered", zap.Int("ready", len(ready)))
 	var errs []error
@@ -316,6 +322,7 @@ func (im *Importer) RunSource(ctx context.Context, src Source) (Summary, error) 
 			errs = append(errs, res.Err)
 		}
 	}
+	im.sweepMarkers(ctx, src, sum)
 	return sum, errors.Join(errs...)
 }
 

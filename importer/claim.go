@@ -47,7 +47,7 @@ func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc strin
 		res.Status, res.Err = state.Processing, err
 		return res, nil
 	}
-	defer im.release(src.Name, name)
+	defer im.releaseHeld(&f)
 
 	// The heartbeat keeps the claim; losing it stops the file at once.
 	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
@@ -109,6 +109,13 @@ func (im *Importer) keepAlive(ctx context.Context, log *zap.Logger, beat func(co
 	}
 }
 
+// releaseHeld gives f's claim back unless settle already did.
+func (im *Importer) releaseHeld(f *state.File) {
+	if f.Owner != "" {
+		im.release(f.Source, f.Name)
+	}
+}
+
 func (im *Importer) release(source, name string) {
 	defer im.lap(StageRelease, im.clock())
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
@@ -161,7 +168,19 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 		im.newRun(src, f, loc)
 	}
 	f.Size, f.ModTime, f.SHA256, f.Rows, f.Location, f.Status = info.Size, info.ModTime, pi.sum, pi.rows, loc, state.Processing
-	if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
+	stored := *f
+	pi.newRun = !resume
+	if !resume && fileErr == nil && skip == "" && !archive && pi.rows <= int64(im.cfg.Window) &&
+		(src.SplitRows <= 0 || pi.rows <= src.SplitRows) {
+		// A file of one window: its dispatch mark (its last row) is
+		// stored with the run's start, which saves dispatch the commit
+		// of its own. The mark in f stays where the run started, so no
+		// row of this run is looked up before it is posted; a crash
+		// before the posts costs one lookup per row on resume.
+		stored.DispatchMark = max(f.DispatchMark, pi.rows)
+		pi.marked = stored.DispatchMark
+	}
+	if err := im.ledger.PutFile(ctx, im.cfg.Owner, stored); err != nil {
 		return im.result(*f, err)
 	}
 	im.log.Info("processing", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)),
@@ -229,15 +248,20 @@ func (im *Importer) newRun(src Source, f *state.File, loc string) {
 // here and concluded.
 func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi passInfo) FileResult {
 	t := im.clock()
-	switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
-	case err != nil:
-		return im.result(*f, err)
-	case split:
-		return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, Rows: f.Rows, split: true}
+	// A new run has no ranges yet: only a source that splits files asks.
+	if !pi.newRun || src.SplitRows > 0 {
+		switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
+		case err != nil:
+			return im.result(*f, err)
+		case split:
+			return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, Rows: f.Rows, split: true}
+		}
 	}
 	im.lap(StageScan, t)
 	t = im.clock()
-	err := im.dispatch(ctx, src, f, im.fileSpan(src, f))
+	sp := im.fileSpan(src, f)
+	sp.stored = pi.marked
+	err := im.dispatch(ctx, src, f, sp)
 	im.lap(StageDispatch, t)
 	if err != nil {
 		return im.result(*f, err)

@@ -35,7 +35,9 @@ func (im *Importer) processFile(ctx context.Context, src Source, name, loc strin
 func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc string) (FileResult, *state.File) {
 	res := FileResult{Source: src.Name, Name: name}
 	log := im.log.With(zap.String("source", src.Name), zap.String("file", SafeName(name)))
+	t := im.clock()
 	f, err := im.ledger.Claim(ctx, state.FileID{Source: src.Name, Name: name}, im.cfg.Owner, im.cfg.Lease)
+	im.lap(StageClaim, t)
 	if errors.Is(err, state.ErrClaimed) {
 		log.Info("claimed by another worker; left alone")
 		res.Status = state.Claimed
@@ -45,7 +47,7 @@ func (im *Importer) claimAndRun(ctx context.Context, src Source, name, loc strin
 		res.Status, res.Err = state.Processing, err
 		return res, nil
 	}
-	defer im.release(src.Name, name)
+	defer im.releaseHeld(&f)
 
 	// The heartbeat keeps the claim; losing it stops the file at once.
 	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
@@ -107,7 +109,15 @@ func (im *Importer) keepAlive(ctx context.Context, log *zap.Logger, beat func(co
 	}
 }
 
+// releaseHeld gives f's claim back unless settle already did.
+func (im *Importer) releaseHeld(f *state.File) {
+	if f.Owner != "" {
+		im.release(f.Source, f.Name)
+	}
+}
+
 func (im *Importer) release(source, name string) {
+	defer im.lap(StageRelease, im.clock())
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
 	defer cancel()
 	if err := im.ledger.Release(ctx, state.FileID{Source: source, Name: name}.HeldBy(im.cfg.Owner), false); err != nil {
@@ -127,6 +137,7 @@ func (im *Importer) result(f state.File, err error) FileResult {
 // run takes a claimed file through one (new or resumed) run: scan, start
 // the run in the ledger, then reject, skip, split or dispatch and report.
 func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc string) FileResult {
+	t := im.clock()
 	info, err := src.Store.Stat(ctx, loc)
 	if errors.Is(err, filestore.ErrNotExist) {
 		return im.gone(f)
@@ -134,6 +145,7 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 	if err != nil {
 		return im.result(*f, fmt.Errorf("%w: %s: stat %s: %w", ErrSourceUnavailable, src.Name, loc, err))
 	}
+	src.Store = im.readOnce(src, f.Name, loc, info.Size)
 	pi, fileErr, err := im.scan(ctx, src, f.Name, loc)
 	archive := errors.Is(fileErr, errArchive)
 	if archive {
@@ -156,12 +168,25 @@ func (im *Importer) run(ctx context.Context, src Source, f *state.File, loc stri
 		im.newRun(src, f, loc)
 	}
 	f.Size, f.ModTime, f.SHA256, f.Rows, f.Location, f.Status = info.Size, info.ModTime, pi.sum, pi.rows, loc, state.Processing
-	if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
+	stored := *f
+	pi.newRun = !resume
+	if !resume && fileErr == nil && skip == "" && !archive && pi.rows <= int64(im.cfg.Window) &&
+		(src.SplitRows <= 0 || pi.rows <= src.SplitRows) {
+		// A file of one window: its dispatch mark (its last row) is
+		// stored with the run's start, which saves dispatch the commit
+		// of its own. The mark in f stays where the run started, so no
+		// row of this run is looked up before it is posted; a crash
+		// before the posts costs one lookup per row on resume.
+		stored.DispatchMark = max(f.DispatchMark, pi.rows)
+		pi.marked = stored.DispatchMark
+	}
+	if err := im.ledger.PutFile(ctx, im.cfg.Owner, stored); err != nil {
 		return im.result(*f, err)
 	}
 	im.log.Info("processing", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)),
 		zap.Int64("rows", pi.rows), zap.Int64("run", f.Run), zap.Bool("resumed", resume), zap.Int64("dispatch_mark", f.DispatchMark))
 	im.obs.FileStarted(src.Name, f.Name, pi.rows)
+	im.lap(StageScan, t)
 
 	switch {
 	case fileErr != nil:
@@ -222,13 +247,23 @@ func (im *Importer) newRun(src Source, f *state.File, loc string) {
 // runRows runs a started run's rows: split among workers, or dispatched
 // here and concluded.
 func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi passInfo) FileResult {
-	switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
-	case err != nil:
-		return im.result(*f, err)
-	case split:
-		return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, Rows: f.Rows, split: true}
+	t := im.clock()
+	// A new run has no ranges yet: only a source that splits files asks.
+	if !pi.newRun || src.SplitRows > 0 {
+		switch split, err := im.maybeSplit(ctx, src, f, pi.unique); {
+		case err != nil:
+			return im.result(*f, err)
+		case split:
+			return FileResult{Source: f.Source, Name: f.Name, Status: f.Status, Rows: f.Rows, split: true}
+		}
 	}
-	if err := im.dispatch(ctx, src, f, im.fileSpan(src, f)); err != nil {
+	im.lap(StageScan, t)
+	t = im.clock()
+	sp := im.fileSpan(src, f)
+	sp.stored = pi.marked
+	err := im.dispatch(ctx, src, f, sp)
+	im.lap(StageDispatch, t)
+	if err != nil {
 		return im.result(*f, err)
 	}
 	return im.conclude(ctx, src, f)

@@ -53,6 +53,7 @@ func (c *collector) flush() {
 // commit records a batch of the run's outcomes, then lets their keys out
 // of flight and counts them. A failure stops the run.
 func (d *dispatchRun) commit(batch []state.Outcome) error {
+	defer d.im.lap(StageCommit, d.im.clock())
 	lctx, cancel := context.WithTimeout(d.base, ledgerTimeout)
 	err := d.sp.record(lctx, batch)
 	cancel()

@@ -45,26 +45,27 @@ func markersOf(name string) []string {
 // discover lists the inbox and returns the files ready to take, by name.
 // A file is ready when a marker announces it, or (without
 // RequireManifest) when it is older than StableFor or kept its size, mtime
-// and ETag across StableFor.
-func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileInfo, error) {
+// and ETag across StableFor. markers are the markers listed (the last
+// listing's, when there were two).
+func (im *Importer) discover(ctx context.Context, src Source) (ready []filestore.FileInfo, markers map[string]bool, err error) {
 	l, err := im.listInbox(ctx, src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ready, waiting := im.readiness(src, l)
 	if len(waiting) == 0 {
-		return ready, nil
+		return ready, l.markers, nil
 	}
 	t := time.NewTimer(src.StableFor)
 	select {
 	case <-ctx.Done():
 		t.Stop()
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	case <-t.C:
 	}
 	again, err := im.listInbox(ctx, src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, fi := range waiting {
 		now, ok := again.files[fi.Name]
@@ -76,7 +77,7 @@ func (im *Importer) discover(ctx context.Context, src Source) ([]filestore.FileI
 	}
 	// Keep name order whatever the path to readiness.
 	sortInfos(ready)
-	return ready, nil
+	return ready, again.markers, nil
 }
 
 // inboxListing is one listing of the inbox: the files the include glob

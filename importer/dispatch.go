@@ -115,7 +115,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp 
 	defer d.stop(nil)
 
 	reader := &windowReader{rd: rd, mp: mp, first: sp.first, last: sp.last, recName: recordName(f.Name),
-		size: im.cfg.Window, invalid: d.invalid,
+		size: im.cfg.Window, invalid: d.invalid, stages: im.cfg.StageTimer,
 		readErr: func(err error) error {
 			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
 		}}

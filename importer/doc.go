@@ -24,6 +24,10 @@
 //  5. Third pass: spool the report from the file and the ledger (one line
 //     per data row, in input order) to a temporary file, so a resumed run
 //     still produces a complete report and a failed upload can be retried.
+//     A file of at most 1 MiB is fetched from the store once, in the first
+//     pass, and the other two read it from memory (onceReads): for many
+//     small files the cost is round trips, not bytes. Its control files
+//     are read once too, and only those the pass's listing showed.
 //  6. Choose the destination: archive/ (every row created or already
 //     recorded) or failed/ (anything else), under a name that is free there
 //     and whose report name, reports/STEM.response.csv, is free too (else
@@ -51,7 +55,8 @@
 //     Config.Window rows. Before any row of a window is sent, the window's
 //     last row number is stored durably as the file's dispatch mark. So
 //     every row that may ever have reached the API is at or below the mark,
-//     whatever happened afterwards.
+//     whatever happened afterwards. A file of one window stores its mark
+//     (its last row) with the start of its run, in the same commit.
 //   - Outcomes are written in batches (one transaction per batch, group
 //     commit). Losing the newest batch in a crash is harmless: on resume, a
 //     row at or below the mark without an outcome is first looked up

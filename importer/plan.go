@@ -114,6 +114,7 @@ func (p *inflight) committed(batch []state.Outcome) {
 // most once per run (its first row wins; later rows are invalid); a row
 // this run already has an outcome for is counted, never sent again.
 func (d *dispatchRun) plan(chunk []item) (plan, error) {
+	defer d.im.lap(StagePlan, d.im.clock())
 	keys := make([]string, len(chunk))
 	for i, it := range chunk {
 		keys[i] = it.key

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/ihr-tools/ihr/mapping"
 	"github.com/ihr-tools/ihr/parse"
@@ -44,12 +45,18 @@ type windowReader struct {
 	invalid     func()
 	readErr     func(error) error // wraps a failure to read
 	buf         []item
+	// stages is Config.StageTimer (nil: not timed).
+	stages func(Stage, time.Duration)
 }
 
 // next returns the next window. Its error is io.EOF after the last window
 // (which may hold rows), or a failure to read, after the rows before it.
 // The window is valid until the next call.
 func (r *windowReader) next() ([]item, error) {
+	if r.stages != nil {
+		start := time.Now()
+		defer func() { r.stages(StageParse, time.Since(start)) }()
+	}
 	r.buf = r.buf[:0]
 	for len(r.buf) < r.size {
 		row, err := r.rd.Read()

@@ -25,6 +25,7 @@ import (
 // counts decide the destination, whose name the report's name follows,
 // and a spooled report can be uploaded again when a try fails.
 func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) FileResult {
+	t := im.clock()
 	spool, counts, err := im.spoolReport(ctx, src, f)
 	if err != nil {
 		return im.result(*f, err)
@@ -34,19 +35,22 @@ func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) Fil
 	if counts.Invalid+counts.Failed > 0 {
 		final = state.Failed
 	}
-	dst, err := im.destination(ctx, src, f, final)
+	dst, report, err := im.destination(ctx, src, f, final)
 	if err != nil {
 		return im.result(*f, err)
 	}
-	if err := im.putReport(ctx, src, f, dst, spool); err != nil {
+	if err := im.putReport(ctx, src, f, dst, report, spool); err != nil {
 		return im.result(*f, err)
 	}
+	im.lap(StageReport, t)
+	defer im.lap(StageArchive, im.clock())
 	err = im.finish(ctx, src, f, final, counts, "", dst)
 	return im.result(*f, err)
 }
 
 // rejectWhole writes a one-line report and moves the file to failed/.
 func (im *Importer) rejectWhole(ctx context.Context, src Source, f *state.File, status state.Status, reason string, result state.Result) FileResult {
+	t := im.clock()
 	var buf bytes.Buffer
 	w := im.reportWriter(src, &buf)
 	if err := w.Write(exporter.ReportLine{Row: 0, Result: result, Message: reason}); err != nil {
@@ -55,14 +59,16 @@ func (im *Importer) rejectWhole(ctx context.Context, src Source, f *state.File, 
 	if err := w.Flush(); err != nil {
 		return im.result(*f, err)
 	}
-	dst, err := im.destination(ctx, src, f, status)
+	dst, report, err := im.destination(ctx, src, f, status)
 	if err != nil {
 		return im.result(*f, err)
 	}
-	if err := im.putReport(ctx, src, f, dst, bytes.NewReader(buf.Bytes())); err != nil {
+	if err := im.putReport(ctx, src, f, dst, report, bytes.NewReader(buf.Bytes())); err != nil {
 		return im.result(*f, err)
 	}
 	im.log.Warn("file rejected", zap.String("source", src.Name), zap.String("file", SafeName(f.Name)), zap.String("reason", reason))
+	im.lap(StageReport, t)
+	defer im.lap(StageArchive, im.clock())
 	err = im.finish(ctx, src, f, status, state.Counts{}, reason, dst)
 	return im.result(*f, err)
 }
@@ -117,20 +123,24 @@ func (s *spoolFile) Close() error {
 // already taken gets a timestamp suffix, and a name too long for the
 // store is shortened with a hash. The name is stored before the upload, so
 // that a resumed run rewrites its own report and no other. body must be
-// seekable so a failed try can be repeated (filestore.WithRetry).
-func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, dst string, body io.ReadSeeker) error {
+// seekable so a failed try can be repeated (filestore.WithRetry). report
+// is the name destination found free with dst ("": look for one).
+func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, dst, report string, body io.ReadSeeker) error {
 	if f.ReportPath == "" {
-		// Usually free (destination chose dst so); not when the file
-		// stays where it is (reprocessed in place) or a report appeared
-		// meanwhile: then the report alone gets a timestamp.
-		stem, ext := src.reportParts(path.Base(dst))
-		base, err := im.freeBase(ctx, src, stem, ext, func(base string) []string {
-			return []string{path.Join(src.Folders.Reports, base)}
-		})
-		if err != nil {
-			return err
+		if report == "" {
+			// The file stays where it is (reprocessed in place), so
+			// destination looked for no report name: the report alone
+			// gets a timestamp if its name is taken.
+			stem, ext := src.reportParts(path.Base(dst))
+			base, err := im.freeBase(ctx, src, stem, ext, func(base string) []string {
+				return []string{path.Join(src.Folders.Reports, base)}
+			})
+			if err != nil {
+				return err
+			}
+			report = path.Join(src.Folders.Reports, base)
 		}
-		f.ReportPath = path.Join(src.Folders.Reports, base)
+		f.ReportPath = report
 		if err := im.ledger.PutFile(ctx, im.cfg.Owner, *f); err != nil {
 			return err
 		}

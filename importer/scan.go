@@ -20,6 +20,10 @@ type passInfo struct {
 	// unique: no external-id repeats (checked only when the source may
 	// split files), so ranges can be processed in any order.
 	unique bool
+	// newRun: the run was started now, not resumed (set by run).
+	newRun bool
+	// marked: the dispatch mark stored with the run's start (0: none).
+	marked int64
 }
 
 // scan reads the whole file once, before any row is posted: it hashes it

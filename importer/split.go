@@ -18,6 +18,9 @@ type span struct {
 	mark        int64 // dispatch mark at the start
 	setMark     func(context.Context, int64) error
 	record      func(context.Context, []state.Outcome) error
+	// stored: a mark up to this is durable already (stored with the
+	// run's start), so setMark need not write it.
+	stored int64
 }
 
 func (sp *span) total(f *state.File) int64 {
@@ -29,24 +32,29 @@ func (sp *span) total(f *state.File) int64 {
 
 // fileSpan is the whole file under its claim; the mark follows in f.
 func (im *Importer) fileSpan(src Source, f *state.File) *span {
-	return &span{first: 1, last: math.MaxInt64, mark: f.DispatchMark,
-		setMark: func(ctx context.Context, mark int64) error {
-			if err := im.ledger.SetMark(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), mark); err != nil {
-				return err
-			}
-			f.DispatchMark = mark
-			return nil
-		},
+	sp := &span{first: 1, last: math.MaxInt64, mark: f.DispatchMark,
 		record: func(ctx context.Context, outs []state.Outcome) error {
 			return im.ledger.RecordOutcomes(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), outs)
 		},
 	}
+	sp.setMark = func(ctx context.Context, mark int64) error {
+		defer im.lap(StagePlan, im.clock())
+		if mark > sp.stored {
+			if err := im.ledger.SetMark(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), mark); err != nil {
+				return err
+			}
+		}
+		f.DispatchMark = mark
+		return nil
+	}
+	return sp
 }
 
 // rangeSpan is one range under its own claim.
 func (im *Importer) rangeSpan(src Source, r state.Range) *span {
 	return &span{first: r.First, last: r.Last, mark: r.DispatchMark,
 		setMark: func(ctx context.Context, mark int64) error {
+			defer im.lap(StagePlan, im.clock())
 			return im.ledger.SetMark(ctx, r.ID().HeldBy(im.cfg.Owner), mark)
 		},
 		record: func(ctx context.Context, outs []state.Outcome) error {
@@ -176,7 +184,7 @@ func (im *Importer) finishSplit(ctx context.Context, src Source, split state.Fil
 	if err != nil {
 		return FileResult{Source: split.Source, Name: split.Name, Status: state.Processing, Rows: split.Rows, Err: err}
 	}
-	defer im.release(src.Name, f.Name)
+	defer im.releaseHeld(&f)
 	fctx, stop := im.keepAlive(ctx, log, func(ctx context.Context) error {
 		return im.ledger.Heartbeat(ctx, state.FileID{Source: src.Name, Name: f.Name}.HeldBy(im.cfg.Owner), im.cfg.Lease)
 	})

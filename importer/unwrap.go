@@ -144,7 +144,7 @@ func (im *Importer) runArchive(ctx context.Context, src Source, f *state.File) F
 	if final != state.Done {
 		reason = "an entry was not archived; see the entries' reports"
 	}
-	dst, err := im.destination(ctx, src, f, final)
+	dst, _, err := im.destination(ctx, src, f, final)
 	if err != nil {
 		return im.result(*f, err)
 	}

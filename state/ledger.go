@@ -384,10 +384,21 @@ func (l *ledger) FilesByHash(ctx context.Context, source, sha string) ([]File, e
 
 // PutFile implements Ledger.
 func (l *ledger) PutFile(ctx context.Context, owner string, f File) error {
-	return l.fenced(ctx, "put "+f.ID().String(), `UPDATE {t}files SET size = ?, mtime = ?, sha256 = ?, status = ?,
+	return l.putFile(ctx, "put", "", owner, f)
+}
+
+// PutFileAndRelease implements Ledger: PutFile and Release in one
+// statement, so a file's last write costs one commit, not two.
+func (l *ledger) PutFileAndRelease(ctx context.Context, owner string, f File) error {
+	return l.putFile(ctx, "put and release", "owner = '', lease_until = 0, ", owner, f)
+}
+
+// putFile is PutFile's statement; also sets the columns of set.
+func (l *ledger) putFile(ctx context.Context, what, set, owner string, f File) error {
+	return l.fenced(ctx, what+" "+f.ID().String(), `UPDATE {t}files SET size = ?, mtime = ?, sha256 = ?, status = ?,
 			skip_reason = ?, run = ?, rows = ?, n_created = ?, n_already = ?, n_invalid = ?, n_failed = ?,
 			dispatch_mark = ?, location = ?, destination = ?, archived_to = ?, report_path = ?,
-			started_at = ?, finished_at = ?, updated_at = {now}
+			started_at = ?, finished_at = ?, `+set+`updated_at = {now}
 		WHERE `+ownedFile,
 		f.Size, ns(f.ModTime), f.SHA256, string(f.Status), f.SkipReason, f.Run, f.Rows,
 		f.Counts.Created, f.Counts.AlreadyRecorded, f.Counts.Invalid, f.Counts.Failed, f.DispatchMark,

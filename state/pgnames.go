@@ -133,6 +133,10 @@ func (p pgNames) PutFile(ctx context.Context, owner string, f File) error {
 	return p.Postgres.PutFile(ctx, owner, storedFile(f))
 }
 
+func (p pgNames) PutFileAndRelease(ctx context.Context, owner string, f File) error {
+	return p.Postgres.PutFileAndRelease(ctx, owner, storedFile(f))
+}
+
 func (p pgNames) SetMark(ctx context.Context, c Claim, mark int64) error {
 	return p.Postgres.SetMark(ctx, storedClaim(c), mark)
 }

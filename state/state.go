@@ -333,6 +333,9 @@ type Ledger interface {
 	// Owner, LeaseUntil and FirstSeen), fenced by owner's claim on the
 	// file.
 	PutFile(ctx context.Context, owner string, f File) error
+	// PutFileAndRelease is PutFile, then Release of owner's claim on the
+	// file, in one transaction: for a file's last write of a run.
+	PutFileAndRelease(ctx context.Context, owner string, f File) error
 	// SplitFile divides the file's current run (File.Run, File.Rows) into
 	// ranges of at most size rows, each starting with the file's dispatch
 	// mark, and returns them. If that run is already split it returns the

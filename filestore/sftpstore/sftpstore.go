@@ -371,9 +371,16 @@ func (s *Store) Open(ctx context.Context, name string, offset int64) (io.ReadClo
 		return nil, s.pathErr(ctx, "open", name, err)
 	}
 	f, err := l.C.sftp.Open(s.abs(n))
+	buf := readChunk
 	if err == nil {
 		var st os.FileInfo
-		if st, err = f.Stat(); err == nil && !st.Mode().IsRegular() {
+		if st, err = f.Stat(); err == nil && st.Size()-offset < readChunk {
+			// A small file is read with a buffer its size: one 1 MiB
+			// read would ask for 32 packets, all but one answered EOF,
+			// and cost ten times the round trip of one packet.
+			buf = max(4096, int(st.Size()-offset)+1)
+		}
+		if err == nil && !st.Mode().IsRegular() {
 			err = fmt.Errorf("not a regular file: %w", filestore.ErrNotExist)
 		}
 		if err == nil && offset != 0 {
@@ -387,7 +394,7 @@ func (s *Store) Open(ctx context.Context, name string, offset int64) (io.ReadClo
 		l.Release(err)
 		return nil, s.pathErr(ctx, "open", name, err)
 	}
-	return &reader{s: s, ctx: ctx, name: name, l: l, f: f, br: bufio.NewReaderSize(f, readChunk)}, nil
+	return &reader{s: s, ctx: ctx, name: name, l: l, f: f, br: bufio.NewReaderSize(f, buf)}, nil
 }
 
 // reader streams a remote file and gives its connection back on Close.

@@ -50,6 +50,7 @@ func Run(t *testing.T, newLedger Factory) {
 		{"FileRoundTrip", fileRoundTrip},
 		{"DispatchMarkIsFenced", dispatchMarkIsFenced},
 		{"ReclaimKeepsStatus", reclaimKeepsStatus},
+		{"PutFileAndRelease", putFileAndRelease},
 		{"Listing", listing},
 		{"OutcomesRoundTrip", outcomesRoundTrip},
 		{"OutcomesAreFenced", outcomesAreFenced},
@@ -219,6 +220,30 @@ func reclaimKeepsStatus(t *testing.T, l state.Ledger, _ *Clock) {
 	}
 	if f, err := l.Claim(ctx, a, "w2", time.Minute); err != nil || f.Status != state.Processing || f.Run != 3 {
 		t.Fatalf("re-claim: %+v %v", f, err)
+	}
+}
+
+// putFileAndRelease: the last write of a run stores the file and frees
+// its claim at once, and is fenced like PutFile.
+func putFileAndRelease(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
+	f := claim(t, l, a, "w1")
+	f.Status, f.Run, f.Location, f.ArchivedTo = state.Done, 2, "archive/a.csv", "archive/a.csv"
+	if err := l.PutFileAndRelease(ctx, "w2", f); !errors.Is(err, state.ErrLeaseLost) {
+		t.Fatalf("put and release by non-owner: %v", err)
+	}
+	if err := l.PutFileAndRelease(ctx, "w1", f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Claim(ctx, a, "w3", time.Minute)
+	if err != nil {
+		t.Fatalf("after put and release: %v", err)
+	}
+	if got.Status != state.Done || got.Run != 2 || got.Location != "archive/a.csv" || got.ArchivedTo != "archive/a.csv" {
+		t.Fatalf("stored %+v", got)
+	}
+	if err := l.PutFileAndRelease(ctx, "w1", f); !errors.Is(err, state.ErrLeaseLost) {
+		t.Fatalf("put and release after the claim was given back: %v", err)
 	}
 }
 

@@ -83,9 +83,10 @@ func (im *Importer) moveMarkers(ctx context.Context, src Source, name, from, to 
 }
 
 // reconcile finishes the moves a crash interrupted: files whose ledger
-// entry still has a planned destination.
+// entry still has a planned destination. Only those are read: listing
+// every file of the source here cost each pass O(its history).
 func (im *Importer) reconcile(ctx context.Context, src Source) error {
-	files, err := im.ledger.Files(ctx, src.Name)
+	files, err := state.Unsettled(ctx, im.ledger, src.Name)
 	if err != nil {
 		return err
 	}

@@ -95,15 +95,16 @@ func FilePage(ctx context.Context, l Ledger, q FileQuery) (files []File, more bo
 	return out, more, nil
 }
 
-// FileTotals adds up the source's files changed in [since, until) (zero:
-// unbounded) by status, from the files' own counts: no row outcome is
-// read, and a bounded window reads only its part of the time index.
-func FileTotals(ctx context.Context, l Ledger, source string, since, until time.Time) (map[Status]StatusTotal, error) {
+// FileTotals adds up the files q selects (Limit aside) by status, from
+// the files' own counts: no row outcome is read, and a bounded window or
+// a status reads only its part of an index.
+func FileTotals(ctx context.Context, l Ledger, q FileQuery) (map[Status]StatusTotal, error) {
 	sl, _, err := sqlLedger(l)
 	if err != nil {
 		return nil, err
 	}
-	w, args := FileQuery{Source: source, Since: since, Until: until}.where()
+	source := q.Source
+	w, args := q.where()
 	out := map[Status]StatusTotal{}
 	err = sl.each(ctx, sl.db, `SELECT status, COUNT(*), COALESCE(SUM(rows), 0), COALESCE(SUM(n_created), 0),
 		COALESCE(SUM(n_already), 0), COALESCE(SUM(n_invalid), 0), COALESCE(SUM(n_failed), 0)

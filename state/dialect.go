@@ -23,6 +23,9 @@ import (
 //	              row locks; SQLite's writes are serial and need none
 //	{int}, {bool}, {false}, {norowid}, {keepPrint}
 //	              DDL types and the schema-3 trigger
+//	{unsettled}   SQLite's INDEXED BY the partial index of unmoved files:
+//	              without statistics it would rather walk a source's
+//	              files by primary key, all of them
 //
 // Placeholders become $1, $2, … on both databases (SQLite reads $N as the
 // N-th argument), {now} always $1, so a statement binds the same
@@ -40,7 +43,7 @@ var (
 		"{t}", "", "{now}", "$1", "{bytes}", "",
 		"{forShare}", "", "{forUpdate}", "", "{skipLocked}", "",
 		"{int}", "INTEGER", "{bool}", "INTEGER", "{false}", "0", "{norowid}", " WITHOUT ROWID",
-		"{keepPrint}", sqliteKeepPrint,
+		"{keepPrint}", sqliteKeepPrint, "{unsettled}", " INDEXED BY files_unsettled",
 	), versionTable: "schema_version"}
 
 	// pgDialect: {now} is $1 when a clock is injected, else the server's
@@ -52,7 +55,7 @@ var (
 		"{bytes}", ` COLLATE "C"`,
 		"{forShare}", "FOR SHARE", "{forUpdate}", "FOR UPDATE", "{skipLocked}", "FOR UPDATE SKIP LOCKED",
 		"{int}", "BIGINT", "{bool}", "BOOLEAN", "{false}", "FALSE", "{norowid}", "",
-		"{keepPrint}", pgKeepPrint,
+		"{keepPrint}", pgKeepPrint, "{unsettled}", "",
 	), versionTable: "ihr_worker_schema"}
 )
 

@@ -158,7 +158,11 @@ func Unsettled(ctx context.Context, l Ledger, source string) ([]File, error) {
 		}
 		return out, err
 	}
-	out, err := sl.files(ctx, "unsettled files of "+source, `WHERE source = ? AND destination <> ''`, source)
+	out, err := all(ctx, sl, sl.db, scanFile, `SELECT `+fileCols+` FROM {t}files{unsettled}
+		WHERE source = ? AND destination <> '' ORDER BY name{bytes}`, source)
+	if err != nil {
+		return nil, fmt.Errorf("state: unsettled files of %s: %w", source, err)
+	}
 	if esc {
 		for i := range out {
 			out[i] = loadedFile(out[i])

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -385,9 +386,17 @@ func (l *ledger) Files(ctx context.Context, source string) ([]File, error) {
 	return l.files(ctx, "files of "+source, `WHERE source = ?`, source)
 }
 
-// FilesByHash implements Ledger.
+// FilesByHash implements Ledger. The few files found are sorted here:
+// asked for them in name order, SQLite walks every file of the source
+// by its primary key rather than take the hash index, which made each
+// file's pass cost O(the source's history).
 func (l *ledger) FilesByHash(ctx context.Context, source, sha string) ([]File, error) {
-	return l.files(ctx, "files by hash", `WHERE source = ? AND sha256 = ?`, source, sha)
+	out, err := all(ctx, l, l.db, scanFile, `SELECT `+fileCols+` FROM {t}files WHERE source = ? AND sha256 = ?`, source, sha)
+	if err != nil {
+		return nil, fmt.Errorf("state: files by hash: %w", err)
+	}
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // PutFile implements Ledger.

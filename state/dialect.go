@@ -118,6 +118,24 @@ func (d dialect) keyList(col string, keys []string) (string, []any) {
 	return col + ` IN (?` + strings.Repeat(",?", len(keys)-1) + `)`, args
 }
 
+// keyLookup is sel (a SELECT whose WHERE names one file, with its
+// arguments selArgs) narrowed to the rows of keys, and its arguments.
+// On PostgreSQL each key is looked up on its own: a LATERAL probe of the
+// full primary key, kept from being flattened into a join by OFFSET 0.
+// Given key = ANY(…), or a join it may plan as it likes, the planner of
+// a young ledger reads all of the file's outcomes for every window (a
+// sequential scan into a hash join is cheaper by its estimates until the
+// table holds some 40,000 rows): 120–240 ms a window by 20,000 rows, so
+// the first large file's pass cost O(rows²).
+func (d dialect) keyLookup(sel string, selArgs []any, keys []string) (string, []any) {
+	if d.pg {
+		return `SELECT o.* FROM unnest(CAST(? AS text[])) AS k(want) CROSS JOIN LATERAL (` + sel +
+			` AND key = k.want OFFSET 0) o`, append([]any{keys}, selArgs...)
+	}
+	in, args := d.keyList("key", keys)
+	return sel + ` AND ` + in, append(selArgs, args...)
+}
+
 // pairTable is a (key, fp) table of the pairs for a WITH clause, and its
 // arguments.
 func (d dialect) pairTable(keys, fps []string) (string, []any) {

@@ -448,15 +448,15 @@ func (l *ledger) Outcomes(ctx context.Context, id FileID, keys []string) (map[st
 	out := make(map[string]Outcome, len(keys))
 	for len(keys) > 0 {
 		n := l.d.chunk(len(keys))
-		in, args := l.d.keyList("key", keys[:n])
+		q, args := l.d.keyLookup(`SELECT `+outcomeCols+` FROM {t}row_outcomes WHERE source = ? AND filename = ?`,
+			[]any{id.Source, id.Name}, keys[:n])
 		keys = keys[n:]
-		err := l.each(ctx, l.db, `SELECT `+outcomeCols+` FROM {t}row_outcomes WHERE source = ? AND filename = ? AND `+in,
-			append([]any{id.Source, id.Name}, args...), func(r scanner) error {
-				o, err := scanOutcome(r)
-				o.Source, o.Filename = id.Source, id.Name
-				out[o.Key] = o
-				return err
-			})
+		err := l.each(ctx, l.db, q, args, func(r scanner) error {
+			o, err := scanOutcome(r)
+			o.Source, o.Filename = id.Source, id.Name
+			out[o.Key] = o
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("state: outcomes of %s: %w", id, err)
 		}

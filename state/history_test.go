@@ -227,3 +227,40 @@ func TestFilePage(t *testing.T) {
 		})
 	}
 }
+
+// TestExternalIDRoundTrip: the external-id is stored once when it is the
+// key, and every combination reads back as written.
+func TestExternalIDRoundTrip(t *testing.T) {
+	for name, open := range ledgers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			l := open(t, time.Now)
+			id := state.FileID{Source: "erp", Name: "x.csv"}
+			if _, err := l.Claim(ctx, id, "w", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			cases := []struct{ key, ext string }{
+				{"INV-1", "INV-1"}, {state.RowKey(2), ""}, {state.RowKey(3), " "}, {"#row 4", "#row 4"},
+				{"K", ""}, {"K2", "other"}, {"\x01", "\x01"},
+			}
+			var outs []state.Outcome
+			var keys []string
+			for i, c := range cases {
+				outs = append(outs, state.Outcome{Key: c.key, ExternalID: c.ext, Row: int64(i + 1), Run: 1, Result: state.Created})
+				keys = append(keys, c.key)
+			}
+			if err := l.RecordOutcomes(ctx, id.HeldBy("w"), outs); err != nil {
+				t.Fatal(err)
+			}
+			got, err := l.Outcomes(ctx, id, keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cases {
+				if got[c.key].ExternalID != c.ext {
+					t.Errorf("key %q: external-id %q, want %q", c.key, got[c.key].ExternalID, c.ext)
+				}
+			}
+		})
+	}
+}

@@ -244,6 +244,34 @@ const (
 		message = excluded.message, updated_at = excluded.updated_at`
 )
 
+// A row's key is its external-id (Key) but for rows without one, so
+// storing both kept every external-id twice, about a tenth of an
+// outcome's bytes. external_id is stored empty when it equals the key;
+// an empty external-id under a key that is not a RowKey (which Key never
+// makes) is stored as noExternalID. Outcomes stored before keep both and
+// read as they are.
+const noExternalID = "\x01"
+
+func storedExternalID(key, ext string) string {
+	switch {
+	case ext == key && !strings.HasPrefix(key, rowKeyPrefix):
+		return ""
+	case ext == "" && !strings.HasPrefix(key, rowKeyPrefix):
+		return noExternalID
+	}
+	return ext
+}
+
+func loadedExternalID(key, stored string) string {
+	switch {
+	case stored == noExternalID:
+		return ""
+	case stored == "" && !strings.HasPrefix(key, rowKeyPrefix):
+		return key
+	}
+	return stored
+}
+
 func scanFile(r scanner) (File, error) {
 	var f File
 	var mtime, lease, first, started, finished, updated int64
@@ -277,7 +305,7 @@ func scanOutcome(r scanner) (Outcome, error) {
 	var updated int64
 	err := r.Scan(&o.Key, &o.Row, &o.Run, &o.ExternalID, &o.DocumentType, &o.DocumentID, &o.Action,
 		&o.Fingerprint, &result, &o.RecordID, &o.HTTPStatus, &o.Message, &updated)
-	o.Result, o.UpdatedAt = Result(result), fromNS(updated)
+	o.Result, o.UpdatedAt, o.ExternalID = Result(result), fromNS(updated), loadedExternalID(o.Key, o.ExternalID)
 	return o, err
 }
 

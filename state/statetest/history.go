@@ -148,22 +148,25 @@ var sqliteHistories struct {
 }
 
 // SQLiteHistory is a path in tb's temp dir to a SQLite ledger holding h
-// (HistorySource's files, up to yesterday), copied from one built once
-// per size: within the test binary, or across runs in IHR_HISTORY_CACHE
-// when that names a directory (delete it when the schema changes).
+// (HistorySource's files, up to yesterday). With IHR_HISTORY_CACHE naming
+// a directory, the ledger is built there once per size and copied for
+// each caller, within the test binary and across runs (delete the
+// directory when the schema or the stored form changes); without it each
+// caller builds its own in its temp dir, and nothing outlives the test.
 func SQLiteHistory(tb testing.TB, h HistorySize) string {
 	tb.Helper()
+	dst := filepath.Join(tb.TempDir(), "state.db")
+	dir := os.Getenv("IHR_HISTORY_CACHE")
+	if dir == "" {
+		if err := buildSQLite(dst, h); err != nil {
+			tb.Fatal(err)
+		}
+		return dst
+	}
 	sqliteHistories.mu.Lock()
 	defer sqliteHistories.mu.Unlock()
 	built := sqliteHistories.paths[h.String()]
 	if built == "" {
-		dir := os.Getenv("IHR_HISTORY_CACHE")
-		if dir == "" {
-			var err error
-			if dir, err = os.MkdirTemp("", "ihr-history-*"); err != nil {
-				tb.Fatal(err)
-			}
-		}
 		built = filepath.Join(dir, "history-"+strings.ReplaceAll(h.String(), ",", "x")+".db")
 		if _, err := os.Stat(built); err != nil {
 			if err := buildSQLite(built, h); err != nil {
@@ -175,7 +178,6 @@ func SQLiteHistory(tb testing.TB, h HistorySize) string {
 		}
 		sqliteHistories.paths[h.String()] = built
 	}
-	dst := filepath.Join(tb.TempDir(), "state.db")
 	if err := copyFile(built, dst); err != nil {
 		tb.Fatal(err)
 	}

@@ -21,12 +21,12 @@ import (
 	"github.com/ihr-tools/ihr/state/statetest"
 )
 
-// agedLedger is a SQLite ledger holding statetest.HistoryFromEnv (a year
+// agedLedger is a SQLite ledger holding statetest.AgedFromEnv (a year
 // of nightly files by default), with a response report in dir and an
 // open file_failed event for each rejected file. IHR_AGED_DIR keeps it between runs: a directory that
 // already holds one built with the same shape is opened as it is.
 func agedLedger(b *testing.B) (l *state.SQLite, dir string, end time.Time) {
-	h := statetest.HistoryFromEnv()
+	h := statetest.AgedFromEnv()
 	dir = os.Getenv("IHR_AGED_DIR")
 	if dir == "" {
 		dir = b.TempDir()
@@ -108,7 +108,7 @@ func writeReport(path string, h statetest.History) error {
 }
 
 // BenchmarkOverviewAged loads the overview 20 times on an aged ledger (a
-// year of nightly history by default, see statetest.HistoryFromEnv) and
+// year of nightly history by default, see statetest.AgedFromEnv) and
 // reports the p95, the median and the first (cold) load in ms. Each
 // iteration starts with a new handler, so its first load is cold.
 //

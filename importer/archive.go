@@ -140,9 +140,10 @@ func (im *Importer) sweepMarkers(ctx context.Context, src Source, sum Summary) {
 }
 
 // reconcile finishes the moves a crash interrupted: files whose ledger
-// entry still has a planned destination.
+// entry still has a planned destination. Only those are read: listing
+// every file of the source here cost each pass O(its history).
 func (im *Importer) reconcile(ctx context.Context, src Source) error {
-	files, err := im.ledger.Files(ctx, src.Name)
+	files, err := state.Unsettled(ctx, im.ledger, src.Name)
 	if err != nil {
 		return err
 	}

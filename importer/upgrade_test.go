@@ -20,13 +20,16 @@ func TestLedgerUpgradeKeepsRows(t *testing.T) {
 		t.Fatalf("first drop: %+v", sum)
 	}
 	// Turn the ledger back into what a schema-2 worker left: no
-	// fingerprints, no history table, version 2.
+	// fingerprints, no history table, none of schema 4's indexes and
+	// prune columns, version 2.
 	e.ledger.Close()
 	db, err := sql.Open("sqlite", "file:"+e.dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
+		`DROP INDEX files_by_time`, `DROP INDEX files_by_status`, `DROP INDEX files_unsettled`,
+		`ALTER TABLE files DROP COLUMN pruned_at`, `ALTER TABLE files DROP COLUMN pruned_run`,
 		`DROP TRIGGER row_prints_keep`, `DROP TABLE row_prints`,
 		`ALTER TABLE row_outcomes DROP COLUMN fingerprint`,
 		`UPDATE schema_version SET version = 2`,
@@ -58,7 +61,7 @@ func TestLedgerUpgradeKeepsRows(t *testing.T) {
 	}
 	e.exactlyOnceEach("up.csv", map[string]int{"UP-1": 1, "UP-2": 2})
 	var v int
-	if err := sqlDB(t, e.dbPath).QueryRowContext(context.Background(), `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil || v != 3 {
+	if err := sqlDB(t, e.dbPath).QueryRowContext(context.Background(), `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil || v != 4 {
 		t.Fatalf("schema version %d, %v", v, err)
 	}
 }

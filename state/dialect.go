@@ -23,6 +23,9 @@ import (
 //	              row locks; SQLite's writes are serial and need none
 //	{int}, {bool}, {false}, {norowid}, {keepPrint}
 //	              DDL types and the schema-3 trigger
+//	{unsettled}   SQLite's INDEXED BY the partial index of unmoved files:
+//	              without statistics it would rather walk a source's
+//	              files by primary key, all of them
 //
 // Placeholders become $1, $2, … on both databases (SQLite reads $N as the
 // N-th argument), {now} always $1, so a statement binds the same
@@ -40,7 +43,7 @@ var (
 		"{t}", "", "{now}", "$1", "{bytes}", "",
 		"{forShare}", "", "{forUpdate}", "", "{skipLocked}", "",
 		"{int}", "INTEGER", "{bool}", "INTEGER", "{false}", "0", "{norowid}", " WITHOUT ROWID",
-		"{keepPrint}", sqliteKeepPrint,
+		"{keepPrint}", sqliteKeepPrint, "{unsettled}", " INDEXED BY files_unsettled",
 	), versionTable: "schema_version"}
 
 	// pgDialect: {now} is $1 when a clock is injected, else the server's
@@ -52,7 +55,7 @@ var (
 		"{bytes}", ` COLLATE "C"`,
 		"{forShare}", "FOR SHARE", "{forUpdate}", "FOR UPDATE", "{skipLocked}", "FOR UPDATE SKIP LOCKED",
 		"{int}", "BIGINT", "{bool}", "BOOLEAN", "{false}", "FALSE", "{norowid}", "",
-		"{keepPrint}", pgKeepPrint,
+		"{keepPrint}", pgKeepPrint, "{unsettled}", "",
 	), versionTable: "ihr_worker_schema"}
 )
 
@@ -113,6 +116,24 @@ func (d dialect) keyList(col string, keys []string) (string, []any) {
 		args[i] = k
 	}
 	return col + ` IN (?` + strings.Repeat(",?", len(keys)-1) + `)`, args
+}
+
+// keyLookup is sel (a SELECT whose WHERE names one file, with its
+// arguments selArgs) narrowed to the rows of keys, and its arguments.
+// On PostgreSQL each key is looked up on its own: a LATERAL probe of the
+// full primary key, kept from being flattened into a join by OFFSET 0.
+// Given key = ANY(…), or a join it may plan as it likes, the planner of
+// a young ledger reads all of the file's outcomes for every window (a
+// sequential scan into a hash join is cheaper by its estimates until the
+// table holds some 40,000 rows): 120–240 ms a window by 20,000 rows, so
+// the first large file's pass cost O(rows²).
+func (d dialect) keyLookup(sel string, selArgs []any, keys []string) (string, []any) {
+	if d.pg {
+		return `SELECT o.* FROM unnest(CAST(? AS text[])) AS k(want) CROSS JOIN LATERAL (` + sel +
+			` AND key = k.want OFFSET 0) o`, append([]any{keys}, selArgs...)
+	}
+	in, args := d.keyList("key", keys)
+	return sel + ` AND ` + in, append(selArgs, args...)
 }
 
 // pairTable is a (key, fp) table of the pairs for a WITH clause, and its

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -150,6 +151,14 @@ var schema = []string{
 		PRIMARY KEY (source, filename, key, fingerprint)
 	){norowid};
 	{keepPrint}`,
+	// 4: a long history (history.go): pages of a source's files newest
+	// first, by status, the files a crash left unmoved, and when a file's
+	// row outcomes were pruned, and of which run.
+	`CREATE INDEX {t}files_by_time ON {t}files (source, updated_at);
+	CREATE INDEX {t}files_by_status ON {t}files (source, status, updated_at);
+	CREATE INDEX {t}files_unsettled ON {t}files (source) WHERE destination <> '';
+	ALTER TABLE {t}files ADD COLUMN pruned_at {int} NOT NULL DEFAULT 0;
+	ALTER TABLE {t}files ADD COLUMN pruned_run {int} NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema up to date; where names the database in
@@ -235,6 +244,34 @@ const (
 		message = excluded.message, updated_at = excluded.updated_at`
 )
 
+// A row's key is its external-id (Key) but for rows without one, so
+// storing both kept every external-id twice, about a tenth of an
+// outcome's bytes. external_id is stored empty when it equals the key;
+// an empty external-id under a key that is not a RowKey (which Key never
+// makes) is stored as noExternalID. Outcomes stored before keep both and
+// read as they are.
+const noExternalID = "\x01"
+
+func storedExternalID(key, ext string) string {
+	switch {
+	case ext == key && !strings.HasPrefix(key, rowKeyPrefix):
+		return ""
+	case ext == "" && !strings.HasPrefix(key, rowKeyPrefix):
+		return noExternalID
+	}
+	return ext
+}
+
+func loadedExternalID(key, stored string) string {
+	switch {
+	case stored == noExternalID:
+		return ""
+	case stored == "" && !strings.HasPrefix(key, rowKeyPrefix):
+		return key
+	}
+	return stored
+}
+
 func scanFile(r scanner) (File, error) {
 	var f File
 	var mtime, lease, first, started, finished, updated int64
@@ -268,7 +305,7 @@ func scanOutcome(r scanner) (Outcome, error) {
 	var updated int64
 	err := r.Scan(&o.Key, &o.Row, &o.Run, &o.ExternalID, &o.DocumentType, &o.DocumentID, &o.Action,
 		&o.Fingerprint, &result, &o.RecordID, &o.HTTPStatus, &o.Message, &updated)
-	o.Result, o.UpdatedAt = Result(result), fromNS(updated)
+	o.Result, o.UpdatedAt, o.ExternalID = Result(result), fromNS(updated), loadedExternalID(o.Key, o.ExternalID)
 	return o, err
 }
 
@@ -377,9 +414,17 @@ func (l *ledger) Files(ctx context.Context, source string) ([]File, error) {
 	return l.files(ctx, "files of "+source, `WHERE source = ?`, source)
 }
 
-// FilesByHash implements Ledger.
+// FilesByHash implements Ledger. The few files found are sorted here:
+// asked for them in name order, SQLite walks every file of the source
+// by its primary key rather than take the hash index, which made each
+// file's pass cost O(the source's history).
 func (l *ledger) FilesByHash(ctx context.Context, source, sha string) ([]File, error) {
-	return l.files(ctx, "files by hash", `WHERE source = ? AND sha256 = ?`, source, sha)
+	out, err := all(ctx, l, l.db, scanFile, `SELECT `+fileCols+` FROM {t}files WHERE source = ? AND sha256 = ?`, source, sha)
+	if err != nil {
+		return nil, fmt.Errorf("state: files by hash: %w", err)
+	}
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // PutFile implements Ledger.
@@ -442,15 +487,15 @@ func (l *ledger) Outcomes(ctx context.Context, id FileID, keys []string) (map[st
 	out := make(map[string]Outcome, len(keys))
 	for len(keys) > 0 {
 		n := l.d.chunk(len(keys))
-		in, args := l.d.keyList("key", keys[:n])
+		q, args := l.d.keyLookup(`SELECT `+outcomeCols+` FROM {t}row_outcomes WHERE source = ? AND filename = ?`,
+			[]any{id.Source, id.Name}, keys[:n])
 		keys = keys[n:]
-		err := l.each(ctx, l.db, `SELECT `+outcomeCols+` FROM {t}row_outcomes WHERE source = ? AND filename = ? AND `+in,
-			append([]any{id.Source, id.Name}, args...), func(r scanner) error {
-				o, err := scanOutcome(r)
-				o.Source, o.Filename = id.Source, id.Name
-				out[o.Key] = o
-				return err
-			})
+		err := l.each(ctx, l.db, q, args, func(r scanner) error {
+			o, err := scanOutcome(r)
+			o.Source, o.Filename = id.Source, id.Name
+			out[o.Key] = o
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("state: outcomes of %s: %w", id, err)
 		}

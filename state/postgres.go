@@ -119,7 +119,7 @@ func (p *Postgres) write(ctx context.Context, id FileID, fence string, fenceArgs
 		if last[o.Key] != i {
 			continue
 		}
-		keys, rowNs, runs, exts = append(keys, o.Key), append(rowNs, o.Row), append(runs, o.Run), append(exts, o.ExternalID)
+		keys, rowNs, runs, exts = append(keys, o.Key), append(rowNs, o.Row), append(runs, o.Run), append(exts, storedExternalID(o.Key, o.ExternalID))
 		types, docs, actions = append(types, o.DocumentType), append(docs, o.DocumentID), append(actions, o.Action)
 		fps, results, ids = append(fps, o.Fingerprint), append(results, string(o.Result)), append(ids, o.RecordID)
 		statuses, msgs = append(statuses, int32(o.HTTPStatus)), append(msgs, o.Message)

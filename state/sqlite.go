@@ -169,7 +169,7 @@ func (s *SQLite) write(ctx context.Context, id FileID, fence string, fenceArgs [
 	}
 	defer stmt.Close()
 	for _, o := range outs {
-		if _, err := stmt.ExecContext(ctx, id.Source, id.Name, o.Key, o.Row, o.Run, o.ExternalID, o.DocumentType,
+		if _, err := stmt.ExecContext(ctx, id.Source, id.Name, o.Key, o.Row, o.Run, storedExternalID(o.Key, o.ExternalID), o.DocumentType,
 			o.DocumentID, o.Action, o.Fingerprint, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, now); err != nil {
 			return false, fmt.Errorf("row %d: %w", o.Row, err)
 		}

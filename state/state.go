@@ -196,7 +196,9 @@ func (o Outcome) LegacyMatch(externalID, documentType, documentID, action string
 }
 
 // RowKey is the key of a row without external-id.
-func RowKey(row int64) string { return "#row " + strconv.FormatInt(row, 10) }
+func RowKey(row int64) string { return rowKeyPrefix + strconv.FormatInt(row, 10) }
+
+const rowKeyPrefix = "#row "
 
 // Key returns the ledger key for a row: its external-id, else RowKey(row).
 func Key(externalID string, row int64) string {

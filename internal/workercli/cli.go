@@ -142,6 +142,7 @@ written), 2 usage or configuration error, 3 a source or the API could not be rea
 		newValidateCommand(g),
 		newExportCommand(g),
 		newStatusCommand(g),
+		newLedgerCommand(g),
 		newVersionCommand(g),
 	)
 	return root

@@ -58,7 +58,8 @@ func TestStatusPrintsNamesSafely(t *testing.T) {
 	var out bytes.Buffer
 	g := &globals{st: Streams{Err: &out, Out: &out}}
 	cfg := &config.Config{State: "sqlite:" + db, Sources: []config.Source{{Name: "erp", URL: "file:///srv/drop"}}}
-	if err := g.status(ctx, cfg, ""); err != nil {
+	q, _ := statusFlags{limit: 50}.query(time.Now())
+	if err := g.status(ctx, cfg, "", q); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()

@@ -150,13 +150,13 @@ func TestExpectTickDoesNotGrowWithHistory(t *testing.T) {
 }
 
 // BenchmarkExpectTick times one watcher tick on histories of N and 10·N
-// files (statetest.HistoryFromEnv without rows: a year of 55 files a
+// files (statetest.AgedFromEnv without rows: a year of 55 files a
 // night, and a tenth of it) in one run, beside what listing the source's
 // files (the tick before it used indexed lookups) costs on each.
 //
 //	go test ./internal/workercli -run '^$' -bench ExpectTick -benchtime 200x
 func BenchmarkExpectTick(b *testing.B) {
-	full := statetest.HistoryFromEnv()
+	full := statetest.AgedFromEnv()
 	full.Rows = 0
 	tenth := full
 	tenth.Nights = max(full.Nights/10, 1)

@@ -23,10 +23,10 @@ type History struct {
 	FailedRows int
 }
 
-// HistoryFromEnv is the default History with IHR_AGED_NIGHTS,
+// AgedFromEnv is the default History with IHR_AGED_NIGHTS,
 // IHR_AGED_FILES (per night) and IHR_AGED_ROWS (per file) applied, so a
 // quick run can build a small one.
-func HistoryFromEnv() History {
+func AgedFromEnv() History {
 	h := History{Source: "erp", Nights: 365, Files: 55, Rows: 250, FailEvery: 20, FailedRows: 10}
 	for env, p := range map[string]*int{"IHR_AGED_NIGHTS": &h.Nights, "IHR_AGED_FILES": &h.Files, "IHR_AGED_ROWS": &h.Rows} {
 		if n, err := strconv.Atoi(os.Getenv(env)); err == nil && n >= 0 {
@@ -111,6 +111,3 @@ func (h History) start(t time.Time) time.Time { return t.Truncate(24 * time.Hour
 func (h History) End(t time.Time) time.Time {
 	return h.start(t).Add(time.Duration(max(h.Nights-1, 0))*24*time.Hour + 6*time.Hour)
 }
-
-// Set moves the clock to t (backwards too).
-func (c *Clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }

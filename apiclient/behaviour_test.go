@@ -1,8 +1,11 @@
 package apiclient
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -280,5 +283,73 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}
 	if n := reached.Load(); n != 0 {
 		t.Fatalf("the redirect target received %d requests", n)
+	}
+}
+
+// TestUnknownOutcomesAreLookedUpTogether: creates whose answers are lost
+// (the server stored the record, a gateway answered 504) are looked up in
+// batches, external-id[in]=…, not with one GET each, and none is sent twice.
+func TestUnknownOutcomesAreLookedUpTogether(t *testing.T) {
+	f := newFake(t)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			f.serve(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		var rec record.Record
+		json.Unmarshal(body, &rec)
+		mu.Lock()
+		first := !seen[rec.ExternalID]
+		seen[rec.ExternalID] = true
+		mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !first {
+			f.serve(w, r)
+			return
+		}
+		f.serve(httptest.NewRecorder(), r) // stored; the answer is lost
+		w.WriteHeader(http.StatusGatewayTimeout)
+	}))
+	t.Cleanup(gw.Close)
+	cfg := fastConfig(gw.URL)
+	cfg.MinBackoff = 100 * time.Millisecond // the window in which lookups gather
+	c := mustNew(t, cfg)
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got, err := c.Create(context.Background(), record.Create, testRecord(i, "lost.csv"))
+			if !errors.Is(err, ErrAlreadyRecorded) || got == nil || got.ExternalID != testRecord(i, "").ExternalID {
+				t.Errorf("row %d: %+v, %v; want the stored record and ErrAlreadyRecorded", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := f.count(); got != n {
+		t.Fatalf("server holds %d records, want %d", got, n)
+	}
+	if got := f.indexRequests.Load(); got > n/4 {
+		t.Errorf("%d lookups for %d lost answers: want them batched (at most %d)", got, n, n/4)
+	}
+	t.Logf("%d lost answers, %d lookup queries", n, f.indexRequests.Load())
+}
+
+// TestLookupOfIDWithComma: an external id the comma list of [in] cannot
+// carry is looked up by itself, and found.
+func TestLookupOfIDWithComma(t *testing.T) {
+	f := newFake(t)
+	c := mustNew(t, fastConfig(f.srv.URL))
+	r := testRecord(1, "comma.csv")
+	r.ExternalID = "A,B"
+	created, err := c.Create(context.Background(), record.Create, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.FindExisting(context.Background(), r)
+	if err != nil || got == nil || got.ID != created.ID {
+		t.Fatalf("FindExisting = %+v, %v; want id %d", got, err, created.ID)
 	}
 }

@@ -62,7 +62,6 @@ const (
 	DefaultConcurrency = 4
 	DefaultMinBackoff  = 250 * time.Millisecond
 	DefaultMaxBackoff  = 30 * time.Second
-	DefaultSettle      = 2 * time.Second
 
 	// maxBody bounds what we read of one answer. An index page of 50
 	// records at ihr-api's response cap (1 000 responses, 1 MiB of text
@@ -134,11 +133,6 @@ type Config struct {
 	MaxRetries int           // retries after the first attempt; default DefaultMaxRetries; < 0: none
 	MinBackoff time.Duration // first backoff cap; default 250 ms
 	MaxBackoff time.Duration // largest backoff cap; default 30 s
-	// Settle is the least time to wait after a POST with an unknown
-	// outcome before looking for its record: a server that is still
-	// working on a timed-out request must get the chance to commit, or the
-	// lookup misses it and the re-send duplicates it. Default 2 s.
-	Settle time.Duration
 
 	// CreateFields trims Create's answers to these elements with Coupa's
 	// fields parameter (allowed on POST too), so neither side spends time
@@ -173,6 +167,8 @@ type Client struct {
 	// (ours does unless strict; Coupa does not), so lookups use one query
 	// instead of two once known.
 	filenameStored atomic.Int32 // 0 unknown, 1 stored, 2 not stored
+
+	lookups lookupQueue // lookups waiting to be asked together (lookup.go)
 
 	createQuery url.Values // fields= for Create, from Config.CreateFields
 }
@@ -211,9 +207,6 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
-	}
-	if cfg.Settle <= 0 {
-		cfg.Settle = DefaultSettle
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
@@ -301,8 +294,10 @@ type call struct {
 	query  url.Values
 	body   []byte // JSON; nil for none
 	// onUnknown runs before re-sending a non-idempotent request whose
-	// previous outcome is unknown. found=true ends the call with errFound.
-	onUnknown func(ctx context.Context) (found bool, err error)
+	// previous outcome is unknown, in place of the retry's backoff: it
+	// waits wait itself (a lookup gathers other calls' lookups meanwhile,
+	// see lookup.go). found=true ends the call with errFound.
+	onUnknown func(ctx context.Context, wait time.Duration) (found bool, err error)
 }
 
 // errFound ends a call whose onUnknown hook found the work already done.
@@ -354,10 +349,11 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 	idempotent := c.onUnknown == nil
 	reauthed := false
 	unknown := false
+	var wait time.Duration // backoff still owed by a pending lookup
 	var last outcome
 	for attempt := 0; ; attempt++ {
 		if unknown && !idempotent && c.onUnknown != nil {
-			found, err := c.onUnknown(ctx)
+			found, err := c.onUnknown(ctx, wait)
 			if err != nil {
 				return cl.fail(c, &last, fmt.Errorf("outcome unknown and lookup failed: %w", err))
 			}
@@ -397,16 +393,19 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 			unknown = true
 		}
 		if attempt >= cl.cfg.MaxRetries {
+			wait = 0
 			continue // loop once more so a pending lookup runs, then stop
 		}
-		wait := cl.backoff(attempt, &last)
-		if unknown && !idempotent {
-			wait = max(wait, cl.cfg.Settle)
-		}
+		wait = cl.backoff(attempt, &last)
 		cl.log.Debug("apiclient: transient failure, retrying",
 			zap.String("method", c.method), zap.String("path", c.path),
 			zap.Int("status", last.status), zap.NamedError("cause", last.err),
 			zap.Int("attempt", attempt), zap.Duration("wait", wait))
+		if unknown && !idempotent {
+			// No sleep here: the lookup waits (see onUnknown). There is no
+			// settle time either (see lookup.go for why none is needed).
+			continue
+		}
 		if err := sleep(ctx, wait); err != nil {
 			return cl.fail(c, &last, err)
 		}

@@ -170,7 +170,10 @@ type Client struct {
 
 	lookups lookupQueue // lookups waiting to be asked together (lookup.go)
 
-	createQuery url.Values // fields= for Create, from Config.CreateFields
+	createQuery string // fields= for Create, from Config.CreateFields, encoded once
+	// baseURL is base as a string without a trailing slash, so a request's
+	// URL is one concatenation rather than a URL copy and String per call.
+	baseURL string
 }
 
 // New builds a Client. It makes no request.
@@ -215,6 +218,11 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		cfg.UserAgent = "ihr-worker/" + moduleVersion()
 	}
 	c := &Client{base: u, cfg: cfg, log: log, obs: cfg.Observer}
+	bu := *u
+	bu.Path = strings.TrimRight(bu.Path, "/")
+	bu.RawPath = ""
+	bu.RawQuery, bu.Fragment = "", ""
+	c.baseURL = bu.String()
 	if cfg.HTTPClient != nil {
 		hc := *cfg.HTTPClient
 		c.hc = &hc
@@ -241,7 +249,7 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 			}
 		}
 		b, _ := json.Marshal(fields) // strings always marshal
-		c.createQuery = url.Values{"fields": {string(b)}}
+		c.createQuery = url.Values{"fields": {string(b)}}.Encode()
 	}
 	c.limiter = cfg.Limiter
 	if c.limiter == nil {
@@ -292,7 +300,10 @@ type call struct {
 	method string
 	path   string // below the base URL, starting with /
 	query  url.Values
-	body   []byte // JSON; nil for none
+	// rawQuery, if set, is sent instead of query: a query encoded once
+	// for many calls.
+	rawQuery string
+	body     []byte // JSON; nil for none
 	// onUnknown runs before re-sending a non-idempotent request whose
 	// previous outcome is unknown, in place of the retry's backoff: it
 	// waits wait itself (a lookup gathers other calls' lookups meanwhile,
@@ -375,7 +386,7 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 		switch {
 		case last.err == nil && last.status >= 200 && last.status < 300:
 			if out != nil && len(bytes.TrimSpace(last.body)) > 0 {
-				if err := json.Unmarshal(last.body, out); err != nil {
+				if err := decode(last.body, out); err != nil {
 					return &Error{Status: last.status, Method: c.method, Path: c.path,
 						Messages: []string{"undecodable answer: " + err.Error()}, Err: err}
 				}
@@ -444,16 +455,17 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 
 	actx, cancel := context.WithTimeout(ctx, cl.cfg.Timeout)
 	defer cancel()
-	u := *cl.base
-	u.Path = strings.TrimRight(u.Path, "/") + c.path
-	if len(c.query) > 0 {
-		u.RawQuery = c.query.Encode()
+	target := cl.baseURL + c.path
+	if c.rawQuery != "" {
+		target += "?" + c.rawQuery
+	} else if len(c.query) > 0 {
+		target += "?" + c.query.Encode()
 	}
 	var body io.Reader
 	if c.body != nil {
 		body = bytes.NewReader(c.body)
 	}
-	req, err := http.NewRequestWithContext(actx, c.method, u.String(), body)
+	req, err := http.NewRequestWithContext(actx, c.method, target, body)
 	if err != nil {
 		return outcome{err: err}
 	}
@@ -568,6 +580,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// decode decodes an answer into out. A type that decodes itself (a
+// record: record.Record.UnmarshalJSON checks the JSON as it goes) is
+// handed the body directly, without json.Unmarshal's scan of it first.
+func decode(body []byte, out any) error {
+	if u, ok := out.(json.Unmarshaler); ok {
+		return u.UnmarshalJSON(body)
+	}
+	return json.Unmarshal(body, out)
 }
 
 // marshal encodes a request body.

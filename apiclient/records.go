@@ -43,7 +43,7 @@ func (cl *Client) Create(ctx context.Context, action record.Action, r *record.Re
 	var found *record.Record
 	c := &call{
 		action: string(action), method: http.MethodPost, path: recordsPath + action.Path(), body: body,
-		query: cl.createQuery,
+		rawQuery: cl.createQuery,
 		onUnknown: func(ctx context.Context, wait time.Duration) (bool, error) {
 			f, err := cl.findExisting(ctx, r, wait)
 			found = f

@@ -171,6 +171,10 @@ type Client struct {
 	lookups lookupQueue // lookups waiting to be asked together (lookup.go)
 
 	createQuery string // fields= for Create, from Config.CreateFields, encoded once
+	// createSlim: Create asks for no more than id and integration-filename,
+	// so its answer is decoded into those two alone (createAnswer).
+	createSlim bool
+	userAgent  []string // the User-Agent header's value
 	// baseURL is base as a string without a trailing slash, so a request's
 	// URL is one concatenation rather than a URL copy and String per call.
 	baseURL string
@@ -217,7 +221,7 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "ihr-worker/" + moduleVersion()
 	}
-	c := &Client{base: u, cfg: cfg, log: log, obs: cfg.Observer}
+	c := &Client{base: u, cfg: cfg, log: log, obs: cfg.Observer, userAgent: []string{cfg.UserAgent}}
 	bu := *u
 	bu.Path = strings.TrimRight(bu.Path, "/")
 	bu.RawPath = ""
@@ -250,6 +254,7 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		}
 		b, _ := json.Marshal(fields) // strings always marshal
 		c.createQuery = url.Values{"fields": {string(b)}}.Encode()
+		c.createSlim = len(fields) == 2
 	}
 	c.limiter = cfg.Limiter
 	if c.limiter == nil {
@@ -262,7 +267,7 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		}
 		c.auth = a
 	} else {
-		c.auth = apiKeyAuth(cfg.APIKey)
+		c.auth = apiKeyAuth{[]string{cfg.APIKey}}
 	}
 	return c, nil
 }
@@ -313,6 +318,10 @@ type call struct {
 
 // errFound ends a call whose onUnknown hook found the work already done.
 var errFound = errors.New("apiclient: found by lookup")
+
+// headerJSON is the value of Accept and Content-Type, shared by every
+// request (nothing in net/http writes into a header's value slice).
+var headerJSON = []string{"application/json"}
 
 // outcome of one attempt.
 type outcome struct {
@@ -469,10 +478,12 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 	if err != nil {
 		return outcome{err: err}
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", cl.cfg.UserAgent)
+	// Header values are shared, read-only slices: Set would allocate one
+	// per header and request.
+	req.Header["Accept"] = headerJSON
+	req.Header["User-Agent"] = cl.userAgent
 	if c.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = headerJSON
 	}
 	if err := cl.auth.apply(actx, req); err != nil {
 		var e *Error

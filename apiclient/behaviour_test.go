@@ -353,3 +353,55 @@ func TestLookupOfIDWithComma(t *testing.T) {
 		t.Fatalf("FindExisting = %+v, %v; want id %d", got, err, created.ID)
 	}
 }
+
+// TestLookupQueueSurvivesCancelledWaiters: lookups that give up while
+// queued behind a slow one (their row's deadline) neither block the
+// lookups after them nor leave the queue without a leader.
+func TestLookupQueueSurvivesCancelledWaiters(t *testing.T) {
+	f := newFake(t)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			time.Sleep(200 * time.Millisecond)
+		}
+		f.serve(w, r)
+	}))
+	t.Cleanup(slow.Close)
+	c := mustNew(t, fastConfig(slow.URL))
+	r := testRecord(1, "cancel.csv")
+	if _, err := c.Create(context.Background(), record.Create, r); err != nil {
+		t.Fatal(err)
+	}
+	lead := make(chan error, 1)
+	go func() {
+		_, err := c.FindExisting(context.Background(), testRecord(2, "cancel.csv"))
+		lead <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the leader's query is in flight
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			// The first five give up while queued; the last is likely
+			// made leader just before its deadline.
+			d := time.Duration(10+i*10) * time.Millisecond
+			if i == 5 {
+				d = 200 * time.Millisecond
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			_, err := c.FindExisting(ctx, testRecord(3+i, "cancel.csv"))
+			if i < 5 && !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("waiter %d: %v, want its deadline", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-lead; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := c.FindExisting(ctx, r)
+	if err != nil || got == nil {
+		t.Fatalf("lookup after cancelled waiters: %+v, %v", got, err)
+	}
+}

@@ -64,6 +64,7 @@ type lookupReq struct {
 	done     chan struct{} // closed once found and err are set
 	found    *record.Record
 	err      error
+	promoted bool // lead was closed (under lookupQueue.mu)
 }
 
 // batchable: the comma list of [in] can carry r's external id.
@@ -101,18 +102,19 @@ func (cl *Client) findExisting(ctx context.Context, r *record.Record, wait time.
 			case <-req.lead:
 				lead = true
 			case <-ctx.Done():
-				if cl.dequeue(req) {
-					return nil, ctx.Err()
+				// Leave the queue; if made leader meanwhile, pass the lead
+				// on, or the lookups behind would wait for nobody. A batch
+				// that took req delivers to nobody.
+				q.mu.Lock()
+				if i := slices.Index(q.pending, req); i >= 0 {
+					q.pending = slices.Delete(q.pending, i, i+1)
 				}
-				// Taken into a batch or made leader meanwhile.
-				select {
-				case <-req.done:
-				case <-req.lead:
+				promoted := req.promoted
+				q.mu.Unlock()
+				if promoted {
 					cl.handOff()
-					return nil, ctx.Err()
-				default:
-					return nil, ctx.Err() // the batch delivers to nobody
 				}
+				return nil, ctx.Err()
 			}
 		}
 		if lead {
@@ -153,7 +155,9 @@ func (cl *Client) handOff() {
 		q.leading = false
 		return
 	}
-	close(q.pending[0].lead)
+	next := q.pending[0]
+	next.promoted = true
+	close(next.lead)
 }
 
 // runBatch is the leader's turn: wait until the earliest backoff of the

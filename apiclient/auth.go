@@ -21,12 +21,16 @@ type authenticator interface {
 	invalidate(used string) bool
 }
 
-type apiKeyAuth string
+// apiKeyAuth holds the key as the header's value, shared by every request.
+type apiKeyAuth struct{ header []string }
 
 func (k apiKeyAuth) apply(_ context.Context, req *http.Request) error {
-	req.Header.Set("X-COUPA-API-KEY", string(k))
+	req.Header[apiKeyHeader] = k.header
 	return nil
 }
+
+// apiKeyHeader is X-COUPA-API-KEY in net/http's canonical spelling.
+var apiKeyHeader = http.CanonicalHeaderKey("X-COUPA-API-KEY")
 
 // An API key cannot be refreshed: a 401 is final.
 func (apiKeyAuth) invalidate(string) bool { return false }

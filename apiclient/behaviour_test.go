@@ -1,8 +1,11 @@
 package apiclient
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -280,5 +283,127 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}
 	if n := reached.Load(); n != 0 {
 		t.Fatalf("the redirect target received %d requests", n)
+	}
+}
+
+// TestUnknownOutcomesAreLookedUpTogether: creates whose answers are lost
+// (the server stored the record, a gateway answered 504) are looked up in
+// batches, external-id[in]=…, not with one GET each, and none is sent twice.
+func TestUnknownOutcomesAreLookedUpTogether(t *testing.T) {
+	f := newFake(t)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			f.serve(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		var rec record.Record
+		json.Unmarshal(body, &rec)
+		mu.Lock()
+		first := !seen[rec.ExternalID]
+		seen[rec.ExternalID] = true
+		mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !first {
+			f.serve(w, r)
+			return
+		}
+		f.serve(httptest.NewRecorder(), r) // stored; the answer is lost
+		w.WriteHeader(http.StatusGatewayTimeout)
+	}))
+	t.Cleanup(gw.Close)
+	cfg := fastConfig(gw.URL)
+	cfg.MinBackoff = 100 * time.Millisecond // the window in which lookups gather
+	c := mustNew(t, cfg)
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got, err := c.Create(context.Background(), record.Create, testRecord(i, "lost.csv"))
+			if !errors.Is(err, ErrAlreadyRecorded) || got == nil || got.ExternalID != testRecord(i, "").ExternalID {
+				t.Errorf("row %d: %+v, %v; want the stored record and ErrAlreadyRecorded", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := f.count(); got != n {
+		t.Fatalf("server holds %d records, want %d", got, n)
+	}
+	// Typically 1–3 queries; the bound leaves room for a loaded machine
+	// spreading the 40 calls out, while one query each would be 40.
+	if got := f.indexRequests.Load(); got > n/2 {
+		t.Errorf("%d lookups for %d lost answers: want them batched (at most %d)", got, n, n/2)
+	}
+	t.Logf("%d lost answers, %d lookup queries", n, f.indexRequests.Load())
+}
+
+// TestLookupOfIDWithComma: an external id the comma list of [in] cannot
+// carry is looked up by itself, and found.
+func TestLookupOfIDWithComma(t *testing.T) {
+	f := newFake(t)
+	c := mustNew(t, fastConfig(f.srv.URL))
+	r := testRecord(1, "comma.csv")
+	r.ExternalID = "A,B"
+	created, err := c.Create(context.Background(), record.Create, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.FindExisting(context.Background(), r)
+	if err != nil || got == nil || got.ID != created.ID {
+		t.Fatalf("FindExisting = %+v, %v; want id %d", got, err, created.ID)
+	}
+}
+
+// TestLookupQueueSurvivesCancelledWaiters: lookups that give up while
+// queued behind a slow one (their row's deadline) neither block the
+// lookups after them nor leave the queue without a leader.
+func TestLookupQueueSurvivesCancelledWaiters(t *testing.T) {
+	f := newFake(t)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			time.Sleep(200 * time.Millisecond)
+		}
+		f.serve(w, r)
+	}))
+	t.Cleanup(slow.Close)
+	c := mustNew(t, fastConfig(slow.URL))
+	r := testRecord(1, "cancel.csv")
+	if _, err := c.Create(context.Background(), record.Create, r); err != nil {
+		t.Fatal(err)
+	}
+	lead := make(chan error, 1)
+	go func() {
+		_, err := c.FindExisting(context.Background(), testRecord(2, "cancel.csv"))
+		lead <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the leader's query is in flight
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			// The first five give up while queued; the last is likely
+			// made leader just before its deadline.
+			d := time.Duration(10+i*10) * time.Millisecond
+			if i == 5 {
+				d = 200 * time.Millisecond
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			_, err := c.FindExisting(ctx, testRecord(3+i, "cancel.csv"))
+			if i < 5 && !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("waiter %d: %v, want its deadline", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-lead; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := c.FindExisting(ctx, r)
+	if err != nil || got == nil {
+		t.Fatalf("lookup after cancelled waiters: %+v, %v", got, err)
 	}
 }

@@ -62,7 +62,6 @@ const (
 	DefaultConcurrency = 4
 	DefaultMinBackoff  = 250 * time.Millisecond
 	DefaultMaxBackoff  = 30 * time.Second
-	DefaultSettle      = 2 * time.Second
 
 	// maxBody bounds what we read of one answer. An index page of 50
 	// records at ihr-api's response cap (1 000 responses, 1 MiB of text
@@ -134,11 +133,6 @@ type Config struct {
 	MaxRetries int           // retries after the first attempt; default DefaultMaxRetries; < 0: none
 	MinBackoff time.Duration // first backoff cap; default 250 ms
 	MaxBackoff time.Duration // largest backoff cap; default 30 s
-	// Settle is the least time to wait after a POST with an unknown
-	// outcome before looking for its record: a server that is still
-	// working on a timed-out request must get the chance to commit, or the
-	// lookup misses it and the re-send duplicates it. Default 2 s.
-	Settle time.Duration
 
 	// CreateFields trims Create's answers to these elements with Coupa's
 	// fields parameter (allowed on POST too), so neither side spends time
@@ -174,7 +168,16 @@ type Client struct {
 	// instead of two once known.
 	filenameStored atomic.Int32 // 0 unknown, 1 stored, 2 not stored
 
-	createQuery url.Values // fields= for Create, from Config.CreateFields
+	lookups lookupQueue // lookups waiting to be asked together (lookup.go)
+
+	createQuery string // fields= for Create, from Config.CreateFields, encoded once
+	// createSlim: Create asks for no more than id and integration-filename,
+	// so its answer is decoded into those two alone (createAnswer).
+	createSlim bool
+	userAgent  []string // the User-Agent header's value
+	// baseURL is base as a string without a trailing slash, so a request's
+	// URL is one concatenation rather than a URL copy and String per call.
+	baseURL string
 }
 
 // New builds a Client. It makes no request.
@@ -212,16 +215,18 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
-	if cfg.Settle <= 0 {
-		cfg.Settle = DefaultSettle
-	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "ihr-worker/" + moduleVersion()
 	}
-	c := &Client{base: u, cfg: cfg, log: log, obs: cfg.Observer}
+	c := &Client{base: u, cfg: cfg, log: log, obs: cfg.Observer, userAgent: []string{cfg.UserAgent}}
+	bu := *u
+	bu.Path = strings.TrimRight(bu.Path, "/")
+	bu.RawPath = ""
+	bu.RawQuery, bu.Fragment = "", ""
+	c.baseURL = bu.String()
 	if cfg.HTTPClient != nil {
 		hc := *cfg.HTTPClient
 		c.hc = &hc
@@ -248,7 +253,8 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 			}
 		}
 		b, _ := json.Marshal(fields) // strings always marshal
-		c.createQuery = url.Values{"fields": {string(b)}}
+		c.createQuery = url.Values{"fields": {string(b)}}.Encode()
+		c.createSlim = len(fields) == 2
 	}
 	c.limiter = cfg.Limiter
 	if c.limiter == nil {
@@ -261,7 +267,7 @@ func New(cfg Config, log *zap.Logger) (*Client, error) {
 		}
 		c.auth = a
 	} else {
-		c.auth = apiKeyAuth(cfg.APIKey)
+		c.auth = apiKeyAuth{[]string{cfg.APIKey}}
 	}
 	return c, nil
 }
@@ -299,14 +305,23 @@ type call struct {
 	method string
 	path   string // below the base URL, starting with /
 	query  url.Values
-	body   []byte // JSON; nil for none
+	// rawQuery, if set, is sent instead of query: a query encoded once
+	// for many calls.
+	rawQuery string
+	body     []byte // JSON; nil for none
 	// onUnknown runs before re-sending a non-idempotent request whose
-	// previous outcome is unknown. found=true ends the call with errFound.
-	onUnknown func(ctx context.Context) (found bool, err error)
+	// previous outcome is unknown, in place of the retry's backoff: it
+	// waits wait itself (a lookup gathers other calls' lookups meanwhile,
+	// see lookup.go). found=true ends the call with errFound.
+	onUnknown func(ctx context.Context, wait time.Duration) (found bool, err error)
 }
 
 // errFound ends a call whose onUnknown hook found the work already done.
 var errFound = errors.New("apiclient: found by lookup")
+
+// headerJSON is the value of Accept and Content-Type, shared by every
+// request (nothing in net/http writes into a header's value slice).
+var headerJSON = []string{"application/json"}
 
 // outcome of one attempt.
 type outcome struct {
@@ -354,10 +369,11 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 	idempotent := c.onUnknown == nil
 	reauthed := false
 	unknown := false
+	var wait time.Duration // backoff still owed by a pending lookup
 	var last outcome
 	for attempt := 0; ; attempt++ {
 		if unknown && !idempotent && c.onUnknown != nil {
-			found, err := c.onUnknown(ctx)
+			found, err := c.onUnknown(ctx, wait)
 			if err != nil {
 				return cl.fail(c, &last, fmt.Errorf("outcome unknown and lookup failed: %w", err))
 			}
@@ -379,7 +395,7 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 		switch {
 		case last.err == nil && last.status >= 200 && last.status < 300:
 			if out != nil && len(bytes.TrimSpace(last.body)) > 0 {
-				if err := json.Unmarshal(last.body, out); err != nil {
+				if err := decode(last.body, out); err != nil {
 					return &Error{Status: last.status, Method: c.method, Path: c.path,
 						Messages: []string{"undecodable answer: " + err.Error()}, Err: err}
 				}
@@ -397,16 +413,19 @@ func (cl *Client) do(ctx context.Context, c *call, out any) error {
 			unknown = true
 		}
 		if attempt >= cl.cfg.MaxRetries {
+			wait = 0
 			continue // loop once more so a pending lookup runs, then stop
 		}
-		wait := cl.backoff(attempt, &last)
-		if unknown && !idempotent {
-			wait = max(wait, cl.cfg.Settle)
-		}
+		wait = cl.backoff(attempt, &last)
 		cl.log.Debug("apiclient: transient failure, retrying",
 			zap.String("method", c.method), zap.String("path", c.path),
 			zap.Int("status", last.status), zap.NamedError("cause", last.err),
 			zap.Int("attempt", attempt), zap.Duration("wait", wait))
+		if unknown && !idempotent {
+			// No sleep here: the lookup waits (see onUnknown). There is no
+			// settle time either (see lookup.go for why none is needed).
+			continue
+		}
 		if err := sleep(ctx, wait); err != nil {
 			return cl.fail(c, &last, err)
 		}
@@ -445,23 +464,26 @@ func (cl *Client) attempt(ctx context.Context, c *call, n int) (o outcome) {
 
 	actx, cancel := context.WithTimeout(ctx, cl.cfg.Timeout)
 	defer cancel()
-	u := *cl.base
-	u.Path = strings.TrimRight(u.Path, "/") + c.path
-	if len(c.query) > 0 {
-		u.RawQuery = c.query.Encode()
+	target := cl.baseURL + c.path
+	if c.rawQuery != "" {
+		target += "?" + c.rawQuery
+	} else if len(c.query) > 0 {
+		target += "?" + c.query.Encode()
 	}
 	var body io.Reader
 	if c.body != nil {
 		body = bytes.NewReader(c.body)
 	}
-	req, err := http.NewRequestWithContext(actx, c.method, u.String(), body)
+	req, err := http.NewRequestWithContext(actx, c.method, target, body)
 	if err != nil {
 		return outcome{err: err}
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", cl.cfg.UserAgent)
+	// Header values are shared, read-only slices: Set would allocate one
+	// per header and request.
+	req.Header["Accept"] = headerJSON
+	req.Header["User-Agent"] = cl.userAgent
 	if c.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = headerJSON
 	}
 	if err := cl.auth.apply(actx, req); err != nil {
 		var e *Error
@@ -569,6 +591,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// decode decodes an answer into out. A type that decodes itself (a
+// record: record.Record.UnmarshalJSON checks the JSON as it goes) is
+// handed the body directly, without json.Unmarshal's scan of it first.
+func decode(body []byte, out any) error {
+	if u, ok := out.(json.Unmarshaler); ok {
+		return u.UnmarshalJSON(body)
+	}
+	return json.Unmarshal(body, out)
 }
 
 // marshal encodes a request body.

@@ -31,7 +31,7 @@ func testRecord(i int, file string) *record.Record {
 func fastConfig(base string) Config {
 	return Config{
 		BaseURL: base, APIKey: fakeKey, RateLimit: -1,
-		Timeout: 500 * time.Millisecond, MaxRetries: 10, Settle: 50 * time.Millisecond,
+		Timeout: 500 * time.Millisecond, MaxRetries: 10,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 	}
 }

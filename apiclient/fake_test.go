@@ -33,6 +33,7 @@ type fakeAPI struct {
 	tokenLife     time.Duration
 	tokenRequests atomic.Int64
 	apiRequests   atomic.Int64
+	indexRequests atomic.Int64
 	unauthorized  atomic.Int64
 }
 
@@ -146,9 +147,11 @@ func (f *fakeAPI) authorized(r *http.Request) bool {
 	return ok && !f.revoked[tok] && time.Now().Before(exp)
 }
 
-// index supports equality filters on the identity elements, order_by id
-// with dir, limit (capped at 50) and offset.
+// index supports equality and [in] filters on the identity elements,
+// order_by id with dir, limit (capped at 50) and offset. It counts its
+// queries.
 func (f *fakeAPI) index(w http.ResponseWriter, r *http.Request) {
+	f.indexRequests.Add(1)
 	q := r.URL.Query()
 	f.mu.Lock()
 	var out []*record.Record
@@ -156,6 +159,7 @@ func (f *fakeAPI) index(w http.ResponseWriter, r *http.Request) {
 		ok := true
 		for k, vs := range q {
 			var have string
+			k, in := strings.CutSuffix(k, "[in]")
 			switch record.NormalizeKey(k) {
 			case "external-id":
 				have = rec.ExternalID
@@ -176,7 +180,11 @@ func (f *fakeAPI) index(w http.ResponseWriter, r *http.Request) {
 			default:
 				continue
 			}
-			ok = ok && have == vs[0]
+			if in {
+				ok = ok && slices.Contains(strings.Split(vs[0], ","), have)
+			} else {
+				ok = ok && have == vs[0]
+			}
 		}
 		if ok {
 			out = append(out, rec)

@@ -76,7 +76,10 @@ func (cl *Client) CreateIntegration(ctx context.Context, in *Integration) (*Inte
 	}
 	var found *Integration
 	c := &call{action: "integration_create", method: http.MethodPost, path: integrationsPath, body: body,
-		onUnknown: func(ctx context.Context) (bool, error) {
+		onUnknown: func(ctx context.Context, wait time.Duration) (bool, error) {
+			if err := sleep(ctx, wait); err != nil {
+				return false, err
+			}
 			list, err := cl.Integrations(ctx, NewQuery().Eq("code", in.Code))
 			if err != nil {
 				return false, err

@@ -1,6 +1,7 @@
 package apiclient
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/ihr-tools/ihr/record"
 )
@@ -42,19 +44,27 @@ func (cl *Client) Create(ctx context.Context, action record.Action, r *record.Re
 	var found *record.Record
 	c := &call{
 		action: string(action), method: http.MethodPost, path: recordsPath + action.Path(), body: body,
-		query: cl.createQuery,
-		onUnknown: func(ctx context.Context) (bool, error) {
-			f, err := cl.FindExisting(ctx, r)
+		rawQuery: cl.createQuery,
+		onUnknown: func(ctx context.Context, wait time.Duration) (bool, error) {
+			f, err := cl.findExisting(ctx, r, wait)
 			found = f
 			return f != nil, err
 		},
 	}
 	var out record.Record
-	switch err := cl.do(ctx, c, &out); {
+	var dst any = &out
+	var slim createAnswer
+	if cl.createSlim {
+		dst = &slim
+	}
+	switch err := cl.do(ctx, c, dst); {
 	case errors.Is(err, errFound):
 		return found, ErrAlreadyRecorded
 	case err != nil:
 		return nil, err
+	}
+	if cl.createSlim {
+		out = record.Record{ID: slim.ID, IntegrationFilename: cmp.Or(slim.Filename, slim.FilenameUnderscore)}
 	}
 	if r.IntegrationFilename != "" {
 		switch out.IntegrationFilename {
@@ -67,18 +77,37 @@ func (cl *Client) Create(ctx context.Context, action record.Action, r *record.Re
 	return &out, nil
 }
 
+// createAnswer is the part of a create's answer a Client with CreateFields
+// of id alone reads: decoding two elements costs a fraction of a record's
+// custom decoding. Both spellings are accepted, as everywhere.
+type createAnswer struct {
+	ID                 int64  `json:"id"`
+	Filename           string `json:"integration-filename"`
+	FilenameUnderscore string `json:"integration_filename"`
+}
+
 // FindExisting looks for a record that r would duplicate and returns the
 // newest one, or nil, nil when there is none. Lookups are GETs that spend
 // rate tokens like any request.
 //
-// It first asks by integration_filename + external-id (narrowed by
-// document-type and document-id); servers that do not keep
-// integration_filename (Coupa, ihr-api in strict mode) are then asked by
-// external-id + document-type + document-id, and a candidate counts only if
-// it carries no other file's name and has r's status, contact-alert-type and
-// integration. Once the Client has seen whether the server keeps file names
-// it asks only the query that can answer.
+// Concurrent lookups are answered together: one index query by
+// external-id[in] for all of them (see lookup.go), so lookups cost a GET
+// per batch rather than per record.
+//
+// A candidate counts only if it has r's identity (external-id,
+// document-type, document-id) and content (sameContent), and carries no
+// other file's name. The client first asks by integration_filename;
+// servers that do not keep it (Coupa, ihr-api in strict mode) are then
+// asked without it. Once the Client has seen whether the server keeps
+// file names it asks only the query that can answer.
 func (cl *Client) FindExisting(ctx context.Context, r *record.Record) (*record.Record, error) {
+	return cl.findExisting(ctx, r, 0)
+}
+
+// findOne is FindExisting for one record by itself: for records a batch
+// cannot carry (no external id, or one with a comma, which the comma list
+// of [in] cannot hold).
+func (cl *Client) findOne(ctx context.Context, r *record.Record) (*record.Record, error) {
 	if r.DocumentID == nil && r.ExternalID == "" {
 		return nil, nil // nothing identifies it; Validate refuses such a record anyway
 	}
@@ -94,11 +123,8 @@ func (cl *Client) FindExisting(ctx context.Context, r *record.Record) (*record.R
 		case err != nil:
 			return nil, err
 		default:
-			for _, c := range page {
-				if sameIdentity(c, r) && sameContent(c, r) &&
-					(c.IntegrationFilename == "" || c.IntegrationFilename == r.IntegrationFilename) {
-					return c, nil
-				}
+			if c := match(page, r); c != nil {
+				return c, nil
 			}
 			if mode == filenameKept {
 				return nil, nil
@@ -109,13 +135,18 @@ func (cl *Client) FindExisting(ctx context.Context, r *record.Record) (*record.R
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range page {
+	return match(page, r), nil
+}
+
+// match is the first of cands (newest first) that is r's record.
+func match(cands []*record.Record, r *record.Record) *record.Record {
+	for _, c := range cands {
 		if sameIdentity(c, r) && sameContent(c, r) &&
 			(c.IntegrationFilename == "" || c.IntegrationFilename == r.IntegrationFilename) {
-			return c, nil
+			return c
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // identityQuery asks for the newest records of r's document and external id.
@@ -206,7 +237,10 @@ func (cl *Client) Update(ctx context.Context, id int64, r *record.Record) (*reco
 	c := &call{action: "update", method: http.MethodPut, path: recordPath(id), body: body}
 	var found *record.Record
 	if len(r.Responses) > 0 {
-		c.onUnknown = func(ctx context.Context) (bool, error) {
+		c.onUnknown = func(ctx context.Context, wait time.Duration) (bool, error) {
+			if err := sleep(ctx, wait); err != nil {
+				return false, err
+			}
 			cur, err := cl.Show(ctx, id)
 			if err != nil {
 				return false, err
@@ -314,11 +348,31 @@ func (cl *Client) All(ctx context.Context, q *Query) iter.Seq2[*record.Record, e
 	}
 }
 
+// isWritable: r holds no element the server sets (what writable drops).
+func isWritable(r *record.Record) bool {
+	if r.ID != 0 || r.CreatedAt != nil || r.UpdatedAt != nil || r.CreatedBy != nil || r.UpdatedBy != nil || r.Resolved {
+		return false
+	}
+	if r.Integration != nil && r.Integration.Name != "" || r.IntegrationRun != nil && (r.IntegrationRun.Code != "" || r.IntegrationRun.Name != "") {
+		return false
+	}
+	for _, resp := range r.Responses {
+		if resp != (record.Response{ResponseCode: resp.ResponseCode, ResponseMessage: resp.ResponseMessage}) {
+			return false
+		}
+	}
+	return true
+}
+
 func recordPath(id int64) string { return recordsPath + "/" + strconv.FormatInt(id, 10) }
 
 // writable copies r without the elements the server sets, so a record read
-// from the API can be posted or put back as is.
+// from the API can be posted or put back as is. A record that holds none
+// (every record the importer maps) is returned as it is, uncopied.
 func writable(r *record.Record) *record.Record {
+	if isWritable(r) {
+		return r
+	}
 	w := *r
 	w.ID = 0
 	w.CreatedAt, w.UpdatedAt = nil, nil

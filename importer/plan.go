@@ -130,8 +130,9 @@ func (d *dispatchRun) plan(chunk []item) (plan, error) {
 	if err != nil {
 		return plan{}, err
 	}
-	var p plan
-	added := map[string]int64{}
+	// Sized for the window at once: jobs are large (a whole mapped record).
+	p := plan{send: make([]job, 0, len(chunk))}
+	added := make(map[string]int64, len(chunk))
 	for _, it := range chunk {
 		if r, ok := seen[it.key]; ok && r != it.row {
 			d.invalid() // duplicate of a row in flight

@@ -29,7 +29,13 @@ type ledger struct {
 // stmt expands q for the database and puts {now}'s value first.
 func (l *ledger) stmt(q string, args []any) (string, []any) {
 	if strings.Contains(q, "{now}") {
-		args = append([]any{l.nowArg()}, args...)
+		return l.d.q(q), append([]any{l.nowArg()}, args...)
+	}
+	if !l.d.pg {
+		// SQLite binds a positional ? directly; a numbered $N is found by
+		// a linear scan of the statement's names, which makes a window's
+		// key list (hundreds of parameters) quadratic.
+		return l.d.tokens(q), args
 	}
 	return l.d.q(q), args
 }

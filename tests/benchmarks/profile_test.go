@@ -36,7 +36,8 @@ func BenchmarkPipelineInProcess(b *testing.B) {
 		api := binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
 		src, _ := binharness.NewSource(b, "local")
 		src.Put(b, "inbox/bench.csv", file)
-		client, err := apiclient.New(apiclient.Config{BaseURL: api.URL, APIKey: api.Key, RateLimit: -1}, nil)
+		client, err := apiclient.New(apiclient.Config{BaseURL: api.URL, APIKey: api.Key, RateLimit: -1,
+			CreateFields: []string{"id"}}, nil) // as internal/workercli wires it
 		if err != nil {
 			b.Fatal(err)
 		}

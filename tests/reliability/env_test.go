@@ -64,8 +64,7 @@ func apiServer(t *testing.T) (*apitest.Server, *apiclient.Client) {
 // guards a re-sent POST.
 func clientConfig(url, key string) apiclient.Config {
 	return apiclient.Config{BaseURL: url, APIKey: key, RateLimit: -1, Timeout: 2 * time.Second,
-		MaxRetries: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Settle: 50 * time.Millisecond}
+		MaxRetries: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 }
 
 func newPipe(t *testing.T, srv *apitest.Server, direct *apiclient.Client, apiURL string, ccfg func(*apiclient.Config), store filestore.Store) *pipe {

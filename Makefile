@@ -8,7 +8,7 @@ VERSITYGW         := $(GOBIN_DIR)/versitygw
 TEST_TIMEOUT      ?= 14m
 TESTFLAGS         ?=
 
-.PHONY: all build test vet fmt-check bench fuzz demo tools clean
+.PHONY: all build test vet fmt-check bench fuzz demo tools clean release
 
 all: build
 
@@ -25,9 +25,16 @@ build:
 test: servers vet
 	$(GO) test ./... -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS)
 
-## vet: go vet on every package
+## vet: go vet on every package (and on make release's own module, deploy/release)
 vet:
 	$(GO) vet ./...
+	cd deploy/release && $(GO) vet ./...
+
+## release: VERSION=x.y.z: reproducible binaries, .deb/.rpm, SBOMs and SHA256SUMS in dist/ (docs/install.md)
+# PLATFORMS=linux/amd64 builds one platform only (what the install test does).
+release:
+	@if [ -z "$(VERSION)" ]; then echo "release: say which: make release VERSION=1.2.3" >&2; exit 2; fi
+	cd deploy/release && $(GO) run . -version "$(VERSION)" -repo ../.. -dist ../../dist $(if $(PLATFORMS),-platforms $(PLATFORMS))
 
 ## fmt-check: fail when a file is not gofmt-clean
 fmt-check:
@@ -86,4 +93,4 @@ servers:
 	@./.ci/install-servers
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -407,7 +407,6 @@ func TestDockerfile(t *testing.T) {
 	}
 	var froms []string
 	var user, entrypoint, cmd string
-	cgoOff := false
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		word, rest, _ := strings.Cut(line, " ")
@@ -417,27 +416,19 @@ func TestDockerfile(t *testing.T) {
 			user = "" // USER applies per stage; the last stage's counts
 		case "USER":
 			user = strings.TrimSpace(rest)
-		case "ENV":
-			if strings.Contains(rest, "CGO_ENABLED=0") {
-				cgoOff = true
-			}
 		case "ENTRYPOINT":
 			entrypoint = rest
 		case "CMD":
 			cmd = rest
 		}
-		if strings.Contains(line, "CGO_ENABLED=0 go build") {
-			cgoOff = true
-		}
 	}
-	if len(froms) < 2 {
-		t.Errorf("want a multi-stage build, got %d stage(s)", len(froms))
+	// The binaries come from make release (release_test.go checks the
+	// COPY lines, and that they are static), so the image is one stage.
+	if len(froms) == 0 {
+		t.Fatal("no FROM line")
 	}
 	if final := froms[len(froms)-1]; !strings.Contains(final, "distroless/static") && !strings.HasPrefix(final, "scratch") {
 		t.Errorf("final stage %q: want distroless/static or scratch for a static binary", final)
-	}
-	if !cgoOff {
-		t.Error("the build must set CGO_ENABLED=0 (static binary)")
 	}
 	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
 		t.Errorf("final stage USER = %q: must be non-root", user)

@@ -56,7 +56,7 @@ func TestSystemdSecurityRating(t *testing.T) {
 
 // TestSystemdUnitRunsUnprivileged runs ihr-worker.service's ExecStart as
 // the unit would: as an unprivileged user (nobody, like the unit's
-// DynamicUser), with the configuration and secrets where LoadCredential=
+// system user ihr), with the configuration and secrets where LoadCredential=
 // puts them (%d, readable by that user alone) and its state in the
 // StateDirectory, against a real ihr-api.
 func TestSystemdUnitRunsUnprivileged(t *testing.T) {
@@ -69,9 +69,11 @@ func TestSystemdUnitRunsUnprivileged(t *testing.T) {
 	if !strings.Contains(exec0, "%d/") || len(u["Service"]["LoadCredential"]) == 0 {
 		t.Fatalf("the unit should read its configuration from LoadCredential= (%%d): %s", exec0)
 	}
-	if u["Service"]["DynamicUser"] == nil || u["Service"]["StateDirectory"][0] != "ihr" {
-		t.Fatal("the unit should run as a DynamicUser with StateDirectory=ihr")
+	if v := u["Service"]["User"]; len(v) != 1 || v[0] != "ihr" || len(u["Service"]["StateDirectory"]) != 1 || u["Service"]["StateDirectory"][0] != "ihr" {
+		t.Fatal("the unit should run as the packages' system user ihr (User=ihr) with StateDirectory=ihr")
 	}
+	// nobody stands in for ihr: both are unprivileged system users, and
+	// nobody exists on every machine.
 	const uid, gid = 65534, 65534 // nobody:nogroup
 
 	api := binharness.StartAPI(t, binharness.APIOptions{Integrations: []string{"ERP-INVOICES"}})
@@ -125,7 +127,7 @@ sources:
 	in.Close()
 	out.Close()
 
-	line := strings.NewReplacer("%d", creds, "/var/lib/ihr", state, "/usr/local/bin/ihr-worker", bin).Replace(exec0)
+	line := strings.NewReplacer("%d", creds, "/var/lib/ihr", state, "/usr/bin/ihr-worker", bin).Replace(exec0)
 	args := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, strings.Fields(line)...)
 	cmd := exec.Command(setpriv, args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}

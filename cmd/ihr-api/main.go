@@ -7,6 +7,7 @@
 //	ihr-api integrations add --db … --code CODE --name NAME [--direction …]
 //	ihr-api integrations add --db … --file F
 //	ihr-api integrations list --db … [--json]
+//	ihr-api --version
 //
 // Every flag has an environment variable: IHR_API_ADDR, IHR_API_DB,
 // IHR_API_KEYS (comma-separated), IHR_API_OAUTH_CLIENTS (comma-separated
@@ -40,6 +41,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ihr-tools/ihr/apiserver"
+	"github.com/ihr-tools/ihr/internal/buildinfo"
 )
 
 func main() {
@@ -130,6 +132,7 @@ func newCommand(stderr io.Writer) *cobra.Command {
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: false,
+		Version:       buildinfo.Read().String(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if envErr != nil {
 				return envErr
@@ -140,6 +143,8 @@ func newCommand(stderr io.Writer) *cobra.Command {
 		},
 	}
 	cmd.SetErr(stderr)
+	// --version: the same line as `ihr-worker version`.
+	cmd.SetVersionTemplate("ihr-api {{.Version}}\n")
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", env.addr, "listen address (IHR_API_ADDR)")
 	f.StringVar(&o.db, "db", env.db, "sqlite:PATH or postgres://… (IHR_API_DB)")

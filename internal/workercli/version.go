@@ -1,26 +1,22 @@
 package workercli
 
 import (
-	"runtime"
-	"runtime/debug"
-
 	"github.com/spf13/cobra"
+
+	"github.com/ihr-tools/ihr/internal/buildinfo"
 )
 
 func newVersionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, commit and build date",
 		Args:  exactArgs(),
 		RunE: func(*cobra.Command, []string) error {
-			v := "dev"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
+			bi := buildinfo.Read()
 			if g.jsonOut {
-				return g.printJSON(map[string]string{"version": v, "go": runtime.Version()})
+				return g.printJSON(bi)
 			}
-			g.say("ihr-worker %s (%s)\n", v, runtime.Version())
+			g.say("ihr-worker %s\n", bi)
 			return nil
 		},
 	}

@@ -27,19 +27,19 @@ func BenchmarkStatusAged(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("sqlite", func(b *testing.B) {
-		benchStatus(b, "sqlite:"+statetest.SQLiteHistory(b, h))
+		benchStatus(b, h.Source, "sqlite:"+statetest.SQLiteHistory(b, h))
 	})
 	b.Run("postgres", func(b *testing.B) {
 		ctx := context.Background()
 		dsn := testservers.StartPostgres(b).NewDatabase(b)
 		clock := statetest.NewClock()
-		clock.Set(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour))
+		clock.Set(h.Until(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour)))
 		l, err := state.OpenPostgres(ctx, dsn, state.PostgresOptions{Now: clock.Now})
 		if err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		if err := statetest.BuildHistory(ctx, l, clock, h, 4); err != nil {
+		if _, err := h.Build(ctx, l, clock, 4, nil); err != nil {
 			b.Fatal(err)
 		}
 		l.Close()
@@ -69,13 +69,13 @@ func BenchmarkStatusAged(b *testing.B) {
 		b.Logf("operator tables and indexes made in %v", time.Since(opsStart).Round(time.Millisecond))
 		l.Close()
 		b.Logf("built a PostgreSQL history of %d files, %d outcomes in %v", h.Files(), h.Outcomes(), time.Since(start).Round(time.Second))
-		benchStatus(b, dsn)
+		benchStatus(b, h.Source, dsn)
 	})
 }
 
-func benchStatus(b *testing.B, dsn string) {
+func benchStatus(b *testing.B, source, dsn string) {
 	ctx := context.Background()
-	cfg := &config.Config{State: dsn, Sources: []config.Source{{Name: statetest.HistorySource, URL: "file:///srv/drop"}}}
+	cfg := &config.Config{State: dsn, Sources: []config.Source{{Name: source, URL: "file:///srv/drop"}}}
 	run := func(json bool, f statusFlags) (string, time.Duration) {
 		var out bytes.Buffer
 		g := &globals{st: Streams{Err: &out, Out: &out}, jsonOut: json}

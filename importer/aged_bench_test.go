@@ -20,7 +20,7 @@ import (
 	"github.com/ihr-tools/ihr/state/statetest"
 )
 
-// BenchmarkAgedLedger: one op is a new file's pass (IHR_AGED_ROWS rows,
+// BenchmarkAgedLedger: one op is a new file's pass (IHR_PASS_ROWS rows,
 // default 100,000; inbox to archive through the whole pipeline with an
 // instant API, as BenchmarkPipeline) on a fresh ledger and on one holding
 // a year of nightly history (IHR_HISTORY, default statetest.AYear), the
@@ -36,7 +36,7 @@ func BenchmarkAgedLedger(b *testing.B) {
 		b.Fatal(err)
 	}
 	rows := 100000
-	if v, err := strconv.Atoi(os.Getenv("IHR_AGED_ROWS")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv("IHR_PASS_ROWS")); err == nil && v > 0 {
 		rows = v
 	}
 	b.Run("sqlite", func(b *testing.B) {
@@ -51,7 +51,7 @@ func BenchmarkAgedLedger(b *testing.B) {
 		}
 		defer aged.Close()
 		var freshBytes float64
-		agedPasses(b, rows, aged, func(b *testing.B) (state.Ledger, func()) {
+		agedPasses(b, h.Source, rows, aged, func(b *testing.B) (state.Ledger, func()) {
 			p := filepath.Join(b.TempDir(), "state.db")
 			l, err := state.OpenSQLite(context.Background(), p, state.SQLiteOptions{})
 			if err != nil {
@@ -73,13 +73,13 @@ func BenchmarkAgedLedger(b *testing.B) {
 		pg := testservers.StartPostgres(b)
 		dsn := pg.NewDatabase(b)
 		clock := statetest.NewClock()
-		clock.Set(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour))
+		clock.Set(h.Until(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour)))
 		build, err := state.OpenPostgres(ctx, dsn, state.PostgresOptions{Now: clock.Now})
 		if err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		if err := statetest.BuildHistory(ctx, build, clock, h, 4); err != nil {
+		if _, err := h.Build(ctx, build, clock, 4, nil); err != nil {
 			b.Fatal(err)
 		}
 		build.Close()
@@ -98,7 +98,7 @@ func BenchmarkAgedLedger(b *testing.B) {
 		}
 		defer aged.Close()
 		var freshBytes float64
-		agedPasses(b, rows, aged, func(b *testing.B) (state.Ledger, func()) {
+		agedPasses(b, h.Source, rows, aged, func(b *testing.B) (state.Ledger, func()) {
 			fdsn := pg.NewDatabase(b)
 			l, err := state.OpenPostgres(ctx, fdsn, state.PostgresOptions{})
 			if err != nil {
@@ -118,7 +118,7 @@ func BenchmarkAgedLedger(b *testing.B) {
 
 // agedPasses runs the ops: each a file's pass on a fresh ledger from
 // fresh and one on aged, in alternating order.
-func agedPasses(b *testing.B, rows int, aged state.Ledger, fresh func(*testing.B) (state.Ledger, func())) {
+func agedPasses(b *testing.B, source string, rows int, aged state.Ledger, fresh func(*testing.B) (state.Ledger, func())) {
 	root := b.TempDir()
 	store, err := local.New(root, zap.NewNop())
 	if err != nil {
@@ -128,7 +128,7 @@ func agedPasses(b *testing.B, rows int, aged state.Ledger, fresh func(*testing.B
 	if err := os.MkdirAll(filepath.Join(root, "inbox"), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	src := importer.Source{Name: statetest.HistorySource, Store: store}
+	src := importer.Source{Name: source, Store: store}
 	pass := func(l state.Ledger, name string, i int) time.Duration {
 		content, _ := csvRows(fmt.Sprintf("AGED%d-%s", i, name), 1, rows)
 		if err := os.WriteFile(filepath.Join(root, "inbox", fmt.Sprintf("new-%s-%06d.csv", name, i)), []byte(content), 0o644); err != nil {

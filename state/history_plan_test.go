@@ -25,9 +25,11 @@ import (
 // small one (the plans do not depend on the size: SQLite plans by the
 // indexes there are, and PostgreSQL is asked with sequential scans
 // disabled, so a scan it still chooses means no index can serve).
-func planHistory(t *testing.T) statetest.HistorySize {
+func planHistory(t *testing.T) statetest.History {
 	if os.Getenv("IHR_HISTORY") == "" {
-		return statetest.HistorySize{Nights: 20, FilesPerNight: 10, RowsPerFile: 50}
+		h := statetest.AYear
+		h.Nights, h.FilesPerNight, h.RowsPerFile = 20, 10, 50
+		return h
 	}
 	h, err := statetest.HistoryFromEnv()
 	if err != nil {
@@ -178,8 +180,8 @@ func TestPassPlans(t *testing.T) {
 		pg := testservers.StartPostgres(t)
 		dsn := pg.NewDatabase(t)
 		clock := statetest.NewClock()
-		clock.Set(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour))
-		if err := statetest.BuildHistory(ctx, openPG(t, dsn, clock.Now), clock, h, 4); err != nil {
+		clock.Set(h.Until(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour)))
+		if _, err := h.Build(ctx, openPG(t, dsn, clock.Now), clock, 4, nil); err != nil {
 			t.Fatal(err)
 		}
 		l, err := state.Open(ctx, dsn)

@@ -193,11 +193,13 @@ func TestFilePage(t *testing.T) {
 			ctx := context.Background()
 			clock := statetest.NewClock()
 			l := open(t, clock.Now)
-			h := statetest.HistorySize{Nights: 10, FilesPerNight: 4, RowsPerFile: 20}
-			if err := statetest.BuildHistory(ctx, l, clock, h, 2); err != nil {
+			h := statetest.AYear
+			h.Nights, h.FilesPerNight, h.RowsPerFile = 10, 4, 20
+			h.FailEvery, h.FailedRows = 4, 1 // the last file of each night rejected
+			if _, err := h.Build(ctx, l, clock, 2, nil); err != nil {
 				t.Fatal(err)
 			}
-			src := statetest.HistorySource
+			src := h.Source
 			page, more, err := state.FilePage(ctx, l, state.FileQuery{Source: src, Limit: 5})
 			if err != nil || len(page) != 5 || !more {
 				t.Fatalf("page: %d files, more %v, %v", len(page), more, err)
@@ -213,12 +215,17 @@ func TestFilePage(t *testing.T) {
 				t.Fatalf("last night: %d files, more %v, %v", len(page), more, err)
 			}
 			page, _, err = state.FilePage(ctx, l, state.FileQuery{Source: src, Statuses: []state.Status{state.Failed}, Limit: 50})
-			if err != nil || len(page) != 0 {
-				// FilesPerNight 4 < 20: no file has an invalid row.
-				t.Fatalf("failed: %d %v", len(page), err)
+			if err != nil || len(page) != 10 {
+				t.Fatalf("failed: %d %v, want a file a night", len(page), err)
+			}
+			for _, f := range page {
+				if f.Status != state.Failed || f.Counts.Failed != 1 {
+					t.Fatalf("failed: %+v", f)
+				}
 			}
 			tot, err := state.FileTotals(ctx, l, state.FileQuery{Source: src, Since: clock.Now().Add(-3 * 24 * time.Hour)})
-			if err != nil || tot[state.Done].Files != 12 || tot[state.Done].Counts.Created != 12*20 {
+			if err != nil || tot[state.Done].Files != 9 || tot[state.Done].Counts.Created != 9*20 ||
+				tot[state.Failed].Files != 3 || tot[state.Failed].Counts.Created != 3*19 || tot[state.Failed].Counts.Failed != 3 {
 				t.Fatalf("totals of 3 nights: %+v %v", tot, err)
 			}
 			if s, err := state.Sources(ctx, l); err != nil || len(s) != 1 || s[0] != src {

@@ -14,16 +14,17 @@ import (
 
 // small is a short history: n nights of 10 files of 3 rows.
 func small(nights int) statetest.History {
-	return statetest.History{Source: "erp", Nights: nights, Files: 10, Rows: 3, FailEvery: 5, FailedRows: 1}
+	return statetest.History{Source: "erp", Nights: nights, FilesPerNight: 10, RowsPerFile: 3, FailEvery: 5, FailedRows: 1}
 }
 
 // windowReads runs the operator's windowed reads on an aged ledger: the
 // dashboard's (recent files, the 24 h counts) and the expected-delivery
 // watcher's (arrivals).
-func windowReads(t *testing.T, ops state.Ops, h statetest.History, end time.Time) {
+func windowReads(t *testing.T, ops state.Ops, h statetest.History, start, end time.Time) {
 	ctx := context.Background()
-	night := func(n int) time.Time { return end.Add(-6*time.Hour - time.Duration(h.Nights-1-n)*24*time.Hour) }
-	if fs, err := ops.RecentFiles(ctx, h.Source, 15); err != nil || len(fs) != 15 || fs[0].Name != h.FileName(h.Nights-1, h.Files-1) {
+	night := func(n int) time.Time { return h.Night(start, n) }
+	name := func(n, i int) string { return h.FileName(night(n), i) }
+	if fs, err := ops.RecentFiles(ctx, h.Source, 15); err != nil || len(fs) != 15 || fs[0].Name != name(h.Nights-1, h.FilesPerNight-1) {
 		t.Fatalf("recent files: %v %v", len(fs), err)
 	}
 	hc, err := ops.Hourly(ctx, end.Add(-24*time.Hour))
@@ -31,17 +32,17 @@ func windowReads(t *testing.T, ops state.Ops, h statetest.History, end time.Time
 	for _, c := range hc {
 		n += c.N
 	}
-	if err != nil || n != int64(h.Files*h.Rows) {
-		t.Fatalf("hourly: %d outcomes in the last 24 h (%v), want a night's %d", n, err, h.Files*h.Rows)
+	if err != nil || n != int64(h.FilesPerNight*h.RowsPerFile) {
+		t.Fatalf("hourly: %d outcomes in the last 24 h (%v), want a night's %d", n, err, h.FilesPerNight*h.RowsPerFile)
 	}
 	for _, c := range []struct {
 		from, to time.Time
 		want     string
 	}{
-		{time.Time{}, time.Time{}, h.FileName(0, 0)},                                                         // the first ever
-		{night(h.Nights - 2).Add(-time.Hour), night(h.Nights - 2).Add(time.Hour), h.FileName(h.Nights-2, 0)}, // a window
-		{night(h.Nights - 1).Add(time.Second), time.Time{}, h.FileName(h.Nights-1, 1)},                       // since
-		{night(h.Nights - 1).Add(-time.Hour), night(h.Nights - 1).Add(-time.Minute), ""},                     // none in the window
+		{time.Time{}, time.Time{}, name(0, 0)},                                                         // the first ever
+		{night(h.Nights - 2).Add(-time.Hour), night(h.Nights - 2).Add(time.Hour), name(h.Nights-2, 0)}, // a window
+		{night(h.Nights - 1).Add(time.Second), time.Time{}, name(h.Nights-1, 1)},                       // since
+		{night(h.Nights - 1).Add(-time.Hour), night(h.Nights - 1).Add(-time.Minute), ""},               // none in the window
 		{end, time.Time{}, ""},
 	} {
 		f, ok, err := ops.FirstArrival(ctx, h.Source, c.from, c.to)
@@ -54,18 +55,21 @@ func windowReads(t *testing.T, ops state.Ops, h statetest.History, end time.Time
 	}
 }
 
-func agedSQLite(t *testing.T, h statetest.History) (*state.SQLite, time.Time) {
+// agedSQLite is a SQLite ledger holding h, with the times h's Build
+// started and ended at.
+func agedSQLite(t *testing.T, h statetest.History) (l *state.SQLite, start, end time.Time) {
 	clock := statetest.NewClock()
 	l, err := state.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "s.db"), state.SQLiteOptions{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	end, err := h.Build(context.Background(), l, clock, nil)
+	start = clock.Now()
+	end, err = h.Build(context.Background(), l, clock, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l, end
+	return l, start, end
 }
 
 // TestWindowReadsDoNotGrowWithHistory: on ledgers of N and 10·N files,
@@ -78,13 +82,13 @@ func TestWindowReadsDoNotGrowWithHistory(t *testing.T) {
 	var costs []cost
 	for _, nights := range []int{5, 50} {
 		h := small(nights)
-		l, end := agedSQLite(t, h)
+		l, start, end := agedSQLite(t, h)
 		ops, err := state.OpsOf(ctx, l)
 		if err != nil {
 			t.Fatal(err)
 		}
 		spy := state.Spy(l)
-		windowReads(t, ops, h, end)
+		windowReads(t, ops, h, start, end)
 		s, r := spy.Counts()
 		costs = append(costs, cost{s, r})
 		plans, err := spy.Plans(ctx)
@@ -93,7 +97,7 @@ func TestWindowReadsDoNotGrowWithHistory(t *testing.T) {
 		}
 		for _, p := range plans {
 			if strings.HasPrefix(p, "SCAN ") || strings.Contains(p, "; SCAN ") || !strings.Contains(p, "INDEX") {
-				t.Errorf("%d files: a statement reads the whole table: %s", nights*h.Files, p)
+				t.Errorf("%d files: a statement reads the whole table: %s", h.Files(), p)
 			}
 		}
 		if nights == 5 {
@@ -112,7 +116,8 @@ func TestWindowReadsPostgres(t *testing.T) {
 	clock := statetest.NewClock()
 	l := openPG(t, pg.NewDatabase(t), clock.Now)
 	h := small(5)
-	end, err := h.Build(context.Background(), l, clock, nil)
+	start := clock.Now()
+	end, err := h.Build(context.Background(), l, clock, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,5 +125,5 @@ func TestWindowReadsPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	windowReads(t, ops, h, end)
+	windowReads(t, ops, h, start, end)
 }

@@ -22,20 +22,22 @@ func TestLedgerPrune(t *testing.T) {
 	db := filepath.Join(dir, "s.db")
 	ctx := context.Background()
 	clock := statetest.NewClock()
-	clock.Set(time.Now())
+	// 10 nights ending yesterday, 3 files of 5 rows each.
+	h := statetest.AYear
+	h.Nights, h.FilesPerNight, h.RowsPerFile = 10, 3, 5
+	clock.Set(h.Until(time.Now()))
 	l, err := state.OpenSQLite(ctx, db, state.SQLiteOptions{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 10 nights ending yesterday, 3 files of 5 rows each.
-	if err := statetest.BuildHistory(ctx, l, clock, statetest.HistorySize{Nights: 10, FilesPerNight: 3, RowsPerFile: 5}, 1); err != nil {
+	if _, err := h.Build(ctx, l, clock, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
 	cfg := filepath.Join(dir, "w.yaml")
 	os.WriteFile(cfg, []byte(`api: {url: "http://127.0.0.1:1", api_key: "k"}
 state: "sqlite:`+db+`"
-sources: [{name: `+statetest.HistorySource+`, url: "file:///nonexistent"}]
+sources: [{name: `+h.Source+`, url: "file:///nonexistent"}]
 `), 0o600)
 	main := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer

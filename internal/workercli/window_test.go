@@ -61,7 +61,7 @@ func (c *countingOps) RecentFiles(ctx context.Context, source string, limit int)
 	return fs, err
 }
 
-// agedWatcher is an operator watching source erp (a file expected daily
+// agedWatcher is an operator watching h's source (a file expected daily
 // at 02:00 within 2 h) on a ledger holding h, and the ledger's clock.
 func agedWatcher(tb testing.TB, h statetest.History) (*operator, *countingOps, *state.SQLite, *statetest.Clock, time.Time) {
 	ctx := context.Background()
@@ -71,7 +71,7 @@ func agedWatcher(tb testing.TB, h statetest.History) (*operator, *countingOps, *
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { l.Close() })
-	end, err := h.Build(ctx, l, clock, nil)
+	end, err := h.Build(ctx, l, clock, 1, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestExpectTickDoesNotGrowWithHistory(t *testing.T) {
 	type cost struct{ calls, rows int }
 	var costs [][]cost
 	for _, nights := range []int{10, 100} {
-		h := statetest.History{Source: "erp", Nights: nights, Files: 5}
+		h := statetest.History{Source: "erp", Nights: nights, FilesPerNight: 5}
 		o, c, l, clock, end := agedWatcher(t, h)
 		s, e := &config.Source{Name: "erp"}, dailyExpect(t)
 		var run []cost
@@ -150,14 +150,18 @@ func TestExpectTickDoesNotGrowWithHistory(t *testing.T) {
 }
 
 // BenchmarkExpectTick times one watcher tick on histories of N and 10·N
-// files (statetest.AgedFromEnv without rows: a year of 55 files a
-// night, and a tenth of it) in one run, beside what listing the source's
-// files (the tick before it used indexed lookups) costs on each.
+// files (statetest.HistoryFromEnv without rows: a year of 55 files a
+// night by default, and a tenth of it) in one run, beside what listing
+// the source's files (the tick before it used indexed lookups) costs on
+// each.
 //
 //	go test ./internal/workercli -run '^$' -bench ExpectTick -benchtime 200x
 func BenchmarkExpectTick(b *testing.B) {
-	full := statetest.AgedFromEnv()
-	full.Rows = 0
+	full, err := statetest.HistoryFromEnv()
+	if err != nil {
+		b.Fatal(err)
+	}
+	full.RowsPerFile = 0
 	tenth := full
 	tenth.Nights = max(full.Nights/10, 1)
 	type side struct {
@@ -168,9 +172,9 @@ func BenchmarkExpectTick(b *testing.B) {
 	var sides []side
 	for _, h := range []statetest.History{tenth, full} {
 		o, _, l, _, _ := agedWatcher(b, h)
-		sides = append(sides, side{o, l, h.Nights * h.Files})
+		sides = append(sides, side{o, l, h.Files()})
 	}
-	s, e := &config.Source{Name: "erp"}, dailyExpect(b)
+	s, e := &config.Source{Name: full.Source}, dailyExpect(b)
 	tick, list := make([]time.Duration, 2), make([]time.Duration, 2)
 	ctx := context.Background()
 	for b.Loop() {
@@ -179,7 +183,7 @@ func BenchmarkExpectTick(b *testing.B) {
 			x.o.checkExpect(ctx, s, e)
 			tick[i] += time.Since(t0)
 			t0 = time.Now()
-			if _, err := x.l.Files(ctx, "erp"); err != nil {
+			if _, err := x.l.Files(ctx, full.Source); err != nil {
 				b.Fatal(err)
 			}
 			list[i] += time.Since(t0)

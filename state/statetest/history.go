@@ -17,28 +17,39 @@ import (
 	"github.com/ihr-tools/ihr/state"
 )
 
-// HistorySize is the shape of a ledger's past: nights of files, each file
-// with its rows' outcomes.
-type HistorySize struct{ Nights, FilesPerNight, RowsPerFile int }
-
-// AYear is a year of nightly history: 365 nights of 55 files of 250 rows,
-// 20,075 files and 5,018,750 row outcomes.
-var AYear = HistorySize{Nights: 365, FilesPerNight: 55, RowsPerFile: 250}
-
-// Files is the number of files h holds.
-func (h HistorySize) Files() int { return h.Nights * h.FilesPerNight }
-
-// Outcomes is the number of row outcomes h holds.
-func (h HistorySize) Outcomes() int { return h.Files() * h.RowsPerFile }
-
-// String is "NIGHTS,FILES,ROWS", as IHR_HISTORY spells it.
-func (h HistorySize) String() string {
-	return fmt.Sprintf("%d,%d,%d", h.Nights, h.FilesPerNight, h.RowsPerFile)
+// History is the shape of an aged ledger: Nights nightly passes of
+// FilesPerNight files, each with RowsPerFile row outcomes; every
+// FailEvery-th file of a night was rejected, its last FailedRows rows
+// failed with 422 (0: none rejected).
+type History struct {
+	Source                     string
+	Nights                     int
+	FilesPerNight, RowsPerFile int
+	FailEvery, FailedRows      int
 }
 
-// HistoryFromEnv is the size IHR_HISTORY asks for ("NIGHTS,FILES,ROWS",
-// e.g. "30,10,100" for a quick run), else AYear.
-func HistoryFromEnv() (HistorySize, error) {
+// HistorySource is the source AYear's files belong to.
+const HistorySource = "erp-history"
+
+// AYear is a year of nightly history of a busy source: 365 nights of 55
+// files of 250 rows, 20,075 files and 5,018,750 row outcomes, one file in
+// twenty rejected with 10 failed rows.
+var AYear = History{Source: HistorySource, Nights: 365, FilesPerNight: 55, RowsPerFile: 250, FailEvery: 20, FailedRows: 10}
+
+// Files is the number of files h holds.
+func (h History) Files() int { return h.Nights * h.FilesPerNight }
+
+// Outcomes is the number of row outcomes h holds.
+func (h History) Outcomes() int { return h.Files() * h.RowsPerFile }
+
+// String names h's content (what a cached build of it is filed under).
+func (h History) String() string {
+	return fmt.Sprintf("%s-%dx%dx%d-fail%dx%d", h.Source, h.Nights, h.FilesPerNight, h.RowsPerFile, h.FailEvery, h.FailedRows)
+}
+
+// HistoryFromEnv is AYear resized by IHR_HISTORY ("NIGHTS,FILES,ROWS",
+// files per night and rows per file, e.g. "30,10,100" for a quick run).
+func HistoryFromEnv() (History, error) {
 	v := os.Getenv("IHR_HISTORY")
 	if v == "" {
 		return AYear, nil
@@ -46,68 +57,101 @@ func HistoryFromEnv() (HistorySize, error) {
 	parts := strings.Split(v, ",")
 	var n [3]int
 	if len(parts) != 3 {
-		return HistorySize{}, fmt.Errorf("IHR_HISTORY=%q: want NIGHTS,FILES,ROWS", v)
+		return History{}, fmt.Errorf("IHR_HISTORY=%q: want NIGHTS,FILES,ROWS", v)
 	}
 	for i, p := range parts {
 		x, err := strconv.Atoi(strings.TrimSpace(p))
 		if err != nil || x <= 0 {
-			return HistorySize{}, fmt.Errorf("IHR_HISTORY=%q: want three positive numbers", v)
+			return History{}, fmt.Errorf("IHR_HISTORY=%q: want three positive numbers", v)
 		}
 		n[i] = x
 	}
-	return HistorySize{Nights: n[0], FilesPerNight: n[1], RowsPerFile: n[2]}, nil
+	h := AYear
+	h.Nights, h.FilesPerNight, h.RowsPerFile = n[0], n[1], n[2]
+	return h, nil
 }
 
-// HistorySource is the source BuildHistory's files belong to.
-const HistorySource = "erp-history"
+// Night is the time of night n of a history Build started at start;
+// file i of it was written i seconds later.
+func (h History) Night(start time.Time, n int) time.Time {
+	return start.Add(time.Duration(n) * 24 * time.Hour)
+}
 
-// BuildHistory writes h into l through the Ledger API, one night a day
-// ending the day before clock's time (which it leaves as it found it):
-// each file claimed, its rows recorded in one batch, finished (one file in
-// twenty with an invalid row, so failed; the others done) and released, as a pass leaves it. The
-// ledger must follow clock (its Now), so that each file and outcome
-// carries its night's time. workers files are written at once (1 for
-// SQLite, whose writes are serial anyway).
-func BuildHistory(ctx context.Context, l state.Ledger, clock *Clock, h HistorySize, workers int) error {
-	end := clock.Now()
-	night0 := end.Add(-time.Duration(h.Nights) * 24 * time.Hour)
-	clock.Set(night0)
-	defer clock.Set(end)
+// Until is the start for Build whose last night is a day before t.
+func (h History) Until(t time.Time) time.Time { return h.Night(t, -h.Nights) }
+
+// End is the time Build leaves its clock at when started at start: 6 h
+// after the last night, when that night's work is long done.
+func (h History) End(start time.Time) time.Time {
+	return h.Night(start, max(h.Nights-1, 0)).Add(6 * time.Hour)
+}
+
+// FileName is the name of file i of the night at time night.
+func (h History) FileName(night time.Time, i int) string {
+	return fmt.Sprintf("invoices-%s-%03d.csv", night.Format("20060102"), i)
+}
+
+// Failed reports whether file i of a night was rejected.
+func (h History) Failed(i int) bool { return h.FailEvery > 0 && i%h.FailEvery == h.FailEvery-1 }
+
+// Build writes h into l through the Ledger API, as the nightly passes
+// would have left it: each file claimed, its rows recorded in one batch,
+// finished (done and archived, or failed) and released. The ledger must
+// follow clock (its Now): night n is at clock's time plus n days, file i
+// of it i seconds later, so first-seen, update and outcome times spread
+// over the nights as a real worker's do. workers files are written at
+// once (1 for SQLite, whose writes are serial anyway), sharing the second
+// of the first of them. report, if not nil, is called (one call at a
+// time) with each rejected file as stored. Build leaves clock at, and
+// returns, h.End of where it started.
+func (h History) Build(ctx context.Context, l state.Ledger, clock *Clock, workers int, report func(state.File)) (time.Time, error) {
+	start := clock.Now()
 	workers = max(1, workers)
+	var mu sync.Mutex // report's
 	for n := range h.Nights {
-		clock.Set(night0.Add(time.Duration(n) * 24 * time.Hour))
-		var wg sync.WaitGroup
-		errs := make([]error, workers)
-		for w := range workers {
-			wg.Go(func() {
-				for i := w; i < h.FilesPerNight && errs[w] == nil; i += workers {
-					errs[w] = historyFile(ctx, l, clock.Now(), n, i, h.RowsPerFile)
+		night := h.Night(start, n)
+		for first := 0; first < h.FilesPerNight; first += workers {
+			clock.Set(night.Add(time.Duration(first) * time.Second))
+			var wg sync.WaitGroup
+			errs := make([]error, workers)
+			for w := range min(workers, h.FilesPerNight-first) {
+				wg.Go(func() {
+					f, err := h.file(ctx, l, clock.Now(), night, n, first+w)
+					if err == nil && f.Status == state.Failed && report != nil {
+						mu.Lock()
+						report(f)
+						mu.Unlock()
+					}
+					errs[w] = err
+				})
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					return time.Time{}, fmt.Errorf("history night %d: %w", n, err)
 				}
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return fmt.Errorf("history night %d: %w", n, err)
 			}
 		}
 	}
-	return nil
+	end := h.End(start)
+	clock.Set(end)
+	return end, nil
 }
 
-// historyFile is file i of night n, as a finished pass leaves it.
-func historyFile(ctx context.Context, l state.Ledger, at time.Time, n, i, rows int) error {
-	name := fmt.Sprintf("invoices-%s-%03d.csv", at.Format("20060102"), i)
-	id := state.FileID{Source: HistorySource, Name: name}
+// file writes file i of night n at time at, as a finished pass leaves it.
+func (h History) file(ctx context.Context, l state.Ledger, at, night time.Time, n, i int) (state.File, error) {
+	name := h.FileName(night, i)
+	id := state.FileID{Source: h.Source, Name: name}
 	const owner = "history"
 	f, err := l.Claim(ctx, id, owner, time.Hour)
 	if err != nil {
-		return err
+		return state.File{}, err
 	}
 	sum := sha256.Sum256([]byte(name))
-	f.SHA256, f.Run, f.Rows, f.Size, f.ModTime = hex.EncodeToString(sum[:]), 1, int64(rows), int64(rows)*80, at
-	f.StartedAt, f.Status = at, state.Processing
-	outs := make([]state.Outcome, rows)
+	f.SHA256, f.Run, f.Rows, f.Size, f.ModTime = hex.EncodeToString(sum[:]), 1, int64(h.RowsPerFile), int64(h.RowsPerFile)*80, at.Add(-time.Minute)
+	f.Counts = state.Counts{}
+	failed := h.Failed(i)
+	outs := make([]state.Outcome, h.RowsPerFile)
 	for r := range outs {
 		row := int64(r + 1)
 		ext := fmt.Sprintf("INV-%d-%d-%d", n, i, row)
@@ -115,45 +159,45 @@ func historyFile(ctx context.Context, l state.Ledger, at time.Time, n, i, rows i
 		o := state.Outcome{Key: ext, Row: row, Run: 1, ExternalID: ext, DocumentType: "InvoiceHeader",
 			DocumentID: strconv.Itoa(n*100000 + i*1000 + r), Action: "create", Fingerprint: hex.EncodeToString(fp[:16]),
 			Result: state.Created, RecordID: int64(n)*1_000_000 + int64(i)*1000 + row, HTTPStatus: 201}
-		if i%20 == 19 && r == rows/2 {
-			o.Result, o.RecordID, o.HTTPStatus, o.Message = state.Invalid, 0, 0, "document-id: not a number"
+		if failed && r >= h.RowsPerFile-h.FailedRows {
+			o.Result, o.RecordID, o.HTTPStatus, o.Message = state.FailedRow, 0, 422, "Integration is unknown"
 		}
 		f.Counts.Add(o.Result)
 		outs[r] = o
 	}
 	if err := l.RecordOutcomes(ctx, id.HeldBy(owner), outs); err != nil {
-		return err
+		return state.File{}, err
 	}
-	f.Status, f.FinishedAt, f.DispatchMark = state.Done, at.Add(time.Minute), state.MarkAll
+	f.Status, f.StartedAt, f.FinishedAt, f.DispatchMark = state.Done, at, at, state.MarkAll
 	f.Location, f.ArchivedTo = "archive/"+name, "archive/"+name
-	f.ReportPath = "archive/" + strings.TrimSuffix(name, ".csv") + ".response.csv"
-	if f.Counts.Invalid > 0 {
+	f.ReportPath = "reports/" + strings.TrimSuffix(name, ".csv") + ".response.csv"
+	if failed {
 		f.Status, f.Location, f.ArchivedTo = state.Failed, "failed/"+name, "failed/"+name
-		f.ReportPath = "failed/" + strings.TrimSuffix(name, ".csv") + ".response.csv"
 	}
 	if err := l.PutFile(ctx, owner, f); err != nil {
-		return err
+		return state.File{}, err
 	}
-	return l.Release(ctx, id.HeldBy(owner), false)
+	return f, l.Release(ctx, id.HeldBy(owner), false)
 }
 
 // Set moves the clock to t.
 func (c *Clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
-// sqliteHistories caches built SQLite ledgers by size for the life of the
-// test binary: building five million outcomes once is enough.
+// sqliteHistories caches built SQLite ledgers by shape for the life of
+// the test binary: building five million outcomes once is enough.
 var sqliteHistories struct {
 	mu    sync.Mutex
 	paths map[string]string
 }
 
-// SQLiteHistory is a path in tb's temp dir to a SQLite ledger holding h
-// (HistorySource's files, up to yesterday). With IHR_HISTORY_CACHE naming
-// a directory, the ledger is built there once per size and copied for
-// each caller, within the test binary and across runs (delete the
-// directory when the schema or the stored form changes); without it each
-// caller builds its own in its temp dir, and nothing outlives the test.
-func SQLiteHistory(tb testing.TB, h HistorySize) string {
+// SQLiteHistory is a path in tb's temp dir to a SQLite ledger holding h,
+// its nights at 02:00 up to yesterday's (as of when it was built). With
+// IHR_HISTORY_CACHE naming a directory, the ledger is built there once
+// per shape and copied for each caller, within the test binary and across
+// runs (delete the directory when the schema or the stored form changes);
+// without it each caller builds its own in its temp dir, and nothing
+// outlives the test.
+func SQLiteHistory(tb testing.TB, h History) string {
 	tb.Helper()
 	dst := filepath.Join(tb.TempDir(), "state.db")
 	dir := os.Getenv("IHR_HISTORY_CACHE")
@@ -167,7 +211,7 @@ func SQLiteHistory(tb testing.TB, h HistorySize) string {
 	defer sqliteHistories.mu.Unlock()
 	built := sqliteHistories.paths[h.String()]
 	if built == "" {
-		built = filepath.Join(dir, "history-"+strings.ReplaceAll(h.String(), ",", "x")+".db")
+		built = filepath.Join(dir, "history-"+h.String()+".db")
 		if _, err := os.Stat(built); err != nil {
 			if err := buildSQLite(built, h); err != nil {
 				tb.Fatal(err)
@@ -187,7 +231,7 @@ func SQLiteHistory(tb testing.TB, h HistorySize) string {
 // buildSQLite builds the ledger in memory-backed /dev/shm when there is
 // one, where a commit costs no fsync (building is four commits a file),
 // then copies it to path.
-func buildSQLite(path string, h HistorySize) error {
+func buildSQLite(path string, h History) error {
 	ctx := context.Background()
 	dir := filepath.Dir(path)
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -200,13 +244,13 @@ func buildSQLite(path string, h HistorySize) error {
 	defer os.RemoveAll(d)
 	tmp := filepath.Join(d, "state.db")
 	clock := NewClock()
-	clock.Set(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour))
+	clock.Set(h.Until(time.Now().Truncate(24 * time.Hour).Add(2 * time.Hour)))
 	l, err := state.OpenSQLite(ctx, tmp, state.SQLiteOptions{Now: clock.Now})
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	err = BuildHistory(ctx, l, clock, h, 1)
+	_, err = h.Build(ctx, l, clock, 1, nil)
 	if cerr := l.Close(); err == nil {
 		err = cerr // the last close checkpoints the WAL into the file
 	}

@@ -17,7 +17,7 @@ import (
 
 // FileQuery selects a page of one source's files, newest change first.
 type FileQuery struct {
-	Source   string
+	Source   string // "": every source's (no index serves that order)
 	Statuses []Status // any of these; none: every status
 	// Since and Until bound File.UpdatedAt (the file's last change):
 	// Since <= UpdatedAt < Until; zero means unbounded.
@@ -47,8 +47,12 @@ func sqlLedger(l Ledger) (*ledger, bool, error) {
 }
 
 func (q FileQuery) where() (string, []any) {
-	w := `source = ?`
-	args := []any{q.Source}
+	// The condition on source is left out rather than written as
+	// (? = '' OR source = ?), which no index can serve.
+	w, args := `1 = 1`, []any{}
+	if q.Source != "" {
+		w, args = `source = ?`, []any{q.Source}
+	}
 	if len(q.Statuses) > 0 {
 		w += ` AND status IN (?` + strings.Repeat(",?", len(q.Statuses)-1) + `)`
 		for _, s := range q.Statuses {
@@ -75,22 +79,32 @@ func FilePage(ctx context.Context, l Ledger, q FileQuery) (files []File, more bo
 	if err != nil {
 		return nil, false, err
 	}
-	if q.Limit <= 0 {
-		q.Limit = 50
-	}
-	w, args := q.where()
-	out, err := all(ctx, sl, sl.db, scanFile, `SELECT `+fileCols+` FROM {t}files WHERE `+w+`
-		ORDER BY updated_at DESC, name{bytes} LIMIT ?`, append(args, q.Limit+1)...)
+	out, more, err := sl.filePage(ctx, q)
 	if err != nil {
-		return nil, false, fmt.Errorf("state: files of %s: %w", q.Source, err)
-	}
-	if len(out) > q.Limit {
-		out, more = out[:q.Limit], true
+		return nil, false, err
 	}
 	if esc {
 		for i := range out {
 			out[i] = loadedFile(out[i])
 		}
+	}
+	return out, more, nil
+}
+
+// filePage is FilePage with names as stored (Ops.RecentFiles reads it too).
+func (l *ledger) filePage(ctx context.Context, q FileQuery) ([]File, bool, error) {
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	w, args := q.where()
+	out, err := all(ctx, l, l.db, scanFile, `SELECT `+fileCols+` FROM {t}files WHERE `+w+`
+		ORDER BY updated_at DESC, name{bytes} LIMIT ?`, append(args, q.Limit+1)...)
+	if err != nil {
+		return nil, false, fmt.Errorf("state: files of %s: %w", q.Source, err)
+	}
+	more := len(out) > q.Limit
+	if more {
+		out = out[:q.Limit]
 	}
 	return out, more, nil
 }

@@ -160,7 +160,7 @@ var schema = []string{
 	// 4: a long history (history.go): pages of a source's files newest
 	// first, by status, the files a crash left unmoved, and when a file's
 	// row outcomes were pruned, and of which run.
-	`CREATE INDEX {t}files_by_time ON {t}files (source, updated_at);
+	`CREATE INDEX {t}files_by_time ON {t}files (source, updated_at DESC, name{bytes});
 	CREATE INDEX {t}files_by_status ON {t}files (source, status, updated_at);
 	CREATE INDEX {t}files_unsettled ON {t}files (source) WHERE destination <> '';
 	ALTER TABLE {t}files ADD COLUMN pruned_at {int} NOT NULL DEFAULT 0;

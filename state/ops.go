@@ -165,10 +165,9 @@ var opsSchema = []string{
 	// per row; it replaces the plain index on updated_at.
 	`CREATE INDEX IF NOT EXISTS {t}row_outcomes_by_hour ON {t}row_outcomes (updated_at, result, http_status)`,
 	`DROP INDEX IF EXISTS {t}row_outcomes_by_time`,
-	// A source's recent files (the dashboard) and its arrivals (expected
-	// deliveries) are read newest or earliest first from these, so
-	// neither reads the whole history.
-	`CREATE INDEX IF NOT EXISTS {t}files_by_update ON {t}files (source, updated_at DESC, name)`,
+	// A source's arrivals (expected deliveries) are read earliest first
+	// from this, so a tick does not read the whole history; its recent
+	// files come from the ledger's files_by_time (migration 4).
 	`CREATE INDEX IF NOT EXISTS {t}files_by_arrival ON {t}files (source, first_seen, name)`,
 }
 
@@ -316,19 +315,8 @@ func (o *opsSQL) SentNotifications(ctx context.Context, channel string, ids []st
 }
 
 func (o *opsSQL) RecentFiles(ctx context.Context, source string, limit int) ([]File, error) {
-	// A source's files are read newest first from files_by_update; the
-	// condition is left out rather than written (? = '' OR …), which no
-	// index can serve.
-	where, args := ``, []any{limit}
-	if source != "" {
-		where, args = `WHERE source = ?`, []any{source, limit}
-	}
-	out, err := all(ctx, o.l, o.l.db, scanFile, `SELECT `+fileCols+` FROM {t}files `+where+`
-		ORDER BY updated_at DESC, name LIMIT ?`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("state: recent files: %w", err)
-	}
-	return out, nil
+	out, _, err := o.l.filePage(ctx, FileQuery{Source: source, Limit: limit})
+	return out, err
 }
 
 func (o *opsSQL) FileOutcomes(ctx context.Context, source, filename string, limit int) ([]Outcome, error) {

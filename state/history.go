@@ -17,7 +17,7 @@ import (
 
 // FileQuery selects a page of one source's files, newest change first.
 type FileQuery struct {
-	Source   string // "": every source's (no index serves that order)
+	Source   string   // "": every source's (no index serves that order)
 	Statuses []Status // any of these; none: every status
 	// Since and Until bound File.UpdatedAt (the file's last change):
 	// Since <= UpdatedAt < Until; zero means unbounded.

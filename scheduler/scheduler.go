@@ -50,7 +50,6 @@ type Job struct {
 // Pass is a pass in flight.
 type Pass struct {
 	Job      string
-	Trigger  Trigger
 	Since    time.Time
 	Expected time.Duration // the job's; 0: no bound
 }
@@ -75,7 +74,7 @@ type Scheduler struct {
 	jobs []Job
 
 	mu      sync.Mutex
-	running map[string]Pass // by job
+	running map[string]Pass // by job: a job in it is not fired again
 }
 
 // New returns an empty scheduler. obs may be nil.
@@ -87,7 +86,7 @@ func New(log *zap.Logger, obs Observer) *Scheduler {
 }
 
 // Running lists the passes in flight, by job name. It is safe to call
-// from any goroutine (the dashboard and metrics do, while passes run).
+// from any goroutine (the dashboard does, while passes run).
 func (s *Scheduler) Running() []Pass {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,34 +142,31 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // keeps its timing and can see (and skip) a firing that would overlap.
 func (s *Scheduler) loop(ctx context.Context, j Job) {
 	log := s.log.With(zap.String("source", j.Name))
-	var (
-		passes  sync.WaitGroup
-		mu      sync.Mutex
-		running bool
-	)
+	var passes sync.WaitGroup
 	defer passes.Wait()
 
 	fire := func(why Trigger) {
-		mu.Lock()
-		if running {
-			mu.Unlock()
+		s.mu.Lock()
+		if _, busy := s.running[j.Name]; busy {
+			s.mu.Unlock()
 			log.Info("pass skipped: the previous pass is still running", zap.String("trigger", string(why)))
 			if s.obs != nil {
 				s.obs.PassSkipped(j.Name, why)
 			}
 			return
 		}
-		running = true
-		mu.Unlock()
+		start := time.Now()
+		s.running[j.Name] = Pass{Job: j.Name, Since: start, Expected: j.Expected}
+		s.mu.Unlock()
 		passes.Add(1)
 		go func() {
 			defer passes.Done()
 			defer func() {
-				mu.Lock()
-				running = false
-				mu.Unlock()
+				s.mu.Lock()
+				delete(s.running, j.Name)
+				s.mu.Unlock()
 			}()
-			s.runPass(ctx, log, j, why)
+			s.runPass(ctx, log, j, why, start)
 		}()
 	}
 
@@ -232,19 +228,11 @@ func earliest(cronAt, pollAt time.Time) (time.Time, Trigger) {
 	}
 }
 
-func (s *Scheduler) runPass(ctx context.Context, log *zap.Logger, j Job, why Trigger) {
+// runPass runs one pass of j, which fire marked running at start.
+func (s *Scheduler) runPass(ctx context.Context, log *zap.Logger, j Job, why Trigger, start time.Time) {
 	if s.obs != nil {
 		s.obs.PassStarted(j.Name, why)
 	}
-	start := time.Now()
-	s.mu.Lock()
-	s.running[j.Name] = Pass{Job: j.Name, Trigger: why, Since: start, Expected: j.Expected}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.running, j.Name)
-		s.mu.Unlock()
-	}()
 	done := make(chan struct{})
 	var watch sync.WaitGroup
 	if j.Expected > 0 {

@@ -222,14 +222,11 @@ var errClosed = errors.New("apiserver: server closed")
 // (and every waiting caller) for long.
 const maxBatch = 128
 
-// maxYields, joinGap and joinWindow bound how long a batch waits for
-// callers to join it (see writeLoop): a caller's answer is delayed by at
-// most joinWindow beyond its commit.
-const (
-	maxYields  = 8
-	joinGap    = 50 * time.Microsecond
-	joinWindow = 500 * time.Microsecond
-)
+// maxYields bounds how long a batch waits for callers to join it. (A
+// timed join window, 50 µs a caller up to 500 µs, made more creates share
+// a commit on a loaded machine but cost a third of the throughput on a
+// quiet one: BENCHMARKS.md, "ihr-api".)
+const maxYields = 8
 
 type unit struct {
 	ctx  context.Context
@@ -292,7 +289,6 @@ func (s *store) syncLoop() {
 func (s *store) writeLoop() {
 	defer close(s.loopDone)
 	batch := make([]*unit, 0, maxBatch)
-	prev := 0 // size of the last batch
 	for {
 		select {
 		case <-s.stop:
@@ -321,32 +317,6 @@ func (s *store) writeLoop() {
 				break
 			}
 		}
-		// Callers answered together come back together, but spread over
-		// the time their HTTP round trips take. When the last commit was
-		// shared (callers are concurrent), keep the batch open while
-		// they keep arriving, each within joinGap of the last, up to
-		// joinWindow: each joiner saves a commit's WAL writes. A lone
-		// caller (last batch of one) never waits.
-		if prev > 1 && len(batch) < maxBatch {
-			deadline := time.Now().Add(joinWindow)
-			tm := time.NewTimer(joinGap)
-		wait:
-			for len(batch) < maxBatch {
-				select {
-				case u := <-s.units:
-					batch = append(batch, u)
-					gap := min(joinGap, time.Until(deadline))
-					if gap <= 0 {
-						break wait
-					}
-					tm.Reset(gap)
-				case <-tm.C:
-					break wait
-				}
-			}
-			tm.Stop()
-		}
-		prev = len(batch)
 		s.runBatch(batch)
 		s.nBatches.Add(1)
 		s.nUnits.Add(int64(len(batch)))

@@ -14,7 +14,7 @@ import (
 
 func main() {
 	// The worker's live heap is a few MiB, so at Go's default (GOGC=100)
-	// it collects every 150 rows or so; at 400 it collects a sixth as
+	// it collects every 150 rows or so; at 400 it collects a quarter as
 	// often, for about 10 MiB more RSS (BENCHMARKS.md, "At the ceiling").
 	// GOGC in the environment still decides.
 	if os.Getenv("GOGC") == "" {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -160,51 +161,115 @@ func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, ds
 }
 
 // reportLines emits one line per data row, in input order, from the file
-// (what each row is) and the ledger (what became of it).
+// (what each row is) and the ledger (what became of it). It is the last
+// step of a pass, when the API no longer needs the cores, so reading the
+// file, the ledger's reads of the windows after the next, and writing run
+// side by side: one goroutine reads and maps the file into windows, up to
+// reportReads windows read their outcomes at once, and this goroutine
+// writes them in order.
 func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, w *exporter.ReportWriter, counts *state.Counts) error {
 	rc, rd, mp, err := im.rowsReader(ctx, src, f)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	win := &reportWindow{w: w, counts: counts, run: f.Run, size: im.cfg.Window,
-		outcomes: func(keys []string) (map[string]state.Outcome, error) {
-			return im.fileLedger(src, f).outcomes(ctx, keys)
-		}}
-	recName := recordName(f.Name) // once per file, not per row
-	for {
-		row, err := rd.Read()
-		if err == io.EOF {
-			break
-		}
-		var pe *parse.ParseError
-		switch {
-		case errors.As(err, &pe):
-			win.add(exporter.ReportLine{Row: row.Number, Result: state.Invalid, Message: pe.Error()}, nil)
-		case err != nil:
-			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
-		default:
-			m, ferrs := mp.Map(row, recName)
-			l := rowLine(row.Number, m)
-			if len(ferrs) > 0 {
-				l.Result, l.Message = state.Invalid, fieldMessage(ferrs)
-				win.add(l, nil)
-			} else {
-				it := keyedItem(row.Number, m)
-				win.add(l, &it)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fl := im.fileLedger(src, f)
+	// Windows leave the reader in file order; each is written once its
+	// read is done. The queue's capacity bounds the windows held.
+	queue := make(chan *reportWindow, reportReads+1)
+	reads := make(chan struct{}, reportReads)
+	var wg sync.WaitGroup
+	var readErr error
+	wg.Go(func() {
+		defer close(queue)
+		send := func(win *reportWindow) bool {
+			select {
+			case reads <- struct{}{}:
+			case <-ctx.Done():
+				return false
+			}
+			wg.Go(func() {
+				defer func() { <-reads }()
+				defer close(win.done)
+				win.outs, win.err = fl.outcomes(ctx, win.keys)
+			})
+			select {
+			case queue <- win:
+				return true
+			case <-ctx.Done():
+				return false
 			}
 		}
-		if win.full() {
-			if err := win.emit(); err != nil {
+		recName := recordName(f.Name) // once per file, not per row
+		win := newReportWindow(im.cfg.Window)
+		for {
+			row, err := rd.Read()
+			if err == io.EOF {
+				break
+			}
+			var pe *parse.ParseError
+			switch {
+			case errors.As(err, &pe):
+				win.add(exporter.ReportLine{Row: row.Number, Result: state.Invalid, Message: pe.Error()}, nil)
+			case err != nil:
+				readErr = fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
+				return
+			default:
+				m, ferrs := mp.Map(row, recName)
+				l := rowLine(row.Number, m)
+				if len(ferrs) > 0 {
+					l.Result, l.Message = state.Invalid, fieldMessage(ferrs)
+					win.add(l, nil)
+				} else {
+					it := keyedItem(row.Number, m)
+					win.add(l, &it)
+				}
+			}
+			if len(win.lines) >= im.cfg.Window {
+				if !send(win) {
+					return
+				}
+				win = newReportWindow(im.cfg.Window)
+			}
+		}
+		if len(win.lines) > 0 {
+			send(win)
+		}
+	})
+	err = func() error {
+		for win := range queue {
+			<-win.done
+			if win.err != nil {
+				return win.err
+			}
+			if err := win.write(w, counts, f.Run); err != nil {
 				return err
 			}
 		}
+		return nil
+	}()
+	if err != nil {
+		cancel() // the reader stops at its next window
+		for range queue {
+		}
 	}
-	if err := win.emit(); err != nil {
+	wg.Wait()
+	if err == nil {
+		err = readErr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		return err
 	}
 	return w.Flush()
 }
+
+// reportReads bounds the report's ledger reads in flight.
+const reportReads = 2
 
 // rowLine is the report line of a mapped row, before its result: what the
 // row is, as the report, validate and the ledger's outcome all name it.
@@ -222,16 +287,18 @@ func fieldMessage(ferrs []record.FieldError) string {
 	return strings.Join(msgs, "; ")
 }
 
-// reportWindow writes report lines a window at a time, with one ledger
-// read per window for the rows that were dispatchable.
+// reportWindow is a window of report lines and, once done is closed, the
+// stored outcomes of its dispatchable rows (one ledger read per window).
 type reportWindow struct {
-	w        *exporter.ReportWriter
-	counts   *state.Counts
-	run      int64
-	size     int
-	outcomes func(keys []string) (map[string]state.Outcome, error)
-	lines    []reportRow
-	keys     []string
+	lines []reportRow
+	keys  []string
+	outs  map[string]state.Outcome
+	err   error
+	done  chan struct{}
+}
+
+func newReportWindow(size int) *reportWindow {
+	return &reportWindow{lines: make([]reportRow, 0, size), done: make(chan struct{})}
 }
 
 // reportRow is a line waiting for its window; it is nil when the file
@@ -248,25 +315,19 @@ func (rw *reportWindow) add(l exporter.ReportLine, it *item) {
 	}
 }
 
-func (rw *reportWindow) full() bool { return len(rw.lines) >= rw.size }
-
-func (rw *reportWindow) emit() error {
-	outs, err := rw.outcomes(rw.keys)
-	if err != nil {
-		return err
-	}
+// write completes the window's lines from its outcomes and writes them.
+func (rw *reportWindow) write(w *exporter.ReportWriter, counts *state.Counts, run int64) error {
 	for _, r := range rw.lines {
 		l := r.l
 		if r.it != nil {
-			o, ok := outs[r.it.key]
-			l = resultLine(l, *r.it, o, ok, rw.run)
+			o, ok := rw.outs[r.it.key]
+			l = resultLine(l, *r.it, o, ok, run)
 		}
-		rw.counts.Add(l.Result)
-		if err := rw.w.Write(l); err != nil {
+		counts.Add(l.Result)
+		if err := w.Write(l); err != nil {
 			return err
 		}
 	}
-	rw.lines, rw.keys = rw.lines[:0], rw.keys[:0]
 	return nil
 }
 

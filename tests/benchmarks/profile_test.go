@@ -1,15 +1,15 @@
 package benchmarks_test
 
 import (
+	"cmp"
 	"context"
+	"os"
+	"sync"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/ihr-tools/ihr/apiclient"
-	"github.com/ihr-tools/ihr/filestore/local"
 	"github.com/ihr-tools/ihr/importer"
 	"github.com/ihr-tools/ihr/internal/binharness"
 	"github.com/ihr-tools/ihr/state"
@@ -17,9 +17,9 @@ import (
 
 // BenchmarkPipelineInProcess is BenchmarkEndToEnd/store=local with the
 // worker's pipeline in the benchmark process (the same importer, client,
-// SQLite ledger and local store the CLI wires up, against the built ihr-api),
+// SQLite ledger and store the CLI wires up, against the built ihr-api),
 // so -cpuprofile, -blockprofile and -mutexprofile show where the worker's
-// time goes:
+// time goes. IHR_BENCH_STORE picks the store (local, sftp, s3):
 //
 //	go test ./tests/benchmarks -run '^$' -bench PipelineInProcess -benchtime 1x \
 //	    -cpuprofile cpu.out -blockprofile block.out -mutexprofile mutex.out
@@ -34,7 +34,7 @@ func BenchmarkPipelineInProcess(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		api := binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
-		src, _ := binharness.NewSource(b, "local")
+		src, _ := binharness.NewSource(b, cmp.Or(os.Getenv("IHR_BENCH_STORE"), "local"))
 		src.Put(b, "inbox/bench.csv", file)
 		client, err := apiclient.New(apiclient.Config{BaseURL: api.URL, APIKey: api.Key, RateLimit: -1,
 			CreateFields: []string{"id"}}, nil) // as internal/workercli wires it
@@ -45,22 +45,24 @@ func BenchmarkPipelineInProcess(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		store, err := local.New(src.Local, zap.NewNop())
-		if err != nil {
-			b.Fatal(err)
-		}
-		im := importer.New(importer.Config{Concurrency: conc}, importer.ClientAPI(client), ledger, nil, nil)
+		var mu sync.Mutex
+		stages := map[importer.Stage]time.Duration{}
+		im := importer.New(importer.Config{Concurrency: conc, StageTimer: func(s importer.Stage, d time.Duration) {
+			mu.Lock()
+			stages[s] += d
+			mu.Unlock()
+		}}, importer.ClientAPI(client), ledger, nil, nil)
 		b.StartTimer()
 		start := time.Now()
-		sum, err := im.RunSource(context.Background(), importer.Source{Name: "bench", Store: store, Integration: "ERP-BENCH"})
+		sum, err := im.RunSource(context.Background(), importer.Source{Name: "bench", Store: src.Store, Integration: "ERP-BENCH"})
 		el := time.Since(start)
 		b.StopTimer()
 		if err != nil || sum.Rows.Created != int64(rows) {
 			b.Fatalf("%+v %v", sum.Rows, err)
 		}
 		rate = float64(rows) / el.Seconds()
+		b.Logf("%v in %v; stages: %v", src.Kind, el.Round(time.Millisecond), stages)
 		ledger.Close()
-		store.Close()
 		api.Stop()
 		b.StartTimer()
 	}

@@ -119,7 +119,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp 
 		readErr: func(err error) error {
 			return fmt.Errorf("%w: %s: read %s: %w", ErrSourceUnavailable, src.Name, f.Location, err)
 		}}
-	ln := newLanes(im.cfg.Concurrency, src.ResolvePrevious)
+	ln := newLanes(im.cfg.Concurrency, src.ResolvePrevious, im.cfg.Window)
 	results := make(chan state.Outcome, im.cfg.BatchSize)
 	posters := d.startPosters(ln, results)
 	col := &collector{size: im.cfg.BatchSize, every: im.cfg.FlushInterval, commit: d.commit}

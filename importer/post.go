@@ -20,16 +20,21 @@ import (
 // the same lane, which one poster drains, so they reach the API in file
 // order (an Error row's record must exist before a later Success row
 // resolves it); otherwise there is one lane all posters share.
+//
+// Together the lanes hold up to a window of rows, so that while posters
+// send one window the feed reads, plans and marks the next: unbuffered,
+// every poster stood idle at each window's end for that window's ledger
+// work.
 type lanes []chan job
 
-func newLanes(concurrency int, byDocument bool) lanes {
+func newLanes(concurrency int, byDocument bool, window int) lanes {
 	n := 1
 	if byDocument {
 		n = max(concurrency, 1)
 	}
 	l := make(lanes, n)
 	for i := range l {
-		l[i] = make(chan job)
+		l[i] = make(chan job, max(window/n, 1))
 	}
 	return l
 }
@@ -64,6 +69,12 @@ func (d *dispatchRun) startPosters(ln lanes, results chan<- state.Outcome) *sync
 		jobs := ln[i%len(ln)]
 		wg.Go(func() {
 			for j := range jobs {
+				if d.stopCtx.Err() != nil {
+					// Stopped: rows still queued are not sent. Like rows
+					// never queued, they are at or below the mark with no
+					// outcome, which the file's resume looks up first.
+					continue
+				}
 				out, err := d.im.post(d.base, d.src, d.f, j)
 				if err != nil {
 					d.stop(err)

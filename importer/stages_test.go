@@ -114,10 +114,10 @@ func TestLanesKeepADocumentTogether(t *testing.T) {
 	doc := func(typ string, id int64) mapping.Mapped {
 		return mapping.Mapped{Record: record.Record{DocumentType: typ, DocumentID: record.Int64(id)}}
 	}
-	if l := newLanes(8, false); len(l) != 1 || l.of(doc("A", 1)) != l.of(doc("B", 2)) {
+	if l := newLanes(8, false, 256); len(l) != 1 || l.of(doc("A", 1)) != l.of(doc("B", 2)) {
 		t.Fatalf("without resolve_previous there is one lane")
 	}
-	l := newLanes(8, true)
+	l := newLanes(8, true, 256)
 	if len(l) != 8 || l.of(doc("InvoiceHeader", 5)) != l.of(doc("InvoiceHeader", 5)) {
 		t.Fatalf("a document's rows share a lane")
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,8 @@ func benchClient(conns int) *http.Client {
 }
 
 func BenchmarkCreate(b *testing.B) {
+	// What cmd/ihr-api's main does, so the figures are the binary's.
+	defer debug.SetGCPercent(apiserver.ApplyGCDefault())
 	for _, db := range benchDBs {
 		b.Run(db.name, func(b *testing.B) {
 			cfg, _ := db.dsn(b)

@@ -397,6 +397,19 @@ func normalizeTree(v any, depth int) (any, error) {
 	}
 	switch t := v.(type) {
 	case map[string]any:
+		// Clients mostly send the canonical spelling: then the keys
+		// stay as they are and the values are normalized in place,
+		// without a second map per object (the create path's body).
+		if canonicalKeys(t) {
+			for k, e := range t {
+				n, err := normalizeTree(e, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				t[k] = n
+			}
+			return t, nil
+		}
 		out := make(map[string]any, len(t))
 		for k, e := range t {
 			n, err := normalizeTree(e, depth+1)
@@ -417,6 +430,17 @@ func normalizeTree(v any, depth int) (any, error) {
 		return t, nil
 	}
 	return v, nil
+}
+
+// canonicalKeys reports whether every key of m is its own
+// record.NormalizeKey, so that no two keys can fold into one.
+func canonicalKeys(m map[string]any) bool {
+	for k := range m {
+		if record.NormalizeKey(k) != k {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeXML reads Rails-style XML: the root element's children are the

@@ -367,9 +367,12 @@ func (s *Server) insertRecord(ctx context.Context, tx *wtx, a record.Action, x *
   external_id, integration_id, integration_run_id, integration_filename, resolved, status,
   created_at, updated_at, created_by_id, created_by_login, updated_by_id, updated_by_login)
  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
-		x.ContactAlertType, x.CreationMethod, x.DocumentID, x.DocumentRevision, x.DocumentStatus, x.DocumentType,
-		x.ExternalID, x.IntegrationID, x.IntegrationRunID, x.IntegrationFilename, x.Status,
-		x.CreatedAt, x.UpdatedAt, x.CreatedByID, x.CreatedByLogin, x.UpdatedByID, x.UpdatedByLogin)
+		// The driver values themselves (what Value would return): a
+		// boxed sql.Null* costs an allocation and its Value another.
+		argStr(x.ContactAlertType), argStr(x.CreationMethod), argInt(x.DocumentID), argInt(x.DocumentRevision),
+		argStr(x.DocumentStatus), argStr(x.DocumentType), argStr(x.ExternalID), argInt(x.IntegrationID),
+		argInt(x.IntegrationRunID), argStr(x.IntegrationFilename), argStr(x.Status),
+		x.CreatedAt, x.UpdatedAt, argInt(x.CreatedByID), argStr(x.CreatedByLogin), argInt(x.UpdatedByID), argStr(x.UpdatedByLogin))
 	if err != nil {
 		return err
 	}

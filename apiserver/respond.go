@@ -24,6 +24,21 @@ type (
 	sqlInt    = sql.NullInt64
 )
 
+// argStr and argInt are v's driver value: nil for NULL.
+func argStr(v sqlString) any {
+	if !v.Valid {
+		return nil
+	}
+	return v.String
+}
+
+func argInt(v sqlInt) any {
+	if !v.Valid {
+		return nil
+	}
+	return v.Int64
+}
+
 // validationError is a 400 listing every failed element.
 type validationError []record.FieldError
 

@@ -416,6 +416,9 @@ type wtx struct {
 	// interrupt is connection-wide). Units are checked for cancellation
 	// before they start and are short once started.
 	batch context.Context
+	// bound holds the cached statements already bound to tx: binding
+	// allocates, and a batch runs the same few statements per unit.
+	bound map[*sql.Stmt]*sql.Stmt
 }
 
 func (w *wtx) ctx(ctx context.Context) context.Context {
@@ -431,7 +434,18 @@ func (w *wtx) ctx(ctx context.Context) context.Context {
 // for the one connection the transaction holds.
 func (w *wtx) stmt(ctx context.Context, query string) *sql.Stmt {
 	if v, ok := w.st.stmts.Load(query); ok {
-		return w.tx.StmtContext(ctx, v.(*sql.Stmt))
+		// ctx is the batch's own here (stmt is SQLite's, where every
+		// write runs in a batch), so a binding outlives no caller.
+		db := v.(*sql.Stmt)
+		if st, ok := w.bound[db]; ok {
+			return st
+		}
+		st := w.tx.StmtContext(ctx, db)
+		if w.bound == nil {
+			w.bound = make(map[*sql.Stmt]*sql.Stmt, 4)
+		}
+		w.bound[db] = st
+		return st
 	}
 	if w.st.toPrepare != nil {
 		w.st.toPrepare[query] = true

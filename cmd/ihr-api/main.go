@@ -45,6 +45,9 @@ import (
 )
 
 func main() {
+	// A less frequent collector for the create path's allocation rate;
+	// GOGC in the environment still decides (apiserver.GCPercent).
+	apiserver.ApplyGCDefault()
 	if err := newCommand(os.Stderr).Execute(); err != nil {
 		os.Exit(2)
 	}

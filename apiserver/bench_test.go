@@ -21,6 +21,7 @@ import (
 
 	"github.com/ihr-tools/ihr/apiserver"
 	"github.com/ihr-tools/ihr/apiserver/apitest"
+	"github.com/ihr-tools/ihr/internal/gcdefault"
 	"github.com/ihr-tools/ihr/internal/testservers"
 )
 
@@ -58,7 +59,7 @@ func benchClient(conns int) *http.Client {
 
 func BenchmarkCreate(b *testing.B) {
 	// What cmd/ihr-api's main does, so the figures are the binary's.
-	defer debug.SetGCPercent(apiserver.ApplyGCDefault())
+	defer debug.SetGCPercent(gcdefault.Apply())
 	for _, db := range benchDBs {
 		b.Run(db.name, func(b *testing.B) {
 			cfg, _ := db.dsn(b)

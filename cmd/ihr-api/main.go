@@ -42,12 +42,11 @@ import (
 
 	"github.com/ihr-tools/ihr/apiserver"
 	"github.com/ihr-tools/ihr/internal/buildinfo"
+	"github.com/ihr-tools/ihr/internal/gcdefault"
 )
 
 func main() {
-	// A less frequent collector for the create path's allocation rate;
-	// GOGC in the environment still decides (apiserver.GCPercent).
-	apiserver.ApplyGCDefault()
+	gcdefault.Apply()
 	if err := newCommand(os.Stderr).Execute(); err != nil {
 		os.Exit(2)
 	}

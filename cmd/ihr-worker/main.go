@@ -6,20 +6,14 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
+	"github.com/ihr-tools/ihr/internal/gcdefault"
 	"github.com/ihr-tools/ihr/internal/workercli"
 )
 
 func main() {
-	// The worker's live heap is a few MiB, so at Go's default (GOGC=100)
-	// it collects every 150 rows or so; at 400 it collects a quarter as
-	// often, for about 10 MiB more RSS (BENCHMARKS.md, "At the ceiling").
-	// GOGC in the environment still decides.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+	gcdefault.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal starts a graceful stop, a second one

@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"os"
-	"sync"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 

@@ -306,10 +306,16 @@ func (n *Notifier) loop(ctx context.Context, r route) {
 			n.drain(ctx, r)
 			return
 		case e := <-r.q:
-			n.deliver(ctx, r.Channel, e)
-			r.delivered(e)
+			n.finish(r, e, n.deliver(ctx, r.Channel, e))
 		}
 	}
+}
+
+// finish ends e's delivery on r before it is observed, so that whoever
+// sees the outcome (metrics, tests) finds e neither queued nor in flight.
+func (n *Notifier) finish(r route, e Event, outcome string) {
+	r.delivered(e)
+	n.o.Observe(r.Channel.ID(), outcome)
 }
 
 // drain sends what is queued on r within Options.Drain after a stop.
@@ -319,8 +325,7 @@ func (n *Notifier) drain(stopped context.Context, r route) {
 	for ctx.Err() == nil {
 		select {
 		case e := <-r.q:
-			n.deliver(ctx, r.Channel, e)
-			r.delivered(e)
+			n.finish(r, e, n.deliver(ctx, r.Channel, e))
 		default:
 			return
 		}
@@ -330,8 +335,9 @@ func (n *Notifier) drain(stopped context.Context, r route) {
 	}
 }
 
-// deliver claims, sends with retries, and marks e sent on ch.
-func (n *Notifier) deliver(ctx context.Context, ch Channel, e Event) {
+// deliver claims, sends with retries, and marks e sent on ch. It returns
+// the outcome to observe: "sent", "duplicate" or "failed".
+func (n *Notifier) deliver(ctx context.Context, ch Channel, e Event) string {
 	log := n.log.With(zap.String("channel", ch.ID()), zap.String("event", e.ID))
 	start := time.Now()
 	wait := n.o.FirstRetry
@@ -353,24 +359,21 @@ func (n *Notifier) deliver(ctx context.Context, ch Channel, e Event) {
 			return ch.Send(actx, e)
 		}()
 		if err == errDuplicate {
-			n.o.Observe(ch.ID(), "duplicate")
 			log.Debug("notification already sent (or being sent)")
-			return
+			return "duplicate"
 		}
 		if err == nil {
-			n.o.Observe(ch.ID(), "sent")
 			log.Info("notification sent", zap.String("kind", e.Kind), zap.String("source", e.Source), zap.Int("attempt", attempt))
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.o.Timeout)
 			defer cancel()
 			if err := n.led.NotificationSent(mctx, e.ID, ch.ID()); err != nil {
 				log.Error("notification sent but not recorded as sent; it may be sent again", zap.Error(err))
 			}
-			return
+			return "sent"
 		}
 		if time.Since(start)+wait > n.o.GiveUp || ctx.Err() != nil {
-			n.o.Observe(ch.ID(), "failed")
 			log.Error("notification not sent", zap.Int("attempts", attempt), zap.Error(err))
-			return
+			return "failed"
 		}
 		n.o.Observe(ch.ID(), "retry")
 		log.Warn("notification attempt failed; retrying", zap.Int("attempt", attempt), zap.Duration("in", wait), zap.Error(err))
@@ -378,9 +381,8 @@ func (n *Notifier) deliver(ctx context.Context, ch Channel, e Event) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			n.o.Observe(ch.ID(), "failed")
 			log.Error("notification not sent: stopping", zap.Error(err))
-			return
+			return "failed"
 		case <-t.C:
 		}
 		wait = min(2*wait, n.o.MaxRetry)

@@ -55,6 +55,7 @@ func Run(t *testing.T, newLedger Factory) {
 		{"OutcomesRoundTrip", outcomesRoundTrip},
 		{"OutcomesAreFenced", outcomesAreFenced},
 		{"OutcomesUpsert", outcomesUpsert},
+		{"OutcomesLastInBatchWins", outcomesLastInBatchWins},
 		{"OutcomesArePerFile", outcomesArePerFile},
 		{"RowCounts", rowCounts},
 		{"RecordedByContent", recordedByContent},
@@ -355,6 +356,28 @@ func outcomesUpsert(t *testing.T, l state.Ledger, _ *Clock) {
 	got, _ := l.Outcomes(ctx, a, []string{"EXT-10", state.RowKey(1001)})
 	if got["EXT-10"].RecordID != 999 || got["EXT-10"].Row != 3 || got["EXT-10"].Run != 2 || got["EXT-10"].Message != "" || got["EXT-10"].Fingerprint != "fp-new" || got[state.RowKey(1001)].RecordID != 1000 {
 		t.Fatalf("after upsert: %+v", got)
+	}
+}
+
+// outcomesLastInBatchWins: a key twice in one batch, far apart (the
+// writers split a batch into statements), ends with its last outcome.
+func outcomesLastInBatchWins(t *testing.T, l state.Ledger, _ *Clock) {
+	ctx := t.Context()
+	claim(t, l, a, "w1")
+	var outs []state.Outcome
+	for i := int64(1); i <= 300; i++ {
+		outs = append(outs, state.Outcome{Key: fmt.Sprintf("EXT-%d", i), Row: i, Run: 1, Result: state.Created, RecordID: i})
+	}
+	outs = append(outs, state.Outcome{Key: "EXT-2", Row: 301, Run: 1, Result: state.Invalid, Message: "duplicate"})
+	if err := l.RecordOutcomes(ctx, a.HeldBy("w1"), outs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Outcomes(ctx, a, []string{"EXT-2", "EXT-300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := got["EXT-2"]; o.Row != 301 || o.Result != state.Invalid || o.RecordID != 0 || got["EXT-300"].RecordID != 300 {
+		t.Fatalf("after one batch with EXT-2 twice: %+v", got)
 	}
 }
 

@@ -261,6 +261,10 @@ func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi p
 	t = im.clock()
 	sp := im.fileSpan(src, f)
 	sp.stored = pi.marked
+	// The first run of a name: no run before it recorded an outcome (runs
+	// only count up, and prune keeps the count), and the claim fences
+	// every other writer out.
+	sp.fresh = pi.newRun && f.Run == 1
 	err := im.dispatch(ctx, src, f, sp)
 	im.lap(StageDispatch, t)
 	if err != nil {

@@ -111,6 +111,7 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp 
 	if sp.mark == state.MarkAll {
 		d.foundAs = state.AlreadyRecorded
 	}
+	d.inflight.all = sp.fresh
 	d.stopCtx, d.stop = context.WithCancelCause(ctx)
 	defer d.stop(nil)
 

@@ -156,7 +156,9 @@
 //   - collect (collector): outcomes committed in batches; a committed key
 //     leaves the in-flight set (inflight) that plan checks duplicates
 //     against. plan snapshots that set before its ledger read, so no lock
-//     is held across a database call.
+//     is held across a database call. In the first run of a file name the
+//     ledger has nothing of the file but what the run commits, so the set
+//     keeps committed keys too (up to a bound) and plan reads it instead.
 //
 // SIGTERM (ctx cancelled) stops reading new rows; calls in flight finish
 // and are recorded, the claim is released and the file stays where it is,

@@ -535,3 +535,25 @@ func TestHostileListedNamesAreSkipped(t *testing.T) {
 	}
 	e.exactlyOnce("good.csv", ids)
 }
+
+// TestDuplicateKeyAfterItsCommit: in a file name's first run plan does not
+// read the ledger (the in-flight set keeps what the run committed), so a
+// key repeated windows after its first row, whose outcome is committed by
+// then, is still refused, in that run and in a re-drop's.
+func TestDuplicateKeyAfterItsCommit(t *testing.T) {
+	e := newEnv(t)
+	body, ids := csvRows("D", 1, 79)
+	body += "D-1,InvoiceHeader,999,Success,Functional,repeats row 1\r\n"
+	for _, name := range []string{"dup.csv", "dup.csv"} { // first run, then a re-drop
+		e.drop(name, body)
+		sum := e.run()
+		if sum.Rejected != 1 || sum.Rows.Invalid != 1 {
+			t.Fatalf("%+v", sum)
+		}
+		lines := e.report("dup.response.csv")
+		if last := lines[len(lines)-1]; last[5] != "invalid" || !strings.Contains(last[8], "duplicate external-id") {
+			t.Fatalf("row 80: %v", last)
+		}
+		e.exactlyOnce("dup.csv", ids)
+	}
+}

@@ -67,16 +67,27 @@ type plan struct {
 // later row with the same key is found a duplicate before its first row's
 // outcome reaches the ledger. Only plan adds; the collector removes after
 // each commit.
+//
+// A span that starts with no outcome of its file in the ledger (fresh)
+// keeps committed keys too, up to maxRemembered: then the set is all the
+// ledger could tell plan, and plan does not read it. Past that bound the
+// set goes back to in-flight keys only, and plan to reading the ledger.
 type inflight struct {
 	mu   sync.Mutex
 	rows map[string]int64
+	all  bool // rows has every key dispatched in the run, committed or not
 }
 
-// snapshot returns the in-flight rows of keys. Taken before the window's
-// ledger read, it makes a key committed meanwhile visible in one of the
-// two, never in neither: a key missing from it was either never in flight
-// or committed before the read began. No lock is held across the read.
-func (p *inflight) snapshot(keys []string) map[string]int64 {
+// maxRemembered bounds the keys a fresh span keeps after their commit
+// (tens of bytes each).
+const maxRemembered = 1 << 17
+
+// snapshot returns the in-flight rows of keys, and whether they are every
+// row the ledger could hold for them. Taken before the window's ledger
+// read, it makes a key committed meanwhile visible in one of the two,
+// never in neither: a key missing from it was either never in flight or
+// committed before the read began. No lock is held across the read.
+func (p *inflight) snapshot(keys []string) (map[string]int64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := make(map[string]int64, len(keys))
@@ -85,7 +96,7 @@ func (p *inflight) snapshot(keys []string) map[string]int64 {
 			s[k] = r
 		}
 	}
-	return s
+	return s, p.all
 }
 
 func (p *inflight) add(rows map[string]int64) {
@@ -97,11 +108,17 @@ func (p *inflight) add(rows map[string]int64) {
 	for k, r := range rows {
 		p.rows[k] = r
 	}
+	if len(p.rows) >= maxRemembered {
+		p.all = false
+	}
 }
 
 func (p *inflight) committed(batch []state.Outcome) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.all {
+		return
+	}
 	for _, o := range batch {
 		if p.rows[o.Key] == o.Row {
 			delete(p.rows, o.Key)
@@ -119,12 +136,16 @@ func (d *dispatchRun) plan(chunk []item) (plan, error) {
 	for i, it := range chunk {
 		keys[i] = it.key
 	}
-	seen := d.inflight.snapshot(keys)
-	lctx, cancel := context.WithTimeout(d.base, ledgerTimeout)
-	outs, err := d.ledger.outcomes(lctx, keys)
-	cancel()
-	if err != nil {
-		return plan{}, err
+	seen, all := d.inflight.snapshot(keys)
+	var outs map[string]state.Outcome
+	if !all {
+		lctx, cancel := context.WithTimeout(d.base, ledgerTimeout)
+		var err error
+		outs, err = d.ledger.outcomes(lctx, keys)
+		cancel()
+		if err != nil {
+			return plan{}, err
+		}
 	}
 	prior, err := d.priorRecords(chunk, outs)
 	if err != nil {

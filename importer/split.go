@@ -21,6 +21,9 @@ type span struct {
 	// stored: a mark up to this is durable already (stored with the
 	// run's start), so setMark need not write it.
 	stored int64
+	// fresh: the ledger holds no outcome of the file, and only this span
+	// can write one (inflight).
+	fresh bool
 }
 
 func (sp *span) total(f *state.File) int64 {

@@ -98,15 +98,39 @@ func TestSettledByIsTheOneTable(t *testing.T) {
 func TestInflightSnapshotOutlivesCommit(t *testing.T) {
 	var p inflight
 	p.add(map[string]int64{"a": 1, "b": 2})
-	s := p.snapshot([]string{"a", "c"})
+	s, _ := p.snapshot([]string{"a", "c"})
 	// A commit after the snapshot does not take the key out of it, so a
 	// ledger read that began before the commit still has it in one place.
 	p.committed([]state.Outcome{{Key: "a", Row: 1}, {Key: "b", Row: 5}})
 	if len(s) != 1 || s["a"] != 1 {
 		t.Fatalf("snapshot %v", s)
 	}
-	if now := p.snapshot([]string{"a", "b"}); len(now) != 1 || now["b"] != 2 {
+	if now, _ := p.snapshot([]string{"a", "b"}); len(now) != 1 || now["b"] != 2 {
 		t.Fatalf("after commit %v: b's row 2 is still in flight (row 5 committed)", now)
+	}
+}
+
+// A fresh span's set keeps committed keys, so it stands in for the
+// ledger, until it would pass maxRemembered: then it is the in-flight
+// keys again and plan reads the ledger.
+func TestInflightRemembersAFreshSpan(t *testing.T) {
+	p := inflight{all: true}
+	p.add(map[string]int64{"a": 1})
+	p.committed([]state.Outcome{{Key: "a", Row: 1}})
+	if s, all := p.snapshot([]string{"a"}); !all || s["a"] != 1 {
+		t.Fatalf("fresh span after a commit: %v, all %v", s, all)
+	}
+	big := make(map[string]int64, maxRemembered)
+	for i := range maxRemembered {
+		big[fmt.Sprint("k", i)] = int64(i + 2)
+	}
+	p.add(big)
+	if _, all := p.snapshot(nil); all {
+		t.Fatalf("still standing in for the ledger past %d keys", maxRemembered)
+	}
+	p.committed([]state.Outcome{{Key: "k0", Row: 2}})
+	if s, _ := p.snapshot([]string{"k0", "a"}); len(s) != 1 || s["a"] != 1 {
+		t.Fatalf("past the bound a commit takes its key out: %v", s)
 	}
 }
 

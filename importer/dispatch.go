@@ -111,7 +111,9 @@ func (im *Importer) dispatch(ctx context.Context, src Source, f *state.File, sp 
 	if sp.mark == state.MarkAll {
 		d.foundAs = state.AlreadyRecorded
 	}
-	d.inflight.all = sp.fresh
+	if sp.fresh {
+		d.inflight.startFresh()
+	}
 	d.stopCtx, d.stop = context.WithCancelCause(ctx)
 	defer d.stop(nil)
 

@@ -158,7 +158,8 @@
 //     against. plan snapshots that set before its ledger read, so no lock
 //     is held across a database call. In the first run of a file name the
 //     ledger has nothing of the file but what the run commits, so the set
-//     keeps committed keys too (up to a bound) and plan reads it instead.
+//     keeps a hash of each committed key (up to a bound), and plan reads
+//     the ledger only for a window with one of them.
 //
 // SIGTERM (ctx cancelled) stops reading new rows; calls in flight finish
 // and are recorded, the claim is released and the file stays where it is,

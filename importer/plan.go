@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 
 	"github.com/ihr-tools/ihr/state"
@@ -68,35 +69,47 @@ type plan struct {
 // outcome reaches the ledger. Only plan adds; the collector removes after
 // each commit.
 //
-// A span that starts with no outcome of its file in the ledger (fresh)
-// keeps committed keys too, up to maxRemembered: then the set is all the
-// ledger could tell plan, and plan does not read it. Past that bound the
-// set goes back to in-flight keys only, and plan to reading the ledger.
+// For a span that starts with no outcome of its file in the ledger
+// (fresh) the set also keeps a hash of each key it lets go, up to
+// maxRemembered: the ledger then holds outcomes of those keys only, so
+// plan reads it only for a window with one of them (a repeated key, or a
+// collision). Past the bound plan reads it for every window again.
 type inflight struct {
-	mu   sync.Mutex
-	rows map[string]int64
-	all  bool // rows has every key dispatched in the run, committed or not
+	mu    sync.Mutex
+	rows  map[string]int64
+	fresh bool
+	seed  maphash.Seed
+	done  map[uint64]struct{} // hashes of the keys committed, while fresh
 }
 
-// maxRemembered bounds the keys a fresh span keeps after their commit
-// (tens of bytes each).
-const maxRemembered = 1 << 17
+// maxRemembered bounds the committed keys a fresh span keeps (as 8-byte
+// hashes; about 4 MiB of heap at the bound).
+const maxRemembered = 1 << 18
 
-// snapshot returns the in-flight rows of keys, and whether they are every
-// row the ledger could hold for them. Taken before the window's ledger
-// read, it makes a key committed meanwhile visible in one of the two,
-// never in neither: a key missing from it was either never in flight or
-// committed before the read began. No lock is held across the read.
+// startFresh says the ledger holds no outcome of the span's file.
+func (p *inflight) startFresh() {
+	p.fresh, p.seed, p.done = true, maphash.MakeSeed(), map[uint64]struct{}{}
+}
+
+// snapshot returns the in-flight rows of keys, and whether the ledger may
+// hold outcomes of any of them. Taken before the window's ledger read, it
+// makes a key committed meanwhile visible in one of the two, never in
+// neither: a key missing from it was either never in flight or committed
+// before the read began. No lock is held across the read.
 func (p *inflight) snapshot(keys []string) (map[string]int64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := make(map[string]int64, len(keys))
+	read := !p.fresh
 	for _, k := range keys {
 		if r, ok := p.rows[k]; ok {
 			s[k] = r
 		}
+		if !read {
+			_, read = p.done[maphash.String(p.seed, k)]
+		}
 	}
-	return s, p.all
+	return s, read
 }
 
 func (p *inflight) add(rows map[string]int64) {
@@ -108,18 +121,18 @@ func (p *inflight) add(rows map[string]int64) {
 	for k, r := range rows {
 		p.rows[k] = r
 	}
-	if len(p.rows) >= maxRemembered {
-		p.all = false
-	}
 }
 
 func (p *inflight) committed(batch []state.Outcome) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.all {
-		return
+	if p.fresh && len(p.done)+len(batch) > maxRemembered {
+		p.fresh, p.done = false, nil
 	}
 	for _, o := range batch {
+		if p.fresh {
+			p.done[maphash.String(p.seed, o.Key)] = struct{}{}
+		}
 		if p.rows[o.Key] == o.Row {
 			delete(p.rows, o.Key)
 		}
@@ -136,9 +149,9 @@ func (d *dispatchRun) plan(chunk []item) (plan, error) {
 	for i, it := range chunk {
 		keys[i] = it.key
 	}
-	seen, all := d.inflight.snapshot(keys)
+	seen, read := d.inflight.snapshot(keys)
 	var outs map[string]state.Outcome
-	if !all {
+	if read {
 		lctx, cancel := context.WithTimeout(d.base, ledgerTimeout)
 		var err error
 		outs, err = d.ledger.outcomes(lctx, keys)

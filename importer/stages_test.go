@@ -110,27 +110,30 @@ func TestInflightSnapshotOutlivesCommit(t *testing.T) {
 	}
 }
 
-// A fresh span's set keeps committed keys, so it stands in for the
-// ledger, until it would pass maxRemembered: then it is the in-flight
-// keys again and plan reads the ledger.
+// A fresh span's set remembers committed keys, so plan reads the ledger
+// only for a window with one of them, until the set would pass
+// maxRemembered: then plan reads it for every window.
 func TestInflightRemembersAFreshSpan(t *testing.T) {
-	p := inflight{all: true}
-	p.add(map[string]int64{"a": 1})
+	var p inflight
+	p.startFresh()
+	if _, read := p.snapshot([]string{"a"}); read {
+		t.Fatal("a fresh span reads the ledger before any commit")
+	}
+	p.add(map[string]int64{"a": 1, "b": 2})
 	p.committed([]state.Outcome{{Key: "a", Row: 1}})
-	if s, all := p.snapshot([]string{"a"}); !all || s["a"] != 1 {
-		t.Fatalf("fresh span after a commit: %v, all %v", s, all)
+	if s, read := p.snapshot([]string{"b", "c"}); read || s["b"] != 2 {
+		t.Fatalf("keys not committed: %v, read %v", s, read)
 	}
-	big := make(map[string]int64, maxRemembered)
-	for i := range maxRemembered {
-		big[fmt.Sprint("k", i)] = int64(i + 2)
+	if s, read := p.snapshot([]string{"c", "a"}); !read || len(s) != 0 {
+		t.Fatalf("a committed key: %v, read %v; want the ledger read", s, read)
 	}
-	p.add(big)
-	if _, all := p.snapshot(nil); all {
-		t.Fatalf("still standing in for the ledger past %d keys", maxRemembered)
+	big := make([]state.Outcome, maxRemembered)
+	for i := range big {
+		big[i] = state.Outcome{Key: fmt.Sprint("k", i), Row: int64(i + 3)}
 	}
-	p.committed([]state.Outcome{{Key: "k0", Row: 2}})
-	if s, _ := p.snapshot([]string{"k0", "a"}); len(s) != 1 || s["a"] != 1 {
-		t.Fatalf("past the bound a commit takes its key out: %v", s)
+	p.committed(big)
+	if _, read := p.snapshot([]string{"z"}); !read {
+		t.Fatalf("past %d keys plan still skips the ledger", maxRemembered)
 	}
 }
 

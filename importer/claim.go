@@ -265,10 +265,27 @@ func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi p
 	// only count up, and prune keeps the count), and the claim fences
 	// every other writer out.
 	sp.fresh = pi.newRun && f.Run == 1
+	// The report is written as the rows' outcomes are committed
+	// (reportGate), from a copy of f: dispatch moves f's mark meanwhile.
+	sp.gate = newReportGate()
+	rctx, cancelReport := context.WithCancel(ctx)
+	defer cancelReport()
+	early := make(chan spooled, 1)
+	go func(f state.File) {
+		s, counts, err := im.spoolReport(rctx, src, &f, sp.gate)
+		early <- spooled{s, counts, err}
+	}(*f)
 	err := im.dispatch(ctx, src, f, sp)
 	im.lap(StageDispatch, t)
 	if err != nil {
+		cancelReport()
+		if r := <-early; r.spool != nil {
+			r.spool.Close()
+		}
 		return im.result(*f, err)
 	}
-	return im.conclude(ctx, src, f)
+	sp.gate.finish()
+	t = im.clock()
+	r := <-early
+	return im.concludeSpooled(ctx, src, f, t, r)
 }

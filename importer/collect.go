@@ -62,6 +62,7 @@ func (d *dispatchRun) commit(batch []state.Outcome) error {
 		return err
 	}
 	d.inflight.committed(batch)
+	d.sp.gate.committed(batch)
 	for _, o := range batch {
 		d.im.obs.RowDone(d.src.Name, d.f.Name, o.Result)
 	}

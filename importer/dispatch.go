@@ -192,6 +192,7 @@ func (d *dispatchRun) feed(r *windowReader, ln lanes, results chan<- state.Outco
 func (d *dispatchRun) dispatchWindow(chunk []item, ln lanes, results chan<- state.Outcome) bool {
 	p, err := d.plan(chunk)
 	if err == nil {
+		d.sp.gate.planned(chunk[len(chunk)-1].row, len(p.send)+len(p.direct))
 		err = d.raiseMark(p.send)
 	}
 	if err != nil {

@@ -24,7 +24,10 @@
 //  5. Third pass: spool the report from the file and the ledger (one line
 //     per data row, in input order) to a temporary file, so a resumed run
 //     still produces a complete report and a failed upload can be retried.
-//     A file of at most 1 MiB is fetched from the store once, in the first
+//     For a file dispatched whole this pass runs beside the second, a
+//     window behind it: a window is read from the ledger once its rows'
+//     outcomes are committed (reportGate), and the spool is discarded if
+//     dispatch stops. A file of at most 1 MiB is fetched from the store once, in the first
 //     pass, and the other two read it from memory (onceReads): for many
 //     small files the cost is round trips, not bytes. Its control files
 //     are read once too, and only those the pass's listing showed.

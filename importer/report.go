@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -27,7 +28,20 @@ import (
 // and a spooled report can be uploaded again when a try fails.
 func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) FileResult {
 	t := im.clock()
-	spool, counts, err := im.spoolReport(ctx, src, f)
+	spool, counts, err := im.spoolReport(ctx, src, f, nil)
+	return im.concludeSpooled(ctx, src, f, t, spooled{spool, counts, err})
+}
+
+// spooled is spoolReport's answer.
+type spooled struct {
+	spool  *spoolFile
+	counts state.Counts
+	err    error
+}
+
+// concludeSpooled is conclude with the report spooled already (from t).
+func (im *Importer) concludeSpooled(ctx context.Context, src Source, f *state.File, t time.Time, r spooled) FileResult {
+	spool, counts, err := r.spool, r.counts, r.err
 	if err != nil {
 		return im.result(*f, err)
 	}
@@ -84,8 +98,9 @@ func (im *Importer) reportWriter(src Source, w io.Writer) *exporter.ReportWriter
 
 // spoolReport writes the report of f's run from the file and the ledger
 // into a temporary file, rewound, and returns the counts it wrote. The
-// caller closes the file, which removes it.
-func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File) (*spoolFile, state.Counts, error) {
+// caller closes the file, which removes it. With a gate, each window waits
+// for its rows' outcomes (reportGate).
+func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File, gate *reportGate) (*spoolFile, state.Counts, error) {
 	var counts state.Counts
 	tmp, err := os.CreateTemp("", "ihr-report-*.csv")
 	if err != nil {
@@ -93,7 +108,7 @@ func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File) 
 	}
 	sp := &spoolFile{File: tmp}
 	bw := bufio.NewWriterSize(tmp, 64<<10)
-	err = im.reportLines(ctx, src, f, im.reportWriter(src, bw), &counts)
+	err = im.reportLines(ctx, src, f, gate, im.reportWriter(src, bw), &counts)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -161,13 +176,12 @@ func (im *Importer) putReport(ctx context.Context, src Source, f *state.File, ds
 }
 
 // reportLines emits one line per data row, in input order, from the file
-// (what each row is) and the ledger (what became of it). It is the last
-// step of a pass, when the API no longer needs the cores, so reading the
+// (what each row is) and the ledger (what became of it). Reading the
 // file, the ledger's reads of the windows after the next, and writing run
-// side by side: one goroutine reads and maps the file into windows, up to
-// reportReads windows read their outcomes at once, and this goroutine
-// writes them in order.
-func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, w *exporter.ReportWriter, counts *state.Counts) error {
+// side by side: one goroutine reads and maps the file into windows, each
+// waiting at gate for its rows' outcomes, up to reportReads windows read
+// their outcomes at once, and this goroutine writes them in order.
+func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, gate *reportGate, w *exporter.ReportWriter, counts *state.Counts) error {
 	rc, rd, mp, err := im.rowsReader(ctx, src, f)
 	if err != nil {
 		return err
@@ -185,6 +199,9 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 	wg.Go(func() {
 		defer close(queue)
 		send := func(win *reportWindow) bool {
+			if gate.wait(ctx, int64(win.lines[len(win.lines)-1].l.Row)) != nil {
+				return false
+			}
 			select {
 			case reads <- struct{}{}:
 			case <-ctx.Done():

@@ -24,6 +24,8 @@ type span struct {
 	// fresh: the ledger holds no outcome of the file, and only this span
 	// can write one (inflight).
 	fresh bool
+	// gate, when the report follows the dispatch (reportGate).
+	gate *reportGate
 }
 
 func (sp *span) total(f *state.File) int64 {

@@ -85,7 +85,7 @@ tools:
 		$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); \
 	fi
 
-## servers: install sshd, vsftpd, PostgreSQL and versitygw when missing (apt-get needs root)
+## servers: install sshd, vsftpd, PostgreSQL, wrk and versitygw when missing (apt-get needs root)
 # A machine without them still gets the other tests: those skip, or fail
 # under IHR_REQUIRE_SERVERS=1 as in CI.
 .PHONY: servers

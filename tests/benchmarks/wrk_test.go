@@ -1,0 +1,115 @@
+package benchmarks_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ihr-tools/ihr/internal/binharness"
+)
+
+// BenchmarkCreateWrk: creates/s of the built ihr-api (SQLite, no rate
+// limit) under wrk, the HTTP load generator (Debian's wrk; make servers
+// installs it), at 8 and 32 keep-alive connections for IHR_BENCH_WRK_SECONDS
+// (10) each, posting testdata/create.lua's bodies. Unlike apiserver's
+// BenchmarkCreate, whose net/http clients share the process and about a
+// fifth of its CPU, the client here is a separate C program that takes
+// little of the two cores, so the figure is the server's. It also reports
+// the server's own CPU per create (/proc/PID/stat) and creates per SQLite
+// commit (/metrics).
+//
+//	go test ./tests/benchmarks -run '^$' -bench CreateWrk -benchtime 1x
+func BenchmarkCreateWrk(b *testing.B) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Skip("wrk is not installed (make servers, or apt-get install wrk)")
+	}
+	secs := envInt("IHR_BENCH_WRK_SECONDS", 10)
+	for _, conns := range []int{8, 32} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			var rate, cpu, perCommit float64
+			for b.Loop() {
+				api := binharness.StartAPI(b, binharness.APIOptions{})
+				c0, u0 := sqliteCommits(b, api.URL)
+				cpu0 := procCPU(b, api.Pid())
+				cmd := exec.Command(wrk, "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs),
+					"-s", "testdata/create.lua", api.URL)
+				cmd.Env = append(os.Environ(), "IHR_WRK_KEY="+api.Key)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					b.Fatalf("wrk: %v\n%s", err, out)
+				}
+				spent := procCPU(b, api.Pid()) - cpu0
+				c1, u1 := sqliteCommits(b, api.URL)
+				api.Stop()
+				if bad := regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`).FindSubmatch(out); bad != nil {
+					b.Fatalf("wrk: %s answers were not 201\n%s", bad[1], out)
+				}
+				m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
+				if m == nil {
+					b.Fatalf("wrk printed no Requests/sec:\n%s", out)
+				}
+				rate, _ = strconv.ParseFloat(string(m[1]), 64)
+				if u1 > u0 {
+					cpu = float64(spent.Microseconds()) / float64(u1-u0)
+				}
+				if c1 > c0 {
+					perCommit = float64(u1-u0) / float64(c1-c0)
+				}
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(rate, "creates/s")
+			b.ReportMetric(cpu, "server-cpu-µs/create")
+			b.ReportMetric(perCommit, "creates/commit")
+			if conns == 8 && rate < 10000 {
+				b.Logf("TARGET MISSED: %.0f creates/s at 8 connections (want >= 10,000)", rate)
+			}
+		})
+	}
+}
+
+// sqliteCommits reads ihr-api's group-commit counters from /metrics: SQLite
+// commits, and the writes (creates here) they carried.
+func sqliteCommits(b *testing.B, base string) (commits, writes int64) {
+	b.Helper()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "ihr_api_sqlite_commits_total "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			commits = int64(f)
+		}
+		if v, ok := strings.CutPrefix(line, "ihr_api_sqlite_writes_total "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			writes = int64(f)
+		}
+	}
+	return commits, writes
+}
+
+// procCPU is a process's user and system time so far, from /proc/PID/stat
+// (in the kernel's USER_HZ ticks, 100 a second on Linux).
+func procCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces: count from after it.
+	_, rest, _ := strings.Cut(string(raw), ") ")
+	f := strings.Fields(rest)
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}

@@ -271,10 +271,7 @@ func (im *Importer) runRows(ctx context.Context, src Source, f *state.File, pi p
 	rctx, cancelReport := context.WithCancel(ctx)
 	defer cancelReport()
 	early := make(chan spooled, 1)
-	go func(f state.File) {
-		s, counts, err := im.spoolReport(rctx, src, &f, sp.gate)
-		early <- spooled{s, counts, err}
-	}(*f)
+	go func(f state.File) { early <- im.spoolReport(rctx, src, &f, sp.gate) }(*f)
 	err := im.dispatch(ctx, src, f, sp)
 	im.lap(StageDispatch, t)
 	if err != nil {

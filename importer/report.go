@@ -28,8 +28,7 @@ import (
 // and a spooled report can be uploaded again when a try fails.
 func (im *Importer) conclude(ctx context.Context, src Source, f *state.File) FileResult {
 	t := im.clock()
-	spool, counts, err := im.spoolReport(ctx, src, f, nil)
-	return im.concludeSpooled(ctx, src, f, t, spooled{spool, counts, err})
+	return im.concludeSpooled(ctx, src, f, t, im.spoolReport(ctx, src, f, nil))
 }
 
 // spooled is spoolReport's answer.
@@ -97,14 +96,14 @@ func (im *Importer) reportWriter(src Source, w io.Writer) *exporter.ReportWriter
 }
 
 // spoolReport writes the report of f's run from the file and the ledger
-// into a temporary file, rewound, and returns the counts it wrote. The
-// caller closes the file, which removes it. With a gate, each window waits
-// for its rows' outcomes (reportGate).
-func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File, gate *reportGate) (*spoolFile, state.Counts, error) {
+// into a temporary file, rewound, and returns it with the counts it wrote.
+// The caller closes the file, which removes it. With a gate, each window
+// waits for its rows' outcomes (reportGate).
+func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File, gate *reportGate) spooled {
 	var counts state.Counts
 	tmp, err := os.CreateTemp("", "ihr-report-*.csv")
 	if err != nil {
-		return nil, counts, fmt.Errorf("importer: spool the report of %s: %w", SafeName(f.Name), err)
+		return spooled{err: fmt.Errorf("importer: spool the report of %s: %w", SafeName(f.Name), err)}
 	}
 	sp := &spoolFile{File: tmp}
 	bw := bufio.NewWriterSize(tmp, 64<<10)
@@ -117,9 +116,9 @@ func (im *Importer) spoolReport(ctx context.Context, src Source, f *state.File, 
 	}
 	if err != nil {
 		sp.Close()
-		return nil, counts, err
+		return spooled{err: err}
 	}
-	return sp, counts, nil
+	return spooled{sp, counts, nil}
 }
 
 // spoolFile is a temporary file removed when closed.

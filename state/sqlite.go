@@ -186,10 +186,10 @@ func (s *SQLite) write(ctx context.Context, id FileID, fence string, fenceArgs [
 			args = append(args, id.Source, id.Name, o.Key, o.Row, o.Run, storedExternalID(o.Key, o.ExternalID), o.DocumentType,
 				o.DocumentID, o.Action, o.Fingerprint, string(o.Result), o.RecordID, o.HTTPStatus, o.Message, now)
 		}
-		if n == insertRows && full == nil {
-			full = tx.StmtContext(ctx, s.upsert)
-		}
 		if n == insertRows {
+			if full == nil {
+				full = tx.StmtContext(ctx, s.upsert)
+			}
 			_, err = full.ExecContext(ctx, args...)
 		} else {
 			_, err = tx.ExecContext(ctx, s.insert(n), args...)

@@ -71,7 +71,7 @@ func BenchmarkCreate(b *testing.B) {
 					var next, fails atomic.Int64
 					var wg sync.WaitGroup
 					b.ResetTimer()
-					c0, u0 := commits(b, hc, ts.URL)
+					c0, u0 := apitest.Commits(b, hc, ts.URL)
 					w0 := writeSyscalls()
 					start, cpu0 := time.Now(), cpuTime()
 					for w := range clients {
@@ -104,7 +104,7 @@ func BenchmarkCreate(b *testing.B) {
 					el, cpu := time.Since(start), cpuTime()-cpu0
 					w1 := writeSyscalls()
 					b.StopTimer()
-					if c1, u1 := commits(b, hc, ts.URL); c1 > c0 {
+					if c1, u1 := apitest.Commits(b, hc, ts.URL); c1 > c0 {
 						b.ReportMetric(float64(u1-u0)/float64(c1-c0), "creates/commit")
 					}
 					if w0 >= 0 && w1 >= 0 {
@@ -124,26 +124,6 @@ func BenchmarkCreate(b *testing.B) {
 			}
 		})
 	}
-}
-
-// commits reads ihr-api's group-commit counters from /metrics (SQLite).
-func commits(b *testing.B, hc *http.Client, base string) (commits, writes int64) {
-	res, err := hc.Get(base + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		var v float64
-		if _, err := fmt.Sscanf(line, "ihr_api_sqlite_commits_total %g", &v); err == nil {
-			commits = int64(v)
-		}
-		if _, err := fmt.Sscanf(line, "ihr_api_sqlite_writes_total %g", &v); err == nil {
-			writes = int64(v)
-		}
-	}
-	return commits, writes
 }
 
 // writeSyscalls is syscw of /proc/self/io, or -1 where there is none.

@@ -75,11 +75,10 @@ type plan struct {
 // plan reads it only for a window with one of them (a repeated key, or a
 // collision). Past the bound plan reads it for every window again.
 type inflight struct {
-	mu    sync.Mutex
-	rows  map[string]int64
-	fresh bool
-	seed  maphash.Seed
-	done  map[uint64]struct{} // hashes of the keys committed, while fresh
+	mu   sync.Mutex
+	rows map[string]int64
+	seed maphash.Seed
+	done map[uint64]struct{} // hashes of the keys committed, while fresh (non-nil)
 }
 
 // maxRemembered bounds the committed keys a fresh span keeps (as 8-byte
@@ -88,7 +87,7 @@ const maxRemembered = 1 << 18
 
 // startFresh says the ledger holds no outcome of the span's file.
 func (p *inflight) startFresh() {
-	p.fresh, p.seed, p.done = true, maphash.MakeSeed(), map[uint64]struct{}{}
+	p.seed, p.done = maphash.MakeSeed(), map[uint64]struct{}{}
 }
 
 // snapshot returns the in-flight rows of keys, and whether the ledger may
@@ -100,7 +99,7 @@ func (p *inflight) snapshot(keys []string) (map[string]int64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := make(map[string]int64, len(keys))
-	read := !p.fresh
+	read := p.done == nil
 	for _, k := range keys {
 		if r, ok := p.rows[k]; ok {
 			s[k] = r
@@ -126,11 +125,11 @@ func (p *inflight) add(rows map[string]int64) {
 func (p *inflight) committed(batch []state.Outcome) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.fresh && len(p.done)+len(batch) > maxRemembered {
-		p.fresh, p.done = false, nil
+	if len(p.done)+len(batch) > maxRemembered {
+		p.done = nil
 	}
 	for _, o := range batch {
-		if p.fresh {
+		if p.done != nil {
 			p.done[maphash.String(p.seed, o.Key)] = struct{}{}
 		}
 		if p.rows[o.Key] == o.Row {

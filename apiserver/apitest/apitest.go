@@ -7,8 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -81,4 +85,27 @@ func Start(t testing.TB, opts ...Option) *Server {
 	ts.URL = hs.URL
 	ts.Server = s
 	return ts
+}
+
+// Commits reads the SQLite group-commit counters from base's /metrics:
+// commits, and the writes (creates, updates…) they carried. The
+// benchmarks take creates per commit from two readings.
+func Commits(t testing.TB, hc *http.Client, base string) (commits, writes int64) {
+	t.Helper()
+	res, err := hc.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		var v float64
+		if _, err := fmt.Sscanf(line, "ihr_api_sqlite_commits_total %g", &v); err == nil {
+			commits = int64(v)
+		}
+		if _, err := fmt.Sscanf(line, "ihr_api_sqlite_writes_total %g", &v); err == nil {
+			writes = int64(v)
+		}
+	}
+	return commits, writes
 }

@@ -2,7 +2,6 @@ package benchmarks_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ihr-tools/ihr/apiserver/apitest"
 	"github.com/ihr-tools/ihr/internal/binharness"
 )
 
@@ -37,7 +37,7 @@ func BenchmarkCreateWrk(b *testing.B) {
 			var rate, cpu, perCommit float64
 			for b.Loop() {
 				api := binharness.StartAPI(b, binharness.APIOptions{})
-				c0, u0 := sqliteCommits(b, api.URL)
+				c0, u0 := apitest.Commits(b, http.DefaultClient, api.URL)
 				cpu0 := procCPU(b, api.Pid())
 				cmd := exec.Command(wrk, "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs),
 					"-s", "testdata/create.lua", api.URL)
@@ -47,7 +47,7 @@ func BenchmarkCreateWrk(b *testing.B) {
 					b.Fatalf("wrk: %v\n%s", err, out)
 				}
 				spent := procCPU(b, api.Pid()) - cpu0
-				c1, u1 := sqliteCommits(b, api.URL)
+				c1, u1 := apitest.Commits(b, http.DefaultClient, api.URL)
 				api.Stop()
 				if bad := regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`).FindSubmatch(out); bad != nil {
 					b.Fatalf("wrk: %s answers were not 201\n%s", bad[1], out)
@@ -73,29 +73,6 @@ func BenchmarkCreateWrk(b *testing.B) {
 			}
 		})
 	}
-}
-
-// sqliteCommits reads ihr-api's group-commit counters from /metrics: SQLite
-// commits, and the writes (creates here) they carried.
-func sqliteCommits(b *testing.B, base string) (commits, writes int64) {
-	b.Helper()
-	res, err := http.Get(base + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "ihr_api_sqlite_commits_total "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			commits = int64(f)
-		}
-		if v, ok := strings.CutPrefix(line, "ihr_api_sqlite_writes_total "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			writes = int64(f)
-		}
-	}
-	return commits, writes
 }
 
 // procCPU is a process's user and system time so far, from /proc/PID/stat

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/ihr-tools/ihr/state"
 )
@@ -19,19 +20,32 @@ import (
 // Dispatch tells the gate each planned window's last row and how many
 // outcomes it will commit (planned), and each committed batch
 // (committed); finish opens it for every row once dispatch has returned.
+//
+// The gate also keeps what the run committed, so the report takes its
+// rows' outcomes from memory (take) and reads the ledger only for keys
+// the run did not commit, or did not keep: the claim fences every other
+// writer out, so the last outcome this run committed for a key is the
+// ledger's.
 type reportGate struct {
 	mu      sync.Mutex
 	windows []gateWindow // planned and not yet passed, in row order
 	through int64
 	moved   chan struct{} // closed, and replaced, when through moves
+	kept    map[string]state.Outcome
 }
+
+// maxKept bounds the outcomes a gate holds for a report that lags behind
+// (about 300 bytes each); past it, the report reads the ledger.
+const maxKept = 1 << 16
 
 type gateWindow struct {
 	last    int64 // the window's last row
 	pending int   // its outcomes not committed yet
 }
 
-func newReportGate() *reportGate { return &reportGate{moved: make(chan struct{})} }
+func newReportGate() *reportGate {
+	return &reportGate{moved: make(chan struct{}), kept: make(map[string]state.Outcome)}
+}
 
 // planned adds a window whose rows up to last will commit n outcomes.
 // Called before any of them can be committed.
@@ -56,8 +70,38 @@ func (g *reportGate) committed(batch []state.Outcome) {
 		if i := sort.Search(len(g.windows), func(i int) bool { return g.windows[i].last >= o.Row }); i < len(g.windows) {
 			g.windows[i].pending--
 		}
+		switch _, had := g.kept[o.Key]; {
+		case !utf8.ValidString(o.Message):
+			// A ledger may store such a message changed
+			// (PostgreSQL's text): the report reads what it stored.
+			delete(g.kept, o.Key)
+		case had || len(g.kept) < maxKept:
+			g.kept[o.Key] = o
+		}
 	}
 	g.advance()
+}
+
+// take answers the outcomes the gate keeps of keys and forgets them; the
+// rest of keys are missing. A nil gate keeps none.
+func (g *reportGate) take(keys []string) (outs map[string]state.Outcome, missing []string) {
+	outs = make(map[string]state.Outcome, len(keys))
+	if g == nil {
+		return outs, keys
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, k := range keys {
+		if o, ok := g.kept[k]; ok {
+			outs[k] = o
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	for k := range outs {
+		delete(g.kept, k)
+	}
+	return outs, missing
 }
 
 func (g *reportGate) advance() {

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -43,5 +44,37 @@ func TestReportGateMovesInRowOrder(t *testing.T) {
 	var open *reportGate
 	if err := open.wait(context.Background(), 5); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The report takes what the run committed from the gate, last outcome of
+// a key first, and reads the ledger for the rest: keys it took already,
+// keys it never kept, and outcomes a ledger may store changed.
+func TestReportGateKeepsWhatTheRunCommitted(t *testing.T) {
+	g := newReportGate()
+	g.committed([]state.Outcome{{Key: "a", Row: 1, Message: "first"}, {Key: "b", Row: 2, Message: "bad \xff"}})
+	g.committed([]state.Outcome{{Key: "a", Row: 3, Message: "last"}})
+	outs, missing := g.take([]string{"a", "b", "c", "a"})
+	if o := outs["a"]; o.Row != 3 || o.Message != "last" {
+		t.Fatalf("a: %+v, want its last committed outcome", o)
+	}
+	if len(outs) != 1 || len(missing) != 2 || missing[0] != "b" || missing[1] != "c" {
+		t.Fatalf("took %v, missing %q: want a taken; b (invalid UTF-8) and c (never committed) read", outs, missing)
+	}
+	if _, missing := g.take([]string{"a"}); len(missing) != 1 {
+		t.Fatalf("a was taken twice: a later row of the key must read the ledger")
+	}
+	full := newReportGate()
+	batch := make([]state.Outcome, maxKept+1)
+	for i := range batch {
+		batch[i] = state.Outcome{Key: strconv.Itoa(i), Row: int64(i + 1)}
+	}
+	full.committed(batch)
+	if len(full.kept) != maxKept {
+		t.Fatalf("kept %d outcomes, want at most %d", len(full.kept), maxKept)
+	}
+	var open *reportGate
+	if outs, missing := open.take([]string{"x"}); len(outs) != 0 || len(missing) != 1 {
+		t.Fatal("a nil gate answered an outcome")
 	}
 }

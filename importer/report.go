@@ -209,7 +209,7 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 			wg.Go(func() {
 				defer func() { <-reads }()
 				defer close(win.done)
-				win.outs, win.err = fl.outcomes(ctx, win.keys)
+				win.outs, win.err = reportOutcomes(ctx, gate, fl, win.keys)
 			})
 			select {
 			case queue <- win:
@@ -282,6 +282,20 @@ func (im *Importer) reportLines(ctx context.Context, src Source, f *state.File, 
 		return err
 	}
 	return w.Flush()
+}
+
+// reportOutcomes is the stored outcome of each of keys: what gate kept,
+// and the ledger's for the rest.
+func reportOutcomes(ctx context.Context, gate *reportGate, fl fileLedger, keys []string) (map[string]state.Outcome, error) {
+	outs, missing := gate.take(keys)
+	if len(missing) == 0 {
+		return outs, nil
+	}
+	read, err := fl.outcomes(ctx, missing)
+	for k, o := range read {
+		outs[k] = o
+	}
+	return outs, err
 }
 
 // reportReads bounds the report's ledger reads in flight.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ihr-tools/ihr/apiserver/apitest"
 	"github.com/ihr-tools/ihr/internal/binharness"
 )
 
@@ -90,11 +91,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 			// The machine is shared: alternate the two sides and keep each
 			// side's best of IHR_BENCH_REPEAT rounds, so a burst of someone
 			// else's load does not decide the comparison.
-			var lgRate, wRate, lgCPU, wCPU float64
+			var lgRate, wRate, lgCPU, wCPU, lgBatch, wBatch float64
 			var rss int64
 			for b.Loop() {
 				for range envInt("IHR_BENCH_REPEAT", 2) {
 					api := binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
+					c0, u0 := apitest.Commits(b, http.DefaultClient, api.URL)
 					lg := binharness.Exec(b, 30*time.Minute, []string{"IHR_LOADGEN_API_KEY=" + api.Key}, bins.Loadgen,
 						"--url", api.URL, "--rows", strconv.Itoa(rows), "--concurrency", strconv.Itoa(conc),
 						"--fields", `["id","integration-filename"]`, // what the worker asks for
@@ -102,14 +104,19 @@ func BenchmarkEndToEnd(b *testing.B) {
 					if lg.Code != 0 {
 						b.Fatalf("ihr-loadgen exit %d:\n%s%s", lg.Code, lg.Stdout, lg.Stderr)
 					}
+					c1, u1 := apitest.Commits(b, http.DefaultClient, api.URL)
+					lgBatch = float64(u1-u0) / float64(max(c1-c0, 1))
 					api.Stop()
 					lgRate = max(lgRate, float64(rows)/lg.Elapsed.Seconds())
 					lgCPU = float64(lg.CPU.Microseconds()) / float64(rows)
 
 					api = binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
 					src, env := binharness.NewSource(b, kind)
+					c0, u0 = apitest.Commits(b, http.DefaultClient, api.URL)
 					r := runWorker(b, src, env, api.URL, api.Key,
 						fmt.Sprintf("  rate_limit: 0\n  concurrency: %d\n", conc), file, rows)
+					c1, u1 = apitest.Commits(b, http.DefaultClient, api.URL)
+					wBatch = float64(u1-u0) / float64(max(c1-c0, 1))
 					api.Stop()
 					wRate = max(wRate, float64(rows)/r.Elapsed.Seconds())
 					wCPU = float64(r.CPU.Microseconds()) / float64(rows)
@@ -125,6 +132,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			// taken from the server's, so it bounds the comparison.
 			b.ReportMetric(lgCPU, "loadgen-CPU-µs/row")
 			b.ReportMetric(wCPU, "worker-CPU-µs/row")
+			// Creates per SQLite commit: how many requests each side
+			// keeps in flight, as the server sees it.
+			b.ReportMetric(lgBatch, "loadgen-creates/commit")
+			b.ReportMetric(wBatch, "worker-creates/commit")
 			if wRate < 0.95*lgRate {
 				b.Logf("TARGET MISSED: worker at %.0f%% of ihr-loadgen (want >= 95%%)", 100*wRate/lgRate)
 			}

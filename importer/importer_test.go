@@ -557,3 +557,33 @@ func TestDuplicateKeyAfterItsCommit(t *testing.T) {
 		e.exactlyOnce("dup.csv", ids)
 	}
 }
+
+// Every line of a report names the record the server holds for its row:
+// in a first run, whose report takes its outcomes from what the run
+// committed, and in a re-drop, whose report reads earlier runs' outcomes
+// from the ledger.
+func TestReportNamesTheServersRecords(t *testing.T) {
+	e := newEnv(t)
+	body, ids := csvRows("R", 1, 700) // three windows and a part
+	for run, want := range []string{"created", "already-recorded"} {
+		e.drop("ids.csv", body)
+		e.run()
+		byID := map[string]string{}
+		for _, r := range e.records("ids.csv") {
+			byID[r.ExternalID] = fmtInt(int(r.ID))
+		}
+		reports := e.ls("reports") // the re-drop's report has a timestamp
+		if len(reports) != run+1 {
+			t.Fatalf("run %d: reports %v", run+1, reports)
+		}
+		lines := e.report(reports[0])
+		if len(lines) != len(ids) {
+			t.Fatalf("run %d: %d report lines, want %d", run+1, len(lines), len(ids))
+		}
+		for _, l := range lines {
+			if l[5] != want || l[6] != byID[l[1]] || byID[l[1]] == "" {
+				t.Fatalf("run %d: line %v: want %s with the server's record %q", run+1, l, want, byID[l[1]])
+			}
+		}
+	}
+}

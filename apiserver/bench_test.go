@@ -71,7 +71,7 @@ func BenchmarkCreate(b *testing.B) {
 					var next, fails atomic.Int64
 					var wg sync.WaitGroup
 					b.ResetTimer()
-					c0, u0 := apitest.Commits(b, hc, ts.URL)
+					c0 := apitest.Commits(b, hc, ts.URL)
 					w0 := writeSyscalls()
 					start, cpu0 := time.Now(), cpuTime()
 					for w := range clients {
@@ -104,8 +104,8 @@ func BenchmarkCreate(b *testing.B) {
 					el, cpu := time.Since(start), cpuTime()-cpu0
 					w1 := writeSyscalls()
 					b.StopTimer()
-					if c1, u1 := apitest.Commits(b, hc, ts.URL); c1 > c0 {
-						b.ReportMetric(float64(u1-u0)/float64(c1-c0), "creates/commit")
+					if d := apitest.Commits(b, hc, ts.URL).Since(c0); d.Commits > 0 {
+						b.ReportMetric(d.PerCommit(), "creates/commit")
 					}
 					if w0 >= 0 && w1 >= 0 {
 						// write(2) calls of the process (HTTP both ways,

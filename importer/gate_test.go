@@ -47,8 +47,8 @@ func TestReportGateMovesInRowOrder(t *testing.T) {
 	}
 }
 
-// The report takes what the run committed from the gate, last outcome of
-// a key first, and reads the ledger for the rest: keys it took already,
+// The report takes what the run committed from the gate, the last outcome
+// of each key, and reads the ledger for the rest: keys it took already,
 // keys it never kept, and outcomes a ledger may store changed.
 func TestReportGateKeepsWhatTheRunCommitted(t *testing.T) {
 	g := newReportGate()

@@ -87,10 +87,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 	return ts
 }
 
-// Commits reads the SQLite group-commit counters from base's /metrics:
-// commits, and the writes (creates, updates…) they carried. The
-// benchmarks take creates per commit from two readings.
-func Commits(t testing.TB, hc *http.Client, base string) (commits, writes int64) {
+// CommitCounts are the SQLite group-commit counters of ihr-api's /metrics:
+// commits, and the writes (creates, updates…) they carried.
+type CommitCounts struct{ Commits, Writes int64 }
+
+// Commits reads base's counters. The benchmarks take creates per commit
+// from two readings: Commits(…).Since(before).PerCommit().
+func Commits(t testing.TB, hc *http.Client, base string) CommitCounts {
 	t.Helper()
 	res, err := hc.Get(base + "/metrics")
 	if err != nil {
@@ -98,14 +101,28 @@ func Commits(t testing.TB, hc *http.Client, base string) (commits, writes int64)
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	var c CommitCounts
 	for _, line := range strings.Split(string(raw), "\n") {
 		var v float64
 		if _, err := fmt.Sscanf(line, "ihr_api_sqlite_commits_total %g", &v); err == nil {
-			commits = int64(v)
+			c.Commits = int64(v)
 		}
 		if _, err := fmt.Sscanf(line, "ihr_api_sqlite_writes_total %g", &v); err == nil {
-			writes = int64(v)
+			c.Writes = int64(v)
 		}
 	}
-	return commits, writes
+	return c
+}
+
+// Since is what was counted between an earlier reading and c.
+func (c CommitCounts) Since(earlier CommitCounts) CommitCounts {
+	return CommitCounts{c.Commits - earlier.Commits, c.Writes - earlier.Writes}
+}
+
+// PerCommit is writes per commit, 0 without a commit.
+func (c CommitCounts) PerCommit() float64 {
+	if c.Commits <= 0 {
+		return 0
+	}
+	return float64(c.Writes) / float64(c.Commits)
 }

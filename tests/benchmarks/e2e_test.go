@@ -96,7 +96,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			for b.Loop() {
 				for range envInt("IHR_BENCH_REPEAT", 2) {
 					api := binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
-					c0, u0 := apitest.Commits(b, http.DefaultClient, api.URL)
+					c0 := apitest.Commits(b, http.DefaultClient, api.URL)
 					lg := binharness.Exec(b, 30*time.Minute, []string{"IHR_LOADGEN_API_KEY=" + api.Key}, bins.Loadgen,
 						"--url", api.URL, "--rows", strconv.Itoa(rows), "--concurrency", strconv.Itoa(conc),
 						"--fields", `["id","integration-filename"]`, // what the worker asks for
@@ -104,19 +104,17 @@ func BenchmarkEndToEnd(b *testing.B) {
 					if lg.Code != 0 {
 						b.Fatalf("ihr-loadgen exit %d:\n%s%s", lg.Code, lg.Stdout, lg.Stderr)
 					}
-					c1, u1 := apitest.Commits(b, http.DefaultClient, api.URL)
-					lgBatch = float64(u1-u0) / float64(max(c1-c0, 1))
+					lgBatch = apitest.Commits(b, http.DefaultClient, api.URL).Since(c0).PerCommit()
 					api.Stop()
 					lgRate = max(lgRate, float64(rows)/lg.Elapsed.Seconds())
 					lgCPU = float64(lg.CPU.Microseconds()) / float64(rows)
 
 					api = binharness.StartAPI(b, binharness.APIOptions{Integrations: []string{"ERP-BENCH"}})
 					src, env := binharness.NewSource(b, kind)
-					c0, u0 = apitest.Commits(b, http.DefaultClient, api.URL)
+					c0 = apitest.Commits(b, http.DefaultClient, api.URL)
 					r := runWorker(b, src, env, api.URL, api.Key,
 						fmt.Sprintf("  rate_limit: 0\n  concurrency: %d\n", conc), file, rows)
-					c1, u1 = apitest.Commits(b, http.DefaultClient, api.URL)
-					wBatch = float64(u1-u0) / float64(max(c1-c0, 1))
+					wBatch = apitest.Commits(b, http.DefaultClient, api.URL).Since(c0).PerCommit()
 					api.Stop()
 					wRate = max(wRate, float64(rows)/r.Elapsed.Seconds())
 					wCPU = float64(r.CPU.Microseconds()) / float64(rows)

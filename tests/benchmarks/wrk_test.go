@@ -37,7 +37,7 @@ func BenchmarkCreateWrk(b *testing.B) {
 			var rate, cpu, perCommit float64
 			for b.Loop() {
 				api := binharness.StartAPI(b, binharness.APIOptions{})
-				c0, u0 := apitest.Commits(b, http.DefaultClient, api.URL)
+				c0 := apitest.Commits(b, http.DefaultClient, api.URL)
 				cpu0 := procCPU(b, api.Pid())
 				cmd := exec.Command(wrk, "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs),
 					"-s", "testdata/create.lua", api.URL)
@@ -47,7 +47,7 @@ func BenchmarkCreateWrk(b *testing.B) {
 					b.Fatalf("wrk: %v\n%s", err, out)
 				}
 				spent := procCPU(b, api.Pid()) - cpu0
-				c1, u1 := apitest.Commits(b, http.DefaultClient, api.URL)
+				d := apitest.Commits(b, http.DefaultClient, api.URL).Since(c0)
 				api.Stop()
 				if bad := regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`).FindSubmatch(out); bad != nil {
 					b.Fatalf("wrk: %s answers were not 201\n%s", bad[1], out)
@@ -57,12 +57,10 @@ func BenchmarkCreateWrk(b *testing.B) {
 					b.Fatalf("wrk printed no Requests/sec:\n%s", out)
 				}
 				rate, _ = strconv.ParseFloat(string(m[1]), 64)
-				if u1 > u0 {
-					cpu = float64(spent.Microseconds()) / float64(u1-u0)
+				if d.Writes > 0 {
+					cpu = float64(spent.Microseconds()) / float64(d.Writes)
 				}
-				if c1 > c0 {
-					perCommit = float64(u1-u0) / float64(c1-c0)
-				}
+				perCommit = d.PerCommit()
 			}
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(rate, "creates/s")
